@@ -1,0 +1,1 @@
+//! Host/guest protocol and agent internals.

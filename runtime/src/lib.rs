@@ -1,0 +1,5 @@
+//! hull runtime library: the image store, the one `Isolation` interface, and its two
+//! backends (`process`: namespaced process on the host kernel; `vm`: KVM microVM with a
+//! guest agent).
+
+pub mod paths;

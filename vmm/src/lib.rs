@@ -1,0 +1,1 @@
+//! hull-vmm: a KVM microVM monitor built on the rust-vmm crates.
