@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs everything hull needs on a fresh Debian 12 machine (run as root), then builds
+# hull, the guest kernel, the nested test harness and the default image.
+#
+#   scripts/setup.sh            # packages + build everything
+#   SETUP_SKIP_APT=1 ...        # skip apt (packages already there)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "setup.sh: run as root (it installs packages and builds into /usr/local/lib/hull)" >&2
+    exit 1
+fi
+
+# Debian packages, each for a reason:
+#   busybox-static              the default image's userland, and the harness shells
+#   qemu-system-x86             the nested harness (outer machine), QEMU microvm peer
+#   linux-source-6.12 bc bison flex libelf-dev libssl-dev xz-utils cpio
+#                               the guest kernel build
+#   erofs-utils e2fsprogs       block-device images of container roots for the VM mode
+#   crun runc                   peers for the process-mode benchmark
+#   skopeo umoci                images written by other tools, for the import tests
+#   hyperfine                   side-by-side command timing in benchmarks
+#   iproute2 kmod util-linux socat
+#                               networking checks, module loading, vsock test helper
+#   librsvg2-bin                renders `hull bench --svg` charts to PNG for checking
+PACKAGES=(
+    busybox-static qemu-system-x86
+    linux-source-6.12 bc bison flex libelf-dev libssl-dev xz-utils cpio
+    erofs-utils e2fsprogs crun runc skopeo umoci hyperfine
+    iproute2 kmod util-linux socat librsvg2-bin
+)
+if [[ -z ${SETUP_SKIP_APT:-} ]]; then
+    missing=()
+    for p in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if ((${#missing[@]})); then
+        log "installing packages: ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+fi
+[[ -e /dev/net/tun ]] || { mkdir -p /dev/net && mknod /dev/net/tun c 10 200 || true; }
+
+log "building hull (release)"
+cargo build --release --workspace --bins
+
+if [[ -x kernel-config/build.sh ]]; then
+    log "guest kernel (cached by configuration hash)"
+    kernel-config/build.sh
+fi
+if [[ -x tests/harness/prepare.sh ]]; then
+    log "nested test harness"
+    tests/harness/prepare.sh
+fi
+log "setup done"

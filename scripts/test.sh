@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Runs hull's tests in four tiers and prints what each tier ran and passed.
+#
+#   1 unit              no root, fast                     cargo test --lib --bins
+#   2 host integration  root: namespaces, cgroups, CLI    tests/tests/host_*.rs
+#   3 direct KVM        tiny guests on this /dev/kvm      vmm/tests/kvm_*.rs
+#   4 harness           full VM mode in nested QEMU/TCG   tests/tests/harness_*.rs
+#
+# A tier that cannot run says why and counts as NOT RUN, never as passed.
+# Exit status: 0 only if no test failed and tiers 1-3 ran.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+PROFILE_FLAG=--release
+LOGDIR=${HULL_TEST_LOGDIR:-$(mktemp -d /tmp/hull-test-logs.XXXXXX)}
+declare -A PASSED FAILED IGNORED STATUS WHY
+TIERS=(1 2 3 4)
+NAMES=([1]="unit" [2]="host integration" [3]="direct KVM" [4]="nested harness")
+
+bold() { printf '\033[1m%s\033[0m\n' "$*"; }
+
+# run_tier N WHY_NOT CARGO_ARGS... : runs cargo test and tallies its "test result" lines.
+run_tier() {
+    local tier=$1 why_not=$2
+    shift 2
+    if [[ -n $why_not ]]; then
+        STATUS[$tier]="NOT RUN"
+        WHY[$tier]=$why_not
+        PASSED[$tier]=0 FAILED[$tier]=0 IGNORED[$tier]=0
+        bold "!!!! tier $tier (${NAMES[$tier]}) NOT RUN: $why_not"
+        return
+    fi
+    bold "==== tier $tier (${NAMES[$tier]}): cargo test $*"
+    local log=$LOGDIR/tier$tier.log
+    cargo test $PROFILE_FLAG "$@" 2>&1 | tee "$log"
+    local rc=${PIPESTATUS[0]}
+    # Only cargo's own summary lines count: "test result: ok. 3 passed; 0 failed; 1 ignored; ..."
+    local results
+    results=$(grep -E '^test result: ' "$log")
+    PASSED[$tier]=$(grep -Eo '[0-9]+ passed' <<<"$results" | awk '{s+=$1} END {print s+0}')
+    FAILED[$tier]=$(grep -Eo '[0-9]+ failed' <<<"$results" | awk '{s+=$1} END {print s+0}')
+    IGNORED[$tier]=$(grep -Eo '[0-9]+ ignored' <<<"$results" | awk '{s+=$1} END {print s+0}')
+    if [[ $rc -ne 0 ]]; then
+        STATUS[$tier]="FAILED"
+        # A build or harness error fails the tier even if no test result line counted it.
+        [[ ${FAILED[$tier]} -eq 0 ]] && FAILED[$tier]=1
+    elif [[ ${PASSED[$tier]} -eq 0 ]]; then
+        STATUS[$tier]="NO TESTS"
+    else
+        STATUS[$tier]="ok"
+    fi
+}
+
+# Install and build what the tiers need (idempotent and cached: packages, binaries,
+# guest kernel, harness). The integration tests drive the built binaries as a user would.
+if [[ $(id -u) -eq 0 ]]; then
+    if ! scripts/setup.sh; then
+        echo "setup failed"
+        echo "0 passed, 1 failed"
+        exit 1
+    fi
+elif ! cargo build $PROFILE_FLAG --workspace --bins; then
+    echo "build failed"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+
+# Tier 1: unit tests of every crate (libraries and binaries), no root needed.
+run_tier 1 "" --workspace --lib --bins
+
+# Tier 2: host integration tests, as root.
+why2=""
+[[ $(id -u) -eq 0 ]] || why2="needs root (namespaces, mounts, cgroups)"
+compgen -G "tests/tests/host_*.rs" >/dev/null || why2="no tests/tests/host_*.rs present"
+run_tier 2 "$why2" -p hull-tests --test 'host_*' -- --test-threads=2
+
+# Tier 3: the VMM directly on this machine's /dev/kvm with tiny guests.
+why3=""
+[[ -c /dev/kvm ]] || why3="/dev/kvm is missing on this host"
+compgen -G "vmm/tests/kvm_*.rs" >/dev/null || why3="no vmm/tests/kvm_*.rs present"
+run_tier 3 "$why3" -p hull-vmm --test 'kvm_*'
+
+# Tier 4: full VM mode inside the nested QEMU/TCG harness (real KVM on emulated AMD-V).
+why4=""
+compgen -G "tests/tests/harness_*.rs" >/dev/null || why4="no tests/tests/harness_*.rs present"
+if [[ -z $why4 && -x tests/harness/prepare.sh ]]; then
+    tests/harness/prepare.sh --check >"$LOGDIR/harness-check.log" 2>&1 ||
+        why4="harness unavailable: $(tail -n 1 "$LOGDIR/harness-check.log")"
+fi
+run_tier 4 "$why4" -p hull-tests --test 'harness_*' -- --test-threads=1
+
+echo
+bold "==== test tiers ===="
+printf '%-4s %-18s %-8s %7s %7s %8s  %s\n' tier name status passed failed ignored note
+total_pass=0 total_fail=0 exit=0
+for t in "${TIERS[@]}"; do
+    printf '%-4s %-18s %-8s %7s %7s %8s  %s\n' "$t" "${NAMES[$t]}" "${STATUS[$t]}" \
+        "${PASSED[$t]}" "${FAILED[$t]}" "${IGNORED[$t]}" "${WHY[$t]:-}"
+    total_pass=$((total_pass + PASSED[$t]))
+    total_fail=$((total_fail + FAILED[$t]))
+    [[ ${STATUS[$t]} == FAILED ]] && exit=1
+    if [[ $t -le 3 && ${STATUS[$t]} == "NOT RUN" ]]; then exit=1; fi
+done
+for t in "${TIERS[@]}"; do
+    if [[ ${STATUS[$t]} != ok ]]; then bold "!!!! tier $t (${NAMES[$t]}): ${STATUS[$t]} ${WHY[$t]:-}"; fi
+    if [[ ${IGNORED[$t]} -gt 0 ]]; then bold "!!!! tier $t: ${IGNORED[$t]} test(s) ignored, see $LOGDIR/tier$t.log"; fi
+done
+echo "logs: $LOGDIR"
+echo "$total_pass passed, $total_fail failed"
+exit $exit
