@@ -1,0 +1,366 @@
+//! The one interface both isolation models implement.
+//!
+//! A container is described once, backend-neutrally, by a [`ContainerSpec`] (built by
+//! `container::spec` from the image config and the `run` flags, the way docker applies
+//! Entrypoint/Cmd/Env/WorkingDir/User). A backend ([`Isolation`]) turns it into a running
+//! init process (`process`: a namespaced process on the host kernel; `vm`: a microVM whose
+//! guest agent runs the process) and offers the per-container operations the supervisor
+//! ("shim", `container::supervisor`) and the CLI need: start, exec, signal, cleanup.
+//!
+//! Rules every backend follows:
+//! - Everything a backend needs to find a container again (pids, cgroup paths, VM sockets)
+//!   it keeps in files under [`ContainerContext::state_dir`], written atomically, so that a
+//!   *different* `hull` invocation (`exec`, `kill`, `rm`, `ps` after a crash) can act on it.
+//! - [`Isolation::start`] and [`Isolation::exec`] return only once the process runs (or
+//!   with an error saying why it could not, e.g. [`IsolationError::CommandNotFound`]).
+//! - [`Isolation::cleanup`] is idempotent and works from those files alone: it kills what
+//!   is left and removes mounts, cgroups, VMs and backend files, whether the container
+//!   exited cleanly, its supervisor crashed, or it was never started.
+//! - Nothing from inside the container is trusted: sizes are bounded, waits time out.
+
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::paths::StatePaths;
+
+/// Which isolation model runs a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IsolationKind {
+    /// A namespaced process on the host kernel (runc/crun/youki style).
+    Process,
+    /// A KVM microVM with its own kernel and a guest agent (Kata/Firecracker style).
+    Vm,
+}
+
+impl IsolationKind {
+    /// The name used on the command line and in state files (`process`, `vm`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IsolationKind::Process => "process",
+            IsolationKind::Vm => "vm",
+        }
+    }
+}
+
+impl std::fmt::Display for IsolationKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for IsolationKind {
+    type Err = IsolationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "process" => Ok(IsolationKind::Process),
+            "vm" => Ok(IsolationKind::Vm),
+            other => Err(IsolationError::InvalidSpec(format!(
+                "unknown isolation {other:?} (expected \"process\" or \"vm\")"
+            ))),
+        }
+    }
+}
+
+/// Everything needed to run one container, independent of the isolation model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    /// Image reference as the user gave it (e.g. `hull/busybox:latest`).
+    pub image: String,
+    /// Content id of the image (`sha256:...`).
+    pub image_id: String,
+    /// Read-only image layers, overlay-ready directories, lowest first.
+    pub layers: Vec<PathBuf>,
+    /// The container's init process.
+    pub process: ProcessSpec,
+    /// Hostname inside the container (UTS namespace / guest hostname).
+    pub hostname: String,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Host directories or files bound into the container.
+    pub volumes: Vec<Volume>,
+    /// Mount the root filesystem read-only (`--read-only`).
+    pub read_only: bool,
+}
+
+/// One process to run inside a container (the init process, or one `exec`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    /// argv; `args[0]` is looked up in the container's `PATH` when it has no `/`.
+    pub args: Vec<String>,
+    /// Environment, `KEY=VALUE` each.
+    pub env: Vec<String>,
+    /// Working directory inside the container (absolute; created when missing).
+    pub cwd: String,
+    /// `--user` / image `User`: `name`, `uid`, `name:group` or `uid:gid`; empty = root.
+    /// Resolved against the container's own /etc/passwd and /etc/group.
+    pub user: String,
+    /// Give the process a terminal (`-t`) instead of pipes.
+    pub tty: bool,
+    /// Keep stdin open (`-i`); without it the process reads from /dev/null.
+    pub stdin: bool,
+}
+
+/// Resource limits; `None` means unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Memory limit in bytes (`--memory`). Exceeding it gets the process OOM-killed.
+    pub memory_bytes: Option<u64>,
+    /// CPU limit in billionths of a CPU (`--cpus 1.5` = 1_500_000_000).
+    pub nano_cpus: Option<u64>,
+    /// Maximum number of tasks (`--pids-limit`).
+    pub pids: Option<u64>,
+}
+
+/// A bind mount `-v HOST:CONTAINER[:ro]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    /// Absolute host path (a directory or a file).
+    pub host: PathBuf,
+    /// Absolute path inside the container; resolved inside the root filesystem without
+    /// following symlinks out of it.
+    pub container: String,
+    /// Mount read-only.
+    pub read_only: bool,
+}
+
+/// Where a backend may keep its files for one container.
+#[derive(Debug, Clone)]
+pub struct ContainerContext {
+    /// Container id (64 hex digits).
+    pub id: String,
+    /// The container's runtime directory (`StatePaths::containers()/ID`). The backend owns
+    /// the files it creates here and removes them in [`Isolation::cleanup`].
+    pub state_dir: PathBuf,
+    /// hull's state roots (image store, run root).
+    pub paths: StatePaths,
+}
+
+impl ContainerContext {
+    /// A path for a backend-private file in the state directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.state_dir.join(name)
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.state_dir
+    }
+}
+
+/// Terminal size in character cells.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WinSize {
+    /// Rows.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
+/// How the caller connects a process's standard streams.
+#[derive(Debug)]
+pub enum ProcessIo {
+    /// Plain descriptors. `stdin: None` means /dev/null inside the container.
+    Pipes {
+        /// Read end given to the process as fd 0, or `None` for /dev/null.
+        stdin: Option<OwnedFd>,
+        /// Given to the process as fd 1.
+        stdout: OwnedFd,
+        /// Given to the process as fd 2.
+        stderr: OwnedFd,
+    },
+    /// A terminal created by the backend (inside the container or guest) of this size;
+    /// its host-side end comes back as [`Started::terminal`].
+    Terminal {
+        /// Initial window size.
+        size: WinSize,
+    },
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "value")]
+pub enum ExitStatus {
+    /// Exited with this status (0-255).
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// The shell-style exit code: the status, or 128+N for signal N (docker does the same).
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Code(c) => c,
+            ExitStatus::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// A started process: the init process of a container or one `exec`.
+///
+/// Owned by whoever started it (the supervisor for init, `hull exec` for an exec).
+pub trait ContainerProcess: Send {
+    /// Host pid that best represents the process (the process itself, or the VMM).
+    fn pid(&self) -> u32;
+
+    /// A descriptor that becomes readable (POLLIN) once the process has exited, so the
+    /// supervisor can wait in one `poll` together with its I/O (a pidfd, an eventfd...).
+    fn exit_fd(&self) -> BorrowedFd<'_>;
+
+    /// Waits for the process to end (blocking) and returns how it ended. Called once.
+    fn wait(&mut self) -> Result<ExitStatus, IsolationError>;
+
+    /// Sends a signal to this process.
+    fn signal(&self, signal: i32) -> Result<(), IsolationError>;
+
+    /// Resizes the process's terminal (no-op without `-t`).
+    fn resize(&self, size: WinSize) -> Result<(), IsolationError>;
+}
+
+/// What [`Isolation::start`] / [`Isolation::exec`] hand back.
+pub struct Started {
+    /// The running process.
+    pub process: Box<dyn ContainerProcess>,
+    /// Host end of the terminal for `ProcessIo::Terminal`: read output, write input.
+    pub terminal: Option<OwnedFd>,
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Started")
+            .field("pid", &self.process.pid())
+            .field("terminal", &self.terminal)
+            .finish()
+    }
+}
+
+/// An isolation backend. Implementations hold no per-container state in memory: all of it
+/// is in [`ContainerContext::state_dir`], so any `hull` process can act on any container.
+pub trait Isolation: Send + Sync {
+    /// Which model this is.
+    fn kind(&self) -> IsolationKind;
+
+    /// Creates the container's resources (root filesystem, cgroups or VM) and starts its
+    /// init process with the given I/O. Returns once the process runs. On error nothing is
+    /// left behind. The caller must be single-threaded (the process backend forks).
+    fn start(
+        &self,
+        ctx: &ContainerContext,
+        spec: &ContainerSpec,
+        io: ProcessIo,
+    ) -> Result<Started, IsolationError>;
+
+    /// Starts another process in the running container (`hull exec`), with the container's
+    /// limits, privileges and namespaces. `spec` is the container's spec as created.
+    fn exec(
+        &self,
+        ctx: &ContainerContext,
+        spec: &ContainerSpec,
+        process: &ProcessSpec,
+        io: ProcessIo,
+    ) -> Result<Started, IsolationError>;
+
+    /// Sends a signal to the container's init process (from any hull invocation).
+    fn signal(&self, ctx: &ContainerContext, signal: i32) -> Result<(), IsolationError>;
+
+    /// Whether the container's init process is still alive (from any hull invocation).
+    fn is_alive(&self, ctx: &ContainerContext) -> bool;
+
+    /// Kills whatever is left of the container and removes its mounts, cgroups, VM and
+    /// backend files. Idempotent; safe on a container that never started or whose
+    /// supervisor crashed.
+    fn cleanup(&self, ctx: &ContainerContext) -> Result<(), IsolationError>;
+}
+
+/// Errors of the isolation layer.
+#[derive(Debug, thiserror::Error)]
+pub enum IsolationError {
+    /// The requested backend is not available on this build or host.
+    #[error("isolation {0:?} is not available: {1}")]
+    Unavailable(IsolationKind, String),
+    /// The spec or a flag is invalid (bad path, bad user...).
+    #[error("invalid container configuration: {0}")]
+    InvalidSpec(String),
+    /// The command was not found in the container (exit code 127).
+    #[error("command not found in container: {0}")]
+    CommandNotFound(String),
+    /// The command exists but cannot be executed (exit code 126).
+    #[error("command not executable in container: {0}")]
+    NotExecutable(String),
+    /// The container is not running (needed by exec/signal).
+    #[error("container is not running")]
+    NotRunning,
+    /// An operating-system call failed while doing `what`.
+    #[error("{what}: {source}")]
+    Os {
+        /// What was being done.
+        what: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Any other backend failure, described.
+    #[error("{0}")]
+    Backend(String),
+}
+
+impl IsolationError {
+    /// Wraps an I/O error with what was being done.
+    pub fn os(what: impl Into<String>, source: impl Into<std::io::Error>) -> Self {
+        IsolationError::Os {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+
+    /// The exit code `hull run`/`hull exec` returns for this error (docker's convention):
+    /// 127 command not found, 126 not executable, 125 anything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            IsolationError::CommandNotFound(_) => 127,
+            IsolationError::NotExecutable(_) => 126,
+            _ => 125,
+        }
+    }
+}
+
+/// The backend for `kind`. `vm` is a clear error until its backend is built in.
+pub fn backend(kind: IsolationKind) -> Result<Box<dyn Isolation>, IsolationError> {
+    match kind {
+        IsolationKind::Process => Ok(Box::new(crate::process::ProcessIsolation::new())),
+        IsolationKind::Vm => Err(IsolationError::Unavailable(
+            IsolationKind::Vm,
+            "the vm backend is not built yet (use --isolation=process)".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_exit_codes_follow_the_shell() {
+        assert_eq!(ExitStatus::Code(3).code(), 3);
+        assert_eq!(ExitStatus::Signal(9).code(), 137);
+    }
+
+    #[test]
+    fn isolation_names_round_trip() {
+        for k in [IsolationKind::Process, IsolationKind::Vm] {
+            assert_eq!(k.as_str().parse::<IsolationKind>().unwrap(), k);
+        }
+        assert!("hyperv".parse::<IsolationKind>().is_err());
+    }
+
+    #[test]
+    fn vm_backend_is_a_clear_error_not_a_fallback() {
+        let err = backend(IsolationKind::Vm)
+            .err()
+            .expect("vm must not fall back");
+        assert!(err.to_string().contains("vm"), "{err}");
+    }
+}
