@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use hull_runtime::paths::StatePaths;
 
+pub mod doctor;
 pub mod image;
 
 /// All `hull` subcommands.
@@ -12,11 +13,14 @@ pub enum Command {
     /// Manage images: import, ls, inspect, rm.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Check whether this host can run each isolation model, and how to fix what is missing.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Runs a parsed command and returns the exit code.
 pub fn dispatch(command: Command, paths: &StatePaths) -> Result<i32> {
     match command {
         Command::Image(cmd) => image::run(cmd, paths),
+        Command::Doctor(args) => doctor::run(args, paths),
     }
 }
