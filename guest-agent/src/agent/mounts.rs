@@ -1,0 +1,211 @@
+//! The guest's own filesystems and the container's root.
+//!
+//! The container root is the image's read-only block device (`/dev/vda`, erofs or ext4)
+//! with an overlay whose upper layer lives on a tmpfs, so writes stay in guest RAM and
+//! vanish with the VM.
+
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nix::mount::{mount, MsFlags};
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+
+/// Where the container's root filesystem is assembled.
+pub const CONTAINER_ROOT: &str = "/run/hull/root";
+const LOWER: &str = "/run/hull/lower";
+const SCRATCH: &str = "/run/hull/rw";
+/// The block device carrying the image.
+const ROOT_DEVICE: &str = "/dev/vda";
+
+fn mount_fs(
+    src: &str,
+    target: &str,
+    fstype: &str,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<()> {
+    fs::create_dir_all(target).with_context(|| format!("mkdir {target}"))?;
+    mount(Some(src), target, Some(fstype), flags, data)
+        .with_context(|| format!("mount {fstype} on {target}"))
+}
+
+/// Mounts /proc, /sys, /dev, /dev/pts, /dev/shm and cgroup2 for the agent itself.
+pub fn mount_basics() -> Result<()> {
+    let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount_fs("proc", "/proc", "proc", nosuid, None)?;
+    mount_fs("sysfs", "/sys", "sysfs", nosuid, None)?;
+    // The kernel may already have mounted devtmpfs (CONFIG_DEVTMPFS_MOUNT).
+    if !Path::new("/dev/null").exists() {
+        mount_fs(
+            "devtmpfs",
+            "/dev",
+            "devtmpfs",
+            MsFlags::MS_NOSUID,
+            Some("mode=0755"),
+        )?;
+    }
+    mount_fs(
+        "devpts",
+        "/dev/pts",
+        "devpts",
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    )?;
+    mount_fs(
+        "shm",
+        "/dev/shm",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    )?;
+    mount_fs("cgroup2", "/sys/fs/cgroup", "cgroup2", nosuid, None)?;
+    mount_fs(
+        "tmpfs",
+        "/run",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    )?;
+    Ok(())
+}
+
+/// Waits for the root block device (probing can lag PID 1 a little).
+fn wait_for_device(timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !Path::new(ROOT_DEVICE).exists() {
+        if Instant::now() > deadline {
+            bail!("{ROOT_DEVICE} did not appear within {timeout:?}: no image disk attached?");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// Mounts the image read-only and an overlay with a tmpfs upper layer at
+/// [`CONTAINER_ROOT`], then the container's /proc-less API filesystems (/proc is mounted by
+/// the container's first process, inside its PID namespace).
+pub fn mount_container_root(readonly: bool) -> Result<PathBuf> {
+    wait_for_device(Duration::from_secs(10))?;
+    fs::create_dir_all(LOWER)?;
+    let ro = MsFlags::MS_RDONLY;
+    let lower_ok = ["erofs", "ext4"]
+        .iter()
+        .any(|fstype| mount(Some(ROOT_DEVICE), LOWER, Some(*fstype), ro, None::<&str>).is_ok());
+    if !lower_ok {
+        bail!("cannot mount {ROOT_DEVICE} as erofs or ext4");
+    }
+    let root = Path::new(CONTAINER_ROOT);
+    fs::create_dir_all(root)?;
+    if readonly {
+        mount(
+            Some(LOWER),
+            root,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .context("bind image root")?;
+        mount(
+            None::<&str>,
+            root,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .context("remount image root read-only")?;
+    } else {
+        mount_fs(
+            "tmpfs",
+            SCRATCH,
+            "tmpfs",
+            MsFlags::empty(),
+            Some("mode=0755"),
+        )?;
+        fs::create_dir_all(format!("{SCRATCH}/upper"))?;
+        fs::create_dir_all(format!("{SCRATCH}/work"))?;
+        let opts = format!("lowerdir={LOWER},upperdir={SCRATCH}/upper,workdir={SCRATCH}/work");
+        mount_fs(
+            "overlay",
+            CONTAINER_ROOT,
+            "overlay",
+            MsFlags::empty(),
+            Some(&opts),
+        )?;
+    }
+    mount_api_filesystems(root)?;
+    Ok(root.to_path_buf())
+}
+
+/// Device nodes every container gets (name, major, minor), as in process mode.
+const DEVICES: &[(&str, u64, u64)] = &[
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+fn mount_api_filesystems(root: &Path) -> Result<()> {
+    let p = |rel: &str| root.join(rel).to_string_lossy().into_owned();
+    for dir in ["proc", "sys", "dev", "tmp"] {
+        // On a read-only root the image must already have them.
+        if !root.join(dir).exists() {
+            fs::create_dir_all(root.join(dir)).with_context(|| format!("mkdir /{dir} in root"))?;
+        }
+    }
+    let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount_fs(
+        "sysfs",
+        &p("sys"),
+        "sysfs",
+        nosuid | MsFlags::MS_RDONLY,
+        None,
+    )?;
+    mount_fs(
+        "tmpfs",
+        &p("dev"),
+        "tmpfs",
+        MsFlags::MS_NOSUID,
+        Some("mode=0755,size=65536k"),
+    )?;
+    for (name, major, minor) in DEVICES {
+        let path = root.join("dev").join(name);
+        mknod(
+            &path,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(*major, *minor),
+        )
+        .with_context(|| format!("mknod /dev/{name}"))?;
+        // mknod honours the umask; set the mode explicitly.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666))?;
+    }
+    // The container shares the guest's devpts instance so a pty the agent allocates for
+    // `-t` is visible as /dev/pts/N inside the container too.
+    fs::create_dir_all(root.join("dev/pts"))?;
+    mount(
+        Some("/dev/pts"),
+        &root.join("dev/pts"),
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .context("bind /dev/pts")?;
+    symlink("pts/ptmx", root.join("dev/ptmx"))?;
+    symlink("/proc/self/fd", root.join("dev/fd"))?;
+    symlink("/proc/self/fd/0", root.join("dev/stdin"))?;
+    symlink("/proc/self/fd/1", root.join("dev/stdout"))?;
+    symlink("/proc/self/fd/2", root.join("dev/stderr"))?;
+    mount_fs(
+        "shm",
+        &p("dev/shm"),
+        "tmpfs",
+        nosuid,
+        Some("mode=1777,size=65536k"),
+    )?;
+    Ok(())
+}

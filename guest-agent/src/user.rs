@@ -1,0 +1,146 @@
+//! Resolving `--user` against the image's /etc/passwd and /etc/group.
+//!
+//! The agent is a static binary without NSS, so it reads the files itself. Their contents
+//! come from the image and are bounded by the caller.
+
+/// Who a process runs as after resolution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedUser {
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Supplementary groups (from /etc/group membership).
+    pub groups: Vec<u32>,
+    /// Home directory from /etc/passwd, if the user is listed.
+    pub home: Option<String>,
+}
+
+/// Errors resolving a user spec.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UserError {
+    /// A name that /etc/passwd does not list.
+    #[error("unable to find user {0}: no matching entries in passwd file")]
+    NoUser(String),
+    /// A group name that /etc/group does not list.
+    #[error("unable to find group {0}: no matching entries in group file")]
+    NoGroup(String),
+}
+
+struct PasswdEntry<'a> {
+    name: &'a str,
+    uid: u32,
+    gid: u32,
+    home: &'a str,
+}
+
+fn passwd_entries(passwd: &str) -> impl Iterator<Item = PasswdEntry<'_>> {
+    passwd.lines().filter_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() < 7 {
+            return None;
+        }
+        Some(PasswdEntry {
+            name: f[0],
+            uid: f[2].parse().ok()?,
+            gid: f[3].parse().ok()?,
+            home: f[5],
+        })
+    })
+}
+
+fn group_entries(group: &str) -> impl Iterator<Item = (&str, u32, Vec<&str>)> {
+    group.lines().filter_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() < 4 {
+            return None;
+        }
+        let members = f[3].split(',').filter(|m| !m.is_empty()).collect();
+        Some((f[0], f[2].parse().ok()?, members))
+    })
+}
+
+/// Resolves `spec` (`""`, `name`, `uid`, `name:group`, `uid:gid`, ...) with the contents of
+/// /etc/passwd and /etc/group (either may be empty when the image lacks them).
+pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUser, UserError> {
+    let (user_part, group_part) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let user_part = if user_part.is_empty() { "0" } else { user_part };
+
+    let entry = passwd_entries(passwd)
+        .find(|e| e.name == user_part || user_part.parse::<u32>().ok() == Some(e.uid));
+    let (uid, mut gid, name, home) = match (entry, user_part.parse::<u32>()) {
+        (Some(e), _) => (e.uid, e.gid, Some(e.name), Some(e.home.to_string())),
+        // A numeric uid need not be listed (Docker behaves the same).
+        (None, Ok(uid)) => (uid, 0, None, None),
+        (None, Err(_)) => return Err(UserError::NoUser(user_part.to_string())),
+    };
+
+    if let Some(g) = group_part.filter(|g| !g.is_empty()) {
+        gid = match group_entries(group).find(|(n, _, _)| *n == g) {
+            Some((_, id, _)) => id,
+            None => g.parse().map_err(|_| UserError::NoGroup(g.to_string()))?,
+        };
+    }
+
+    let mut groups = Vec::new();
+    if group_part.is_none() {
+        if let Some(name) = name {
+            for (_, id, members) in group_entries(group) {
+                if members.contains(&name) && id != gid && !groups.contains(&id) {
+                    groups.push(id);
+                }
+            }
+        }
+    }
+    Ok(ResolvedUser {
+        uid,
+        gid,
+        groups,
+        home,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
+                          daemon:x:1:1:daemon:/usr/sbin:/bin/false\n\
+                          nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n\
+                          broken-line\n";
+    const GROUP: &str = "root:x:0:\nwheel:x:10:nobody,daemon\nnogroup:x:65534:\n";
+
+    #[test]
+    fn empty_means_root() {
+        let u = resolve("", PASSWD, GROUP).unwrap();
+        assert_eq!((u.uid, u.gid), (0, 0));
+        assert_eq!(u.home.as_deref(), Some("/root"));
+    }
+
+    #[test]
+    fn names_and_numbers_resolve() {
+        let u = resolve("nobody", PASSWD, GROUP).unwrap();
+        assert_eq!((u.uid, u.gid, u.groups.clone()), (65534, 65534, vec![10]));
+        let u = resolve("1", PASSWD, GROUP).unwrap();
+        assert_eq!((u.uid, u.gid), (1, 1));
+        let u = resolve("1234:5678", PASSWD, GROUP).unwrap();
+        assert_eq!((u.uid, u.gid, u.groups), (1234, 5678, vec![]));
+        let u = resolve("daemon:wheel", PASSWD, GROUP).unwrap();
+        assert_eq!((u.uid, u.gid), (1, 10));
+    }
+
+    #[test]
+    fn unknown_names_are_errors() {
+        assert_eq!(
+            resolve("mallory", PASSWD, GROUP),
+            Err(UserError::NoUser("mallory".into()))
+        );
+        assert_eq!(
+            resolve("root:nosuch", PASSWD, GROUP),
+            Err(UserError::NoGroup("nosuch".into()))
+        );
+    }
+}
