@@ -1,0 +1,263 @@
+//! One layer blob through one pass: read -> sha256 + count (blob digest and size) ->
+//! decompress -> sha256 + count (diff_id, bounded) -> safe unpack into the work dir.
+
+use std::io::{BufReader, Read};
+
+use super::super::digest::Tracked;
+use super::super::store::{LayerRecord, Transaction};
+use super::super::unpack::unpack_layer;
+use super::super::{ImageError, Sha256Digest};
+use crate::image::progress::Progress;
+
+/// Read buffer between the blob and the decompressor.
+const READ_BUFFER: usize = 1 << 20;
+
+/// Layer compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// A plain tar.
+    None,
+    /// gzip (one or more members).
+    Gzip,
+    /// zstd.
+    Zstd,
+}
+
+impl Compression {
+    /// From a layer media type (OCI or Docker); unknown types are an error.
+    pub fn from_media_type(media_type: &str) -> Result<Compression, ImageError> {
+        match media_type {
+            "application/vnd.oci.image.layer.v1.tar"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar"
+            | "application/vnd.docker.image.rootfs.diff.tar" => Ok(Compression::None),
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+            | "application/vnd.docker.image.rootfs.diff.tar.gzip"
+            | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Ok(Compression::Gzip),
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
+            | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Ok(Compression::Zstd),
+            other => Err(ImageError::invalid(
+                "layer media type",
+                format!("unsupported media type {other:?}"),
+            )),
+        }
+    }
+
+    /// From the first bytes of a blob.
+    pub fn sniff(magic: &[u8]) -> Compression {
+        if magic.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+
+    /// The OCI media type for a layer with this compression.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Compression::None => "application/vnd.oci.image.layer.v1.tar",
+            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+        }
+    }
+}
+
+enum Decoder<R: Read> {
+    Plain(BufReader<R>),
+    Gzip(flate2::bufread::MultiGzDecoder<BufReader<R>>),
+    Zstd(zstd::stream::read::Decoder<'static, BufReader<R>>),
+}
+
+impl<R: Read> Decoder<R> {
+    fn new(compression: Compression, inner: R) -> Result<Self, ImageError> {
+        let buffered = BufReader::with_capacity(READ_BUFFER, inner);
+        Ok(match compression {
+            Compression::None => Decoder::Plain(buffered),
+            Compression::Gzip => Decoder::Gzip(flate2::bufread::MultiGzDecoder::new(buffered)),
+            Compression::Zstd => Decoder::Zstd(
+                zstd::stream::read::Decoder::with_buffer(buffered)
+                    .map_err(|e| ImageError::io("start zstd decoder", e))?,
+            ),
+        })
+    }
+
+    /// The blob reader, for draining what the decoder did not consume.
+    fn into_inner(self) -> R {
+        match self {
+            Decoder::Plain(r) => r.into_inner(),
+            Decoder::Gzip(d) => d.into_inner().into_inner(),
+            Decoder::Zstd(d) => d.finish().into_inner(),
+        }
+    }
+}
+
+impl<R: Read> Read for Decoder<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Decoder::Plain(r) => r.read(buf),
+            Decoder::Gzip(r) => r.read(buf),
+            Decoder::Zstd(r) => r.read(buf),
+        }
+    }
+}
+
+/// One layer to bring in.
+pub(crate) struct LayerInput<'a> {
+    /// The blob.
+    pub reader: Box<dyn Read + 'a>,
+    /// Blob length when known (for the progress bar).
+    pub length: Option<u64>,
+    /// How the blob is compressed.
+    pub compression: Compression,
+    /// Digest and size a manifest declared for the blob, to verify.
+    pub declared: Option<(Sha256Digest, u64)>,
+    /// The diff_id the image config declared, to verify.
+    pub expected_diff_id: Option<Sha256Digest>,
+    /// Media type to record.
+    pub media_type: String,
+    /// A name for messages and the progress bar.
+    pub label: String,
+}
+
+/// Brings one layer into the transaction: unpacks it (unless the cache has its declared
+/// diff_id already) and verifies digest, size and diff_id. Returns its record and
+/// whether it was unpacked.
+pub(crate) fn bring_layer(
+    txn: &mut Transaction<'_>,
+    input: LayerInput<'_>,
+    show_progress: bool,
+) -> Result<(LayerRecord, bool), ImageError> {
+    let limits = *txn.store().limits();
+    let label = input.label.clone();
+    let wrap = |e: ImageError| ImageError::Layer {
+        digest: label.clone(),
+        source: Box::new(e),
+    };
+
+    if let (Some((digest, size)), Some(diff_id)) = (&input.declared, &input.expected_diff_id) {
+        if txn.has_layer(diff_id) {
+            // The cached layer is the one named by the (verified) config; the blob is
+            // not needed.
+            return Ok((
+                LayerRecord {
+                    digest: digest.to_string(),
+                    size: *size,
+                    media_type: input.media_type,
+                    diff_id: diff_id.to_string(),
+                },
+                false,
+            ));
+        }
+    }
+
+    let progress = Progress::new(
+        show_progress,
+        input.length.unwrap_or(0),
+        short_label(&input.label),
+    );
+    let raw_limit = input
+        .declared
+        .as_ref()
+        .map_or(limits.max_layer_bytes, |(_, size)| *size);
+    let raw = Tracked::new(progress.wrap(input.reader), true, raw_limit);
+    let raw_over = raw.over_limit();
+    let decoder = Decoder::new(input.compression, raw).map_err(wrap)?;
+    let hash_plain = input.compression != Compression::None;
+    let mut plain = Tracked::new(decoder, hash_plain, limits.max_layer_bytes);
+    let plain_over = plain.over_limit();
+
+    let dir = txn.new_layer_dir().map_err(wrap)?;
+    let over_error = || {
+        if raw_over.hit() {
+            match &input.declared {
+                Some((_, size)) => ImageError::SizeMismatch {
+                    what: "layer blob (longer than declared)".into(),
+                    expected: *size,
+                    actual: size + 1,
+                },
+                None => ImageError::TooLarge {
+                    what: "layer blob".into(),
+                    limit: limits.max_layer_bytes,
+                    unit: "bytes",
+                },
+            }
+        } else {
+            ImageError::TooLarge {
+                what: "uncompressed layer".into(),
+                limit: limits.max_layer_bytes,
+                unit: "bytes",
+            }
+        }
+    };
+    let unpacked = unpack_layer(&mut plain, &dir, &limits);
+    if raw_over.hit() || plain_over.hit() {
+        return Err(wrap(over_error()));
+    }
+    unpacked.map_err(wrap)?;
+    // The rest of the stream (tar end blocks, padding) counts toward the digests.
+    let drained = plain.drain();
+    if raw_over.hit() || plain_over.hit() {
+        return Err(wrap(over_error()));
+    }
+    drained.map_err(|e| wrap(ImageError::invalid("layer stream", e.to_string())))?;
+    let (plain_digest, _, decoder) = plain.finish();
+    let mut raw = decoder.into_inner();
+    let drained = raw.drain();
+    if raw_over.hit() {
+        return Err(wrap(over_error()));
+    }
+    drained.map_err(|e| wrap(ImageError::io("read layer blob", e)))?;
+    let (digest, size, _) = raw.finish();
+    progress.finish();
+    let digest = digest.expect("raw stream is hashed");
+    let diff_id = plain_digest.unwrap_or_else(|| digest.clone());
+
+    if let Some((want_digest, want_size)) = &input.declared {
+        if size != *want_size {
+            return Err(wrap(ImageError::SizeMismatch {
+                what: "layer blob".into(),
+                expected: *want_size,
+                actual: size,
+            }));
+        }
+        if &digest != want_digest {
+            return Err(wrap(ImageError::DigestMismatch {
+                what: "layer blob".into(),
+                expected: want_digest.to_string(),
+                actual: digest.to_string(),
+            }));
+        }
+    }
+    if let Some(want) = &input.expected_diff_id {
+        if &diff_id != want {
+            return Err(wrap(ImageError::DigestMismatch {
+                what: "uncompressed layer (diff_id in the image config)".into(),
+                expected: want.to_string(),
+                actual: diff_id.to_string(),
+            }));
+        }
+    }
+    if txn.has_layer(&diff_id) {
+        // Same content as a layer already cached or staged: keep that one.
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        txn.add_layer(dir, diff_id.clone());
+    }
+    Ok((
+        LayerRecord {
+            digest: digest.to_string(),
+            size,
+            media_type: input.media_type,
+            diff_id: diff_id.to_string(),
+        },
+        true,
+    ))
+}
+
+fn short_label(label: &str) -> String {
+    let hex = label.trim_start_matches("sha256:");
+    hex.chars().take(12).collect()
+}
