@@ -3,6 +3,7 @@
 //! guest agent).
 
 pub mod doctor;
+pub mod image;
 pub mod isolation;
 pub mod paths;
 pub mod process;
