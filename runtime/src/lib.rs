@@ -2,6 +2,7 @@
 //! backends (`process`: namespaced process on the host kernel; `vm`: KVM microVM with a
 //! guest agent).
 
+pub mod bench;
 pub mod doctor;
 pub mod image;
 pub mod isolation;

@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use hull_runtime::paths::StatePaths;
 
+pub mod bench;
 pub mod doctor;
 pub mod image;
 
@@ -15,6 +16,9 @@ pub enum Command {
     Image(image::ImageCommand),
     /// Check whether this host can run each isolation model, and how to fix what is missing.
     Doctor(doctor::DoctorArgs),
+    /// Measure what each isolation model costs here (start, teardown, memory, density),
+    /// side by side with crun, runc and QEMU where installed.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs a parsed command and returns the exit code.
@@ -22,5 +26,6 @@ pub fn dispatch(command: Command, paths: &StatePaths) -> Result<i32> {
     match command {
         Command::Image(cmd) => image::run(cmd, paths),
         Command::Doctor(args) => doctor::run(args, paths),
+        Command::Bench(args) => bench::run(args, paths),
     }
 }

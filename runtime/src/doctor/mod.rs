@@ -11,7 +11,7 @@ mod facts;
 use serde::Serialize;
 
 pub use checks::{cgroup_layout, kvm_kind, CgroupLayout, CgroupVersion, KvmKind};
-pub use facts::HostFacts;
+pub use facts::{is_executable, HostFacts};
 
 /// Exit-status bit set when `--isolation=process` is not usable on this host. (Bits 4 and 8
 /// rather than 1 and 2 so they never look like a usage error, which exits 2.)
