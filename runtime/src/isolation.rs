@@ -327,14 +327,11 @@ impl IsolationError {
     }
 }
 
-/// The backend for `kind`. `vm` is a clear error until its backend is built in.
+/// The backend for `kind`.
 pub fn backend(kind: IsolationKind) -> Result<Box<dyn Isolation>, IsolationError> {
     match kind {
         IsolationKind::Process => Ok(Box::new(crate::process::ProcessIsolation::new())),
-        IsolationKind::Vm => Err(IsolationError::Unavailable(
-            IsolationKind::Vm,
-            "the vm backend is not built yet (use --isolation=process)".into(),
-        )),
+        IsolationKind::Vm => Ok(Box::new(crate::vm::VmIsolation::new())),
     }
 }
 
@@ -357,10 +354,8 @@ mod tests {
     }
 
     #[test]
-    fn vm_backend_is_a_clear_error_not_a_fallback() {
-        let err = backend(IsolationKind::Vm)
-            .err()
-            .expect("vm must not fall back");
-        assert!(err.to_string().contains("vm"), "{err}");
+    fn vm_backend_is_the_vm_model_not_a_fallback() {
+        let b = backend(IsolationKind::Vm).expect("vm backend");
+        assert_eq!(b.kind(), IsolationKind::Vm);
     }
 }

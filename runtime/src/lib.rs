@@ -8,3 +8,4 @@ pub mod image;
 pub mod isolation;
 pub mod paths;
 pub mod process;
+pub mod vm;

@@ -1,0 +1,186 @@
+//! The host side of the vsock channel to the guest agent.
+//!
+//! Every wait is bounded: the hello by the boot timeout (and the VMM's death), a request's
+//! reply by [`REPLY_TIMEOUT`], the VMM's `CONNECT` handshake by [`CONNECT_TIMEOUT`]. Unix
+//! socket paths are reached through `/proc/self/fd/N/NAME` of the state directory, so a
+//! long `--root` never exceeds the 108-byte `sun_path` limit.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hull_agent::protocol::{self, Message, ProtocolError, AGENT_PORT, HOST_HELLO_PORT};
+
+use super::VmError;
+
+/// The VMM's vsock socket, relative to the container's state directory.
+pub const VSOCK_SOCKET: &str = "vsock.sock";
+/// How long the VMM has to complete a `CONNECT` handshake.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the agent has to answer a request.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A state directory held open so its entries can be named by a short path.
+pub struct StateDir {
+    dir: File,
+    path: PathBuf,
+}
+
+impl StateDir {
+    /// Opens the directory.
+    pub fn open(path: &Path) -> Result<StateDir, VmError> {
+        let dir = File::open(path)
+            .map_err(|e| VmError::io(format!("open state dir {}", path.display()), e))?;
+        Ok(StateDir {
+            dir,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// A short path naming `name` inside the directory (valid while `self` lives).
+    pub fn short(&self, name: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}/{name}", self.dir.as_raw_fd()))
+    }
+
+    /// The real path of `name` inside the directory.
+    pub fn real(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// The Unix socket where the guest's connections to host port `port` arrive.
+    pub fn guest_port_socket(&self, port: u32) -> String {
+        format!("{VSOCK_SOCKET}_{port}")
+    }
+}
+
+/// Waits for the agent's hello on the boot listener. `vmm_alive` is polled so a VMM that
+/// dies during boot ends the wait at once.
+pub fn accept_hello(
+    listener: &UnixListener,
+    timeout: Duration,
+    mut vmm_alive: impl FnMut() -> Option<String>,
+) -> Result<(UnixStream, String), VmError> {
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| VmError::io("set listener non-blocking", e))?;
+    let deadline = Instant::now() + timeout;
+    let stream = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if let Some(why) = vmm_alive() {
+                    return Err(VmError::Boot(why));
+                }
+                if Instant::now() >= deadline {
+                    return Err(VmError::Boot(format!(
+                        "the guest agent did not report within {}s (the guest kernel may not \
+                         boot on this host's KVM, or boots too slowly; raise \
+                         HULL_VM_BOOT_TIMEOUT to wait longer)",
+                        timeout.as_secs()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(VmError::io("accept the agent's connection", e)),
+        }
+    };
+    let mut stream = stream;
+    stream
+        .set_nonblocking(false)
+        .and_then(|()| stream.set_read_timeout(Some(REPLY_TIMEOUT)))
+        .map_err(|e| VmError::io("configure agent connection", e))?;
+    match protocol::read_message(&mut stream) {
+        Ok(Message::Hello { protocol, kernel }) => {
+            if protocol != protocol::PROTOCOL_VERSION {
+                return Err(VmError::Protocol(format!(
+                    "guest agent speaks protocol {protocol}, hull speaks {}",
+                    protocol::PROTOCOL_VERSION
+                )));
+            }
+            Ok((stream, kernel))
+        }
+        Ok(other) => Err(VmError::Protocol(format!("expected hello, got {other:?}"))),
+        Err(e) => Err(protocol_error("hello", e)),
+    }
+}
+
+/// Maps a protocol error (a timeout included) to a VmError naming the step.
+pub fn protocol_error(step: &str, e: ProtocolError) -> VmError {
+    match e {
+        ProtocolError::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            VmError::Protocol(format!("timed out waiting for the guest agent ({step})"))
+        }
+        other => VmError::Protocol(format!("{step}: {other}")),
+    }
+}
+
+/// The boot listener path (`vsock.sock_1024`).
+pub fn hello_socket_name() -> String {
+    format!("{VSOCK_SOCKET}_{HOST_HELLO_PORT}")
+}
+
+/// Opens a new connection to the agent's request port through the VMM.
+pub fn connect_agent(dir: &StateDir) -> Result<UnixStream, VmError> {
+    let path = dir.short(VSOCK_SOCKET);
+    let mut stream = UnixStream::connect(&path).map_err(|e| {
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+        ) {
+            VmError::NotRunning
+        } else {
+            VmError::io("connect to the VM's vsock socket", e)
+        }
+    })?;
+    stream
+        .set_read_timeout(Some(CONNECT_TIMEOUT))
+        .and_then(|()| stream.set_write_timeout(Some(CONNECT_TIMEOUT)))
+        .map_err(|e| VmError::io("configure vsock connection", e))?;
+    stream
+        .write_all(format!("CONNECT {AGENT_PORT}\n").as_bytes())
+        .map_err(|e| VmError::io("vsock CONNECT", e))?;
+    // "OK <port>\n", read byte by byte so no frame data is swallowed; at most 32 bytes.
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match stream.read(&mut byte) {
+            Ok(0) => {
+                return Err(VmError::Protocol(
+                    "the guest agent refused the connection (VM shutting down?)".into(),
+                ))
+            }
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => {
+                line.push(byte[0]);
+                if line.len() > 32 {
+                    return Err(VmError::Protocol("overlong vsock handshake reply".into()));
+                }
+            }
+            Err(e) => return Err(VmError::io("vsock handshake", e)),
+        }
+    }
+    if !line.starts_with(b"OK ") {
+        return Err(VmError::Protocol(format!(
+            "unexpected vsock handshake reply {:?}",
+            String::from_utf8_lossy(&line)
+        )));
+    }
+    stream
+        .set_read_timeout(Some(REPLY_TIMEOUT))
+        .map_err(|e| VmError::io("configure vsock connection", e))?;
+    Ok(stream)
+}
+
+/// Sends `msg` and waits (bounded) for the reply.
+pub fn request(stream: &mut UnixStream, msg: &Message, step: &str) -> Result<Message, VmError> {
+    protocol::write_message(stream, msg).map_err(|e| protocol_error(step, e))?;
+    protocol::read_message(stream).map_err(|e| protocol_error(step, e))
+}

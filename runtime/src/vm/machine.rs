@@ -1,0 +1,160 @@
+//! The `hull-vmm` child process of one container, and the state file that lets any `hull`
+//! invocation find (and kill) it again.
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::channel::VSOCK_SOCKET;
+use super::VmError;
+
+/// State file of the VM in the container's state directory.
+pub const STATE_FILE: &str = "vm.json";
+/// The guest's serial console log.
+pub const CONSOLE_LOG: &str = "console.log";
+/// The VMM's own log (stderr).
+pub const VMM_LOG: &str = "vmm.log";
+
+/// What the VM is made of.
+#[derive(Debug, Clone)]
+pub struct MachineConfig {
+    /// hull-vmm binary.
+    pub vmm: PathBuf,
+    /// Guest kernel.
+    pub kernel: PathBuf,
+    /// The agent initramfs.
+    pub initramfs: PathBuf,
+    /// The image disk (attached read-only).
+    pub disk: PathBuf,
+    /// Guest RAM.
+    pub memory_mib: u64,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// Extra kernel command line words.
+    pub extra_cmdline: String,
+}
+
+/// Identifies the VMM process across hull invocations (pid + start time against reuse).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MachineState {
+    /// Host pid of hull-vmm.
+    pub vmm_pid: u32,
+    /// Its start time (field 22 of /proc/PID/stat).
+    pub start_time: u64,
+    /// Guest kernel release reported by the agent (empty until it said hello).
+    #[serde(default)]
+    pub guest_kernel: String,
+}
+
+/// Start time of a process, or `None` if it is gone (zombies count as gone).
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+impl MachineState {
+    /// Whether this VMM still runs.
+    pub fn alive(&self) -> bool {
+        process_start_time(self.vmm_pid) == Some(self.start_time)
+    }
+
+    /// Reads the state file, if any.
+    pub fn load(state_dir: &Path) -> Option<MachineState> {
+        let data = fs::read(state_dir.join(STATE_FILE)).ok()?;
+        if data.len() > 64 * 1024 {
+            return None;
+        }
+        serde_json::from_slice(&data).ok()
+    }
+
+    /// Writes the state file atomically.
+    pub fn save(&self, state_dir: &Path) -> Result<(), VmError> {
+        let tmp = state_dir.join(format!(".{STATE_FILE}.tmp"));
+        let data = serde_json::to_vec(self).map_err(|e| VmError::Backend(e.to_string()))?;
+        let write = || -> std::io::Result<()> {
+            let f = fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut &f, &data)?;
+            f.sync_all()?;
+            fs::rename(&tmp, state_dir.join(STATE_FILE))
+        };
+        write().map_err(|e| VmError::io("write vm.json", e))
+    }
+
+    /// SIGKILLs the VMM (if it is still this process) and waits, bounded, until it is gone.
+    pub fn kill(&self) {
+        if !self.alive() {
+            return;
+        }
+        // SAFETY: kill(2) on a pid we verified by start time; no memory is involved.
+        unsafe { libc::kill(self.vmm_pid as libc::pid_t, libc::SIGKILL) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Starts hull-vmm for a container. Its working directory is the state directory, so the
+/// vsock socket, console log and the guest's port sockets are short relative names.
+pub fn launch(cfg: &MachineConfig, state_dir: &Path) -> Result<Child, VmError> {
+    let cmdline = format!(
+        "console=ttyS0 reboot=k panic=-1 quiet rdinit=/init {}",
+        cfg.extra_cmdline
+    );
+    let log =
+        fs::File::create(state_dir.join(VMM_LOG)).map_err(|e| VmError::io("create vmm.log", e))?;
+    let mut cmd = Command::new(&cfg.vmm);
+    cmd.current_dir(state_dir)
+        .arg("--kernel")
+        .arg(&cfg.kernel)
+        .arg("--initramfs")
+        .arg(&cfg.initramfs)
+        .arg("--cmdline")
+        .arg(cmdline.trim())
+        .arg("--memory")
+        .arg(cfg.memory_mib.to_string())
+        .arg("--vcpus")
+        .arg(cfg.vcpus.to_string())
+        .arg("--disk")
+        .arg(format!("{},ro", cfg.disk.display()))
+        .arg("--vsock")
+        .arg(VSOCK_SOCKET)
+        .arg("--serial")
+        .arg(CONSOLE_LOG)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    // SAFETY: setsid and prctl are async-signal-safe and touch no memory of the parent.
+    // The VMM gets its own session (a terminal's ^C goes to hull, which forwards it to the
+    // container) and dies with the process that started it, so no VM outlives its owner.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+        .map_err(|e| VmError::io(format!("start the VMM {}", cfg.vmm.display()), e))
+}
+
+/// Last lines of a log file, for error messages.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = fs::read(path).unwrap_or_default();
+    let start = text.len().saturating_sub(16 * 1024);
+    let text = String::from_utf8_lossy(&text[start..]);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

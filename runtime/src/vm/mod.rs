@@ -1,0 +1,632 @@
+//! The `vm` backend: each container is a KVM microVM (`hull-vmm` child process) with its own
+//! guest kernel; the guest agent (PID 1) runs the container's processes.
+//!
+//! Per container, in its state directory: `vm.json` (VMM pid + start time), `vsock.sock`
+//! (the VMM's vsock socket), `vsock.sock_1024` (where the agent says hello at boot),
+//! `console.log` (guest serial console) and `vmm.log`. Shared and cached under the state
+//! root: the image's erofs disk (`vm/disks/`, one per image id) and the agent initramfs.
+//! The guest is hostile: every message is bounded and validated, every wait has a timeout,
+//! and nothing the guest says selects a host path or resource (the sockets, disk and
+//! kernel are all chosen by the host before the VM starts).
+
+pub mod channel;
+pub mod disk;
+pub mod initramfs;
+pub mod machine;
+pub mod relay;
+
+use std::fs::File;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hull_agent::protocol::{self as proto, Message};
+
+use crate::isolation::{
+    ContainerContext, ContainerSpec, Isolation, IsolationError, IsolationKind, ProcessIo,
+    ProcessSpec, Started,
+};
+use channel::StateDir;
+use machine::{MachineConfig, MachineState};
+use relay::{RelayIo, VmProcess};
+
+/// Where `kernel-config/build.sh` installs the guest kernel.
+pub const DEFAULT_KERNEL: &str = "/usr/local/lib/hull/vmlinux";
+/// Where an installed hull keeps the static guest agent.
+pub const INSTALLED_AGENT: &str = "/usr/local/lib/hull/hull-agent";
+/// Default guest RAM when no `--memory` is given.
+pub const DEFAULT_MEMORY_MIB: u64 = 256;
+/// Guest RAM added on top of `--memory` for the guest kernel and agent.
+pub const MEMORY_OVERHEAD_MIB: u64 = 64;
+/// Default wait for the agent's hello.
+pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Errors of the vm backend.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// The host cannot run VMs (PVM, missing binary, ...).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+    /// The VM did not boot far enough.
+    #[error("the microVM did not start: {0}")]
+    Boot(String),
+    /// The guest broke the protocol or did not answer in time.
+    #[error("guest agent: {0}")]
+    Protocol(String),
+    /// The container's VM is not running.
+    #[error("container is not running")]
+    NotRunning,
+    /// A system call failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Anything else.
+    #[error("{0}")]
+    Backend(String),
+}
+
+impl VmError {
+    /// Wraps an I/O error.
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> VmError {
+        VmError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+impl From<VmError> for IsolationError {
+    fn from(e: VmError) -> Self {
+        match e {
+            VmError::Unavailable(why) => IsolationError::Unavailable(IsolationKind::Vm, why),
+            VmError::Invalid(why) => IsolationError::InvalidSpec(why),
+            VmError::NotRunning => IsolationError::NotRunning,
+            VmError::Io { what, source } => IsolationError::Os { what, source },
+            other => IsolationError::Backend(other.to_string()),
+        }
+    }
+}
+
+/// Explains why this host's KVM cannot boot the guest, if it cannot.
+pub fn host_problem(sys_root: &Path) -> Option<String> {
+    if sys_root.join("sys/module/kvm_pvm").exists() {
+        return Some(
+            "this host's /dev/kvm is PVM (the kvm_pvm module is loaded): it runs guest kernel \
+             code in a slow instruction emulator and cannot boot hull's unmodified Linux guest \
+             kernel. Use --isolation=process here, or run --isolation=vm on a host with \
+             hardware virtualization (VT-x/AMD-V), e.g. inside the nested test harness"
+                .into(),
+        );
+    }
+    if !sys_root.join("dev/kvm").exists() {
+        return Some(
+            "/dev/kvm does not exist: load kvm_intel or kvm_amd (hardware virtualization must \
+             be enabled), or use --isolation=process"
+                .into(),
+        );
+    }
+    None
+}
+
+/// Directory of the running `hull` binary.
+fn exe_dir() -> Option<PathBuf> {
+    std::env::current_exe()
+        .ok()?
+        .parent()
+        .map(Path::to_path_buf)
+}
+
+/// The hull-vmm binary: `$HULL_VMM`, beside `hull`, or /usr/local/lib/hull.
+pub fn locate_vmm() -> Result<PathBuf, VmError> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(p) = std::env::var_os("HULL_VMM") {
+        candidates.push(p.into());
+    }
+    if let Some(d) = exe_dir() {
+        candidates.push(d.join("hull-vmm"));
+    }
+    candidates.push("/usr/local/lib/hull/hull-vmm".into());
+    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
+        VmError::Unavailable(
+            "hull-vmm not found beside hull or in /usr/local/lib/hull (set HULL_VMM)".into(),
+        )
+    })
+}
+
+/// The static guest agent: `$HULL_AGENT`, the static build of this workspace
+/// (`target/x86_64-unknown-linux-gnu/<profile>/`), beside `hull` (if static), or
+/// /usr/local/lib/hull.
+pub fn locate_agent() -> Result<PathBuf, VmError> {
+    if let Some(p) = std::env::var_os("HULL_AGENT") {
+        return Ok(p.into());
+    }
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(d) = exe_dir() {
+        if let (Some(profile), Some(target)) = (d.file_name(), d.parent()) {
+            candidates.push(
+                target
+                    .join("x86_64-unknown-linux-gnu")
+                    .join(profile)
+                    .join("hull-agent"),
+            );
+        }
+        candidates.push(d.join("hull-agent"));
+    }
+    candidates.push(INSTALLED_AGENT.into());
+    let is_static = |p: &Path| {
+        std::fs::read(p)
+            .ok()
+            .and_then(|b| initramfs::is_dynamically_linked(&b).ok())
+            == Some(false)
+    };
+    if let Some(p) = candidates.iter().find(|p| p.is_file() && is_static(p)) {
+        return Ok(p.clone());
+    }
+    // Report the first one that exists so the error explains the static-build requirement.
+    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
+        VmError::Unavailable(
+            "the guest agent hull-agent was not found (build it static: RUSTFLAGS=\"-C \
+                 target-feature=+crt-static\" cargo build -p hull-agent --target \
+                 x86_64-unknown-linux-gnu, or set HULL_AGENT)"
+                .into(),
+        )
+    })
+}
+
+/// The guest kernel: `$HULL_KERNEL` or the installed one.
+pub fn locate_kernel(explicit: Option<&Path>) -> Result<PathBuf, VmError> {
+    let path = explicit
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("HULL_KERNEL").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_KERNEL));
+    if !path.is_file() {
+        return Err(VmError::Unavailable(format!(
+            "guest kernel {} not found (build it with kernel-config/build.sh, or pass --kernel)",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+/// Docker's default capability set less CAP_MKNOD, as process mode keeps on cgroup v2.
+const CONTAINER_CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// The capabilities a container process keeps (the same set as process mode).
+fn capability_names() -> Vec<String> {
+    CONTAINER_CAPABILITIES
+        .iter()
+        .map(|c| c.to_string())
+        .collect()
+}
+
+/// The agent's view of a process spec, with the same confinement as process mode.
+pub fn guest_process(p: &ProcessSpec, tty_size: Option<(u16, u16)>) -> proto::ProcessSpec {
+    proto::ProcessSpec {
+        args: p.args.clone(),
+        env: p.env.clone(),
+        cwd: p.cwd.clone(),
+        user: proto::UserSpec {
+            user: p.user.clone(),
+        },
+        tty: p.tty,
+        stdin: p.stdin,
+        capabilities: capability_names(),
+        no_new_privs: true,
+        seccomp: true,
+        tty_size,
+    }
+}
+
+/// VM size for a spec: `--memory` plus room for the guest kernel, `--cpus` rounded up.
+pub fn machine_size(spec: &ContainerSpec) -> (u64, u32) {
+    let memory = spec
+        .limits
+        .memory_bytes
+        .map(|b| b.div_ceil(1 << 20) + MEMORY_OVERHEAD_MIB)
+        .unwrap_or(DEFAULT_MEMORY_MIB)
+        .clamp(128, 65536);
+    let host_cpus = std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1);
+    let vcpus = spec
+        .limits
+        .nano_cpus
+        .map(|n| n.div_ceil(1_000_000_000) as u32)
+        .unwrap_or(1)
+        .clamp(1, host_cpus.clamp(1, 32));
+    (memory, vcpus)
+}
+
+fn boot_timeout() -> Duration {
+    std::env::var("HULL_VM_BOOT_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_BOOT_TIMEOUT)
+}
+
+/// Maps the agent's refusal to start a process to the runtime's error kinds.
+fn start_error(message: String) -> IsolationError {
+    if message.contains("not found in $PATH") || message.contains("No such file") {
+        IsolationError::CommandNotFound(message)
+    } else if message.contains("Permission denied") && message.contains("exec") {
+        IsolationError::NotExecutable(message)
+    } else {
+        IsolationError::Backend(format!(
+            "the guest agent could not start the process: {message}"
+        ))
+    }
+}
+
+/// Relay sinks, the terminal's host end (with `-t`) and the initial terminal size.
+type PreparedIo = (RelayIo, Option<std::os::fd::OwnedFd>, Option<(u16, u16)>);
+
+/// Turns the caller's I/O choice into relay sinks (and, for a terminal, the host end).
+fn relay_io(io: ProcessIo) -> Result<PreparedIo, IsolationError> {
+    match io {
+        ProcessIo::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => Ok((
+            RelayIo {
+                input: stdin.map(File::from),
+                stdout: File::from(stdout),
+                stderr: Some(File::from(stderr)),
+            },
+            None,
+            None,
+        )),
+        ProcessIo::Terminal { size } => {
+            let (host_end, our_end) = std::os::unix::net::UnixStream::pair()
+                .map_err(|e| IsolationError::os("socketpair for the terminal", e))?;
+            let ours: std::os::fd::OwnedFd = our_end.into();
+            let input = File::from(ours.try_clone().map_err(|e| IsolationError::os("dup", e))?);
+            Ok((
+                RelayIo {
+                    input: Some(input),
+                    stdout: File::from(ours),
+                    stderr: None,
+                },
+                Some(host_end.into()),
+                Some((size.rows, size.cols)),
+            ))
+        }
+    }
+}
+
+/// The `vm` isolation backend.
+#[derive(Debug, Default)]
+pub struct VmIsolation {
+    /// Root for host checks (`/` normally; tests point it at a crafted tree).
+    sys_root: Option<PathBuf>,
+}
+
+impl VmIsolation {
+    /// A backend handle (holds no per-container state).
+    pub fn new() -> Self {
+        VmIsolation::default()
+    }
+
+    fn check_host(&self) -> Result<(), VmError> {
+        if std::env::var_os("HULL_VM_SKIP_HOST_CHECK").is_some() {
+            return Ok(());
+        }
+        let root = self.sys_root.clone().unwrap_or_else(|| PathBuf::from("/"));
+        match host_problem(&root) {
+            Some(why) => Err(VmError::Unavailable(why)),
+            None => Ok(()),
+        }
+    }
+
+    fn start_vm(
+        &self,
+        ctx: &ContainerContext,
+        spec: &ContainerSpec,
+        io: ProcessIo,
+    ) -> Result<Started, IsolationError> {
+        self.check_host()?;
+        if !spec.volumes.is_empty() {
+            return Err(IsolationError::InvalidSpec(
+                "volumes (-v) are not supported with --isolation=vm: the guest cannot see host \
+                 directories"
+                    .into(),
+            ));
+        }
+        let kernel = locate_kernel(None)?;
+        let vmm = locate_vmm()?;
+        let agent = locate_agent()?;
+        let initramfs = initramfs::ensure_initramfs(&ctx.paths, &agent)?;
+        let disk = disk::ensure_disk(&ctx.paths, &spec.image_id, &spec.layers)?;
+        let (memory_mib, vcpus) = machine_size(spec);
+        let debug = tracing::enabled!(tracing::Level::DEBUG);
+        let cfg = MachineConfig {
+            vmm,
+            kernel,
+            initramfs,
+            disk,
+            memory_mib,
+            vcpus,
+            extra_cmdline: if debug {
+                "hull.debug".into()
+            } else {
+                String::new()
+            },
+        };
+        let (relay_io, terminal, tty_size) = relay_io(io)?;
+
+        let dir = StateDir::open(ctx.dir())?;
+        let hello_name = channel::hello_socket_name();
+        let _ = std::fs::remove_file(dir.real(&hello_name));
+        let listener = UnixListener::bind(dir.short(&hello_name))
+            .map_err(|e| IsolationError::os("listen for the guest agent", e))?;
+        let mut child = machine::launch(&cfg, ctx.dir())?;
+        let vmm_pid = child.id();
+        let mut state = MachineState {
+            vmm_pid,
+            start_time: machine::process_start_time(vmm_pid).unwrap_or(0),
+            guest_kernel: String::new(),
+        };
+        let booted = (|| -> Result<_, IsolationError> {
+            state.save(ctx.dir())?;
+            let console = ctx.file(machine::CONSOLE_LOG);
+            let vmm_log = ctx.file(machine::VMM_LOG);
+            let (mut conn, guest_kernel) =
+                channel::accept_hello(&listener, boot_timeout(), || match child.try_wait() {
+                    Ok(Some(status)) => Some(format!(
+                        "hull-vmm exited ({status}) before the guest agent started.\nvmm.log: \
+                         {}\nconsole: {}",
+                        machine::tail(&vmm_log, 5),
+                        machine::tail(&console, 10)
+                    )),
+                    _ => None,
+                })
+                .map_err(|e| match e {
+                    VmError::Boot(why) if !why.contains("console:") => VmError::Boot(format!(
+                        "{why}\nlast console lines:\n{}",
+                        machine::tail(&console, 10)
+                    )),
+                    other => other,
+                })?;
+            state.guest_kernel = guest_kernel;
+            state.save(ctx.dir())?;
+            let container = proto::ContainerSpec {
+                hostname: spec.hostname.clone(),
+                limits: proto::Limits {
+                    memory_bytes: spec.limits.memory_bytes,
+                    cpu_millis: spec.limits.nano_cpus.map(|n| n.div_ceil(1_000_000)),
+                    pids: spec.limits.pids,
+                },
+                readonly_rootfs: spec.read_only,
+                process: guest_process(&spec.process, tty_size),
+            };
+            match channel::request(&mut conn, &Message::Start(container), "start")? {
+                Message::Started { .. } => Ok(conn),
+                Message::Error { message } => Err(start_error(message)),
+                other => Err(VmError::Protocol(format!("expected started, got {other:?}")).into()),
+            }
+        })();
+        drop(listener);
+        let _ = std::fs::remove_file(dir.real(&hello_name));
+        let conn = match booted {
+            Ok(conn) => conn,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                self.remove_files(ctx);
+                return Err(e);
+            }
+        };
+        let process = VmProcess::start(conn, relay_io, vmm_pid, Some(child))?;
+        Ok(Started {
+            process: Box::new(process),
+            terminal,
+        })
+    }
+
+    fn remove_files(&self, ctx: &ContainerContext) {
+        for name in [
+            machine::STATE_FILE,
+            channel::VSOCK_SOCKET,
+            &channel::hello_socket_name(),
+        ] {
+            let _ = std::fs::remove_file(ctx.file(name));
+        }
+    }
+}
+
+impl Isolation for VmIsolation {
+    fn kind(&self) -> IsolationKind {
+        IsolationKind::Vm
+    }
+
+    fn start(
+        &self,
+        ctx: &ContainerContext,
+        spec: &ContainerSpec,
+        io: ProcessIo,
+    ) -> Result<Started, IsolationError> {
+        self.start_vm(ctx, spec, io)
+    }
+
+    fn exec(
+        &self,
+        ctx: &ContainerContext,
+        _spec: &ContainerSpec,
+        process: &ProcessSpec,
+        io: ProcessIo,
+    ) -> Result<Started, IsolationError> {
+        let state = MachineState::load(ctx.dir()).ok_or(IsolationError::NotRunning)?;
+        if !state.alive() {
+            return Err(IsolationError::NotRunning);
+        }
+        let (relay_io, terminal, tty_size) = relay_io(io)?;
+        let dir = StateDir::open(ctx.dir())?;
+        let mut conn = channel::connect_agent(&dir)?;
+        match channel::request(
+            &mut conn,
+            &Message::Exec(guest_process(process, tty_size)),
+            "exec",
+        )? {
+            Message::Started { .. } => {}
+            Message::Error { message } => return Err(start_error(message)),
+            other => {
+                return Err(VmError::Protocol(format!("expected started, got {other:?}")).into())
+            }
+        }
+        let process = VmProcess::start(conn, relay_io, state.vmm_pid, None)?;
+        Ok(Started {
+            process: Box::new(process),
+            terminal,
+        })
+    }
+
+    fn signal(&self, ctx: &ContainerContext, signal: i32) -> Result<(), IsolationError> {
+        let state = MachineState::load(ctx.dir()).ok_or(IsolationError::NotRunning)?;
+        if !state.alive() {
+            return Err(IsolationError::NotRunning);
+        }
+        let via_agent = (|| -> Result<(), IsolationError> {
+            let dir = StateDir::open(ctx.dir())?;
+            let mut conn = channel::connect_agent(&dir)?;
+            match channel::request(&mut conn, &Message::Signal { signal }, "signal")? {
+                Message::Ok => Ok(()),
+                Message::Error { message } => Err(IsolationError::Backend(message)),
+                other => Err(VmError::Protocol(format!("expected ok, got {other:?}")).into()),
+            }
+        })();
+        match via_agent {
+            Ok(()) => Ok(()),
+            // An unresponsive guest cannot ignore SIGKILL: the VM itself goes.
+            Err(_) if signal == libc::SIGKILL => {
+                state.kill();
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn is_alive(&self, ctx: &ContainerContext) -> bool {
+        MachineState::load(ctx.dir()).is_some_and(|s| s.alive())
+    }
+
+    fn cleanup(&self, ctx: &ContainerContext) -> Result<(), IsolationError> {
+        if let Some(state) = MachineState::load(ctx.dir()) {
+            state.kill();
+            if state.alive() {
+                return Err(IsolationError::Backend(format!(
+                    "hull-vmm (pid {}) did not die after SIGKILL",
+                    state.vmm_pid
+                )));
+            }
+        }
+        self.remove_files(ctx);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::isolation::Limits;
+
+    #[test]
+    fn pvm_hosts_are_refused_with_an_explanation() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("sys/module/kvm_pvm")).unwrap();
+        std::fs::create_dir_all(root.path().join("dev")).unwrap();
+        std::fs::write(root.path().join("dev/kvm"), "").unwrap();
+        let why = host_problem(root.path()).expect("PVM must be refused");
+        assert!(
+            why.contains("PVM") && why.contains("--isolation=process"),
+            "{why}"
+        );
+        std::fs::remove_dir_all(root.path().join("sys/module/kvm_pvm")).unwrap();
+        assert_eq!(host_problem(root.path()), None);
+        std::fs::remove_file(root.path().join("dev/kvm")).unwrap();
+        assert!(host_problem(root.path()).unwrap().contains("/dev/kvm"));
+    }
+
+    fn spec_with(limits: Limits) -> ContainerSpec {
+        ContainerSpec {
+            image: "i".into(),
+            image_id: "sha256:00".into(),
+            layers: vec![],
+            process: ProcessSpec {
+                args: vec!["true".into()],
+                env: vec![],
+                cwd: "/".into(),
+                user: String::new(),
+                tty: false,
+                stdin: false,
+            },
+            hostname: "h".into(),
+            limits,
+            volumes: vec![],
+            read_only: false,
+        }
+    }
+
+    #[test]
+    fn memory_and_cpus_size_the_vm() {
+        assert_eq!(
+            machine_size(&spec_with(Limits::default())),
+            (DEFAULT_MEMORY_MIB, 1)
+        );
+        let (mem, _) = machine_size(&spec_with(Limits {
+            memory_bytes: Some(512 << 20),
+            ..Default::default()
+        }));
+        assert_eq!(mem, 512 + MEMORY_OVERHEAD_MIB);
+        let (mem, _) = machine_size(&spec_with(Limits {
+            memory_bytes: Some(4 << 20),
+            ..Default::default()
+        }));
+        assert_eq!(mem, 128, "a tiny limit still leaves the guest kernel room");
+        let (_, cpus) = machine_size(&spec_with(Limits {
+            nano_cpus: Some(1_500_000_000),
+            ..Default::default()
+        }));
+        let host = std::thread::available_parallelism().unwrap().get() as u32;
+        assert_eq!(cpus, 2.min(host));
+    }
+
+    #[test]
+    fn guest_processes_get_process_mode_confinement() {
+        let p = guest_process(&spec_with(Limits::default()).process, None);
+        assert!(p.no_new_privs && p.seccomp);
+        assert!(p.capabilities.iter().any(|c| c == "CAP_CHOWN"));
+        assert!(!p.capabilities.iter().any(|c| c == "CAP_SYS_ADMIN"));
+    }
+
+    #[test]
+    fn agent_start_errors_map_to_exit_codes() {
+        assert_eq!(
+            start_error("exec: \"nope\": executable file not found in $PATH".into()).exit_code(),
+            127
+        );
+        assert_eq!(start_error("cgroup broke".into()).exit_code(), 125);
+    }
+}

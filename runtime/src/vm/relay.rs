@@ -1,0 +1,225 @@
+//! A process running in the guest, seen from the host: its stdio relayed between the
+//! caller's descriptors and the process's vsock connection, its exit code from the agent.
+//!
+//! One thread reads the connection (output frames to the caller's stdout/stderr, then the
+//! exit code); one more forwards the caller's stdin when there is one. Writes to the
+//! connection (stdin, signals, resize) share a mutex so frames never interleave.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::process::Child;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hull_agent::protocol::{self, Frame, Message, ProtocolError, MAX_DATA_CHUNK};
+
+use crate::isolation::{ContainerProcess, ExitStatus, IsolationError, WinSize};
+
+/// How long the VM has to power off after the agent reported the exit code.
+const POWEROFF_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the relayed output goes and where input comes from.
+pub struct RelayIo {
+    /// Source of stdin frames (`None`: the process reads /dev/null or stdin stays closed).
+    pub input: Option<File>,
+    /// Sink for stdout frames.
+    pub stdout: File,
+    /// Sink for stderr frames (`None` with a tty: there are none).
+    pub stderr: Option<File>,
+}
+
+/// A guest process as a [`ContainerProcess`].
+pub struct VmProcess {
+    vmm_pid: u32,
+    /// The VMM child when this is the container's main process (we reap it).
+    vmm: Option<Child>,
+    writer: Arc<Mutex<UnixStream>>,
+    exit_read: OwnedFd,
+    output: Option<JoinHandle<Option<i32>>>,
+}
+
+fn write_frame(writer: &Mutex<UnixStream>, frame: &Frame) -> Result<(), ProtocolError> {
+    let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+    protocol::write_frame(&mut *w, frame)
+}
+
+impl VmProcess {
+    /// Starts relaying on `conn` (the agent already reported the process as started).
+    pub fn start(
+        conn: UnixStream,
+        io: RelayIo,
+        vmm_pid: u32,
+        vmm: Option<Child>,
+    ) -> Result<VmProcess, IsolationError> {
+        // Output can legitimately take forever; the VM's death closes the stream.
+        conn.set_read_timeout(None)
+            .map_err(|e| IsolationError::os("configure vsock connection", e))?;
+        let reader = conn
+            .try_clone()
+            .map_err(|e| IsolationError::os("clone vsock connection", e))?;
+        let writer = Arc::new(Mutex::new(conn));
+        let (exit_read, exit_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| IsolationError::os("pipe", std::io::Error::from(e)))?;
+        let RelayIo {
+            input,
+            stdout,
+            stderr,
+        } = io;
+        let output = std::thread::Builder::new()
+            .name("vm-output".into())
+            .spawn(move || {
+                let code = relay_output(reader, stdout, stderr);
+                let _ = File::from(exit_write).write_all(&[1]);
+                code
+            })
+            .map_err(|e| IsolationError::os("spawn relay thread", e))?;
+        if let Some(input) = input {
+            let w = Arc::clone(&writer);
+            std::thread::Builder::new()
+                .name("vm-input".into())
+                .spawn(move || relay_input(input, &w))
+                .map_err(|e| IsolationError::os("spawn relay thread", e))?;
+        }
+        Ok(VmProcess {
+            vmm_pid,
+            vmm,
+            writer,
+            exit_read,
+            output: Some(output),
+        })
+    }
+
+    fn send(&self, msg: Message) -> Result<(), IsolationError> {
+        write_frame(&self.writer, &Frame::Control(msg)).map_err(|e| match e {
+            ProtocolError::Io(io) => IsolationError::os("send to the guest agent", io),
+            other => IsolationError::Backend(other.to_string()),
+        })
+    }
+}
+
+/// Output frames to the sinks until the exit code arrives; `None` if the stream ended
+/// without one (the VM died).
+fn relay_output(mut conn: UnixStream, mut stdout: File, mut stderr: Option<File>) -> Option<i32> {
+    // A sink that fails (reader gone) is dropped; the process keeps running, as with a pipe
+    // whose reader left in process mode.
+    let mut out_ok = true;
+    let mut err_ok = true;
+    loop {
+        match protocol::read_frame(&mut conn) {
+            Ok(Frame::Stdout(data)) => {
+                if out_ok && stdout.write_all(&data).is_err() {
+                    out_ok = false;
+                }
+            }
+            Ok(Frame::Stderr(data)) => {
+                if let Some(e) = stderr.as_mut().filter(|_| err_ok) {
+                    if e.write_all(&data).is_err() {
+                        err_ok = false;
+                    }
+                }
+            }
+            Ok(Frame::Control(Message::Exit { code })) => return Some(code),
+            Ok(other) => {
+                tracing::warn!("ignoring unexpected frame from the guest: {other:?}");
+            }
+            Err(ProtocolError::Closed) => return None,
+            Err(e) => {
+                // A hostile or broken guest: stop listening to it.
+                tracing::warn!("dropping the guest connection: {e}");
+                return None;
+            }
+        }
+    }
+}
+
+fn relay_input(mut input: File, writer: &Mutex<UnixStream>) {
+    let mut buf = vec![0u8; MAX_DATA_CHUNK];
+    loop {
+        match input.read(&mut buf) {
+            Ok(0) => {
+                let _ = write_frame(writer, &Frame::Stdin(Vec::new()));
+                return;
+            }
+            Ok(n) => {
+                if write_frame(writer, &Frame::Stdin(buf[..n].to_vec())).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                let _ = write_frame(writer, &Frame::Stdin(Vec::new()));
+                return;
+            }
+        }
+    }
+}
+
+/// Waits (bounded) for the VMM child to exit after the guest powered off; kills it when the
+/// guest does not power off in time.
+pub fn reap_vmm(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            _ => {
+                let _ = child.kill();
+                return child.wait().ok();
+            }
+        }
+    }
+}
+
+impl ContainerProcess for VmProcess {
+    fn pid(&self) -> u32 {
+        self.vmm_pid
+    }
+
+    fn exit_fd(&self) -> BorrowedFd<'_> {
+        self.exit_read.as_fd()
+    }
+
+    fn wait(&mut self) -> Result<ExitStatus, IsolationError> {
+        let code = self.output.take().and_then(|h| h.join().ok()).flatten();
+        if let Some(vmm) = self.vmm.as_mut() {
+            let timeout = if code.is_some() {
+                POWEROFF_TIMEOUT
+            } else {
+                Duration::from_millis(500)
+            };
+            let status = reap_vmm(vmm, timeout);
+            tracing::debug!("hull-vmm ended: {status:?}");
+        }
+        Ok(match code {
+            Some(code) => ExitStatus::Code(code),
+            // The VM ended without the agent reporting: it was killed (or crashed).
+            None => ExitStatus::Signal(libc::SIGKILL),
+        })
+    }
+
+    fn signal(&self, signal: i32) -> Result<(), IsolationError> {
+        self.send(Message::Signal { signal })
+    }
+
+    fn resize(&self, size: WinSize) -> Result<(), IsolationError> {
+        self.send(Message::Resize {
+            rows: size.rows,
+            cols: size.cols,
+        })
+    }
+}
+
+impl Drop for VmProcess {
+    fn drop(&mut self) {
+        // Never leave a VM behind because its owner forgot to wait.
+        if let Some(mut vmm) = self.vmm.take() {
+            if let Ok(None) = vmm.try_wait() {
+                let _ = vmm.kill();
+                let _ = vmm.wait();
+            }
+        }
+    }
+}
