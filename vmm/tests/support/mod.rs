@@ -101,6 +101,20 @@ impl Asm {
         self.code.extend_from_slice(&[0x75, skip]);
         self
     }
+    /// shr eax, imm8
+    pub fn shr_eax(&mut self, n: u8) -> &mut Self {
+        self.code.extend_from_slice(&[0xc1, 0xe8, n]);
+        self
+    }
+    /// Reads the 32-bit value at `addr` and writes its low byte to the serial port.
+    pub fn print_byte_at(&mut self, addr: u64) -> &mut Self {
+        self.mov_rbx(addr).load_eax_from_rbx().mov_dx(0x3f8).out_dx_al()
+    }
+    /// ud2 (invalid opcode)
+    pub fn ud2(&mut self) -> &mut Self {
+        self.code.extend_from_slice(&[0x0f, 0x0b]);
+        self
+    }
     /// jmp to itself (spin forever).
     pub fn spin(&mut self) -> &mut Self {
         self.code.extend_from_slice(&[0xeb, 0xfe]);
