@@ -176,8 +176,8 @@ mod tests {
     /// whiteout, and checks the result as the guest will see it (mounted erofs).
     #[test]
     fn layers_are_merged_with_whiteouts_applied() {
-        // SAFETY: geteuid has no preconditions.
         assert_eq!(
+            // SAFETY: geteuid has no preconditions.
             unsafe { libc::geteuid() },
             0,
             "needs root (overlay and loop mounts)"
