@@ -22,11 +22,10 @@ pub enum ImageError {
     InvalidReference { reference: String, reason: String },
 
     /// An I/O error, with what hull was doing.
-    #[error("{context}: {source}")]
+    #[error("{context}: {error}")]
     Io {
         context: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// Content whose sha256 is not the one it was declared with.
@@ -66,11 +65,10 @@ pub enum ImageError {
     Invalid { what: String, reason: String },
 
     /// An error in one layer, with the layer's digest.
-    #[error("layer {digest}: {source}")]
+    #[error("layer {digest}: {error}")]
     Layer {
         digest: String,
-        #[source]
-        source: Box<ImageError>,
+        error: Box<ImageError>,
     },
 
     /// The store directory is not usable.
@@ -83,7 +81,7 @@ impl ImageError {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         ImageError::Io {
             context: context.into(),
-            source,
+            error: source,
         }
     }
 

@@ -402,7 +402,9 @@ fn normalize(raw: &[u8], limits: &Limits) -> Result<Components, String> {
     if raw.len() > limits.max_path_bytes {
         return Err(format!("path longer than {} bytes", limits.max_path_bytes));
     }
-    if raw.first() == Some(&b'/') {
+    // A lone "/" is the layer root (umoci writes it so); any other absolute path is
+    // refused rather than silently re-rooted.
+    if raw.first() == Some(&b'/') && raw.iter().any(|&b| b != b'/') {
         return Err("absolute path".into());
     }
     if raw.contains(&0) {
@@ -669,6 +671,7 @@ mod tests {
             vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
         );
         assert!(normalize(b"./", &l).unwrap().is_empty());
+        assert!(normalize(b"/", &l).unwrap().is_empty());
         assert!(normalize(b"/etc/passwd", &l).is_err());
         assert!(normalize(b"a/../../b", &l).is_err());
         assert!(normalize(b"..", &l).is_err());

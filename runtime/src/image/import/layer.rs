@@ -134,7 +134,7 @@ pub(crate) fn bring_layer(
     let label = input.label.clone();
     let wrap = |e: ImageError| ImageError::Layer {
         digest: label.clone(),
-        source: Box::new(e),
+        error: Box::new(e),
     };
 
     if let (Some((digest, size)), Some(diff_id)) = (&input.declared, &input.expected_diff_id) {
@@ -145,6 +145,36 @@ pub(crate) fn bring_layer(
                 LayerRecord {
                     digest: digest.to_string(),
                     size: *size,
+                    media_type: input.media_type,
+                    diff_id: diff_id.to_string(),
+                },
+                false,
+            ));
+        }
+    }
+
+    if let (None, Some(diff_id)) = (&input.declared, &input.expected_diff_id) {
+        if txn.has_layer(diff_id) {
+            // Cached, but the blob digest is unknown (docker-archive): hash it only.
+            let mut raw = Tracked::new(input.reader, true, limits.max_layer_bytes);
+            let over = raw.over_limit();
+            if let Err(e) = raw.drain() {
+                return Err(wrap(if over.hit() {
+                    ImageError::TooLarge {
+                        what: "layer blob".into(),
+                        limit: limits.max_layer_bytes,
+                        unit: "bytes",
+                    }
+                } else {
+                    ImageError::io("read layer blob", e)
+                }));
+            }
+            let (digest, size, _) = raw.finish();
+            let digest = digest.expect("hashed");
+            return Ok((
+                LayerRecord {
+                    digest: digest.to_string(),
+                    size,
                     media_type: input.media_type,
                     diff_id: diff_id.to_string(),
                 },

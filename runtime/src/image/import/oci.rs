@@ -151,7 +151,7 @@ pub(crate) fn import(
             if length != desc.size {
                 return Err(ImageError::Layer {
                     digest: digest.to_string(),
-                    source: Box::new(ImageError::SizeMismatch {
+                    error: Box::new(ImageError::SizeMismatch {
                         what: "layer blob".into(),
                         expected: desc.size,
                         actual: length,
