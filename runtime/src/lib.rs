@@ -3,6 +3,7 @@
 //! guest agent).
 
 pub mod bench;
+pub mod container;
 pub mod doctor;
 pub mod image;
 pub mod isolation;

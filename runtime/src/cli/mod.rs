@@ -5,6 +5,7 @@ use clap::Subcommand;
 use hull_runtime::paths::StatePaths;
 
 pub mod bench;
+pub mod container;
 pub mod doctor;
 pub mod image;
 
@@ -19,6 +20,26 @@ pub enum Command {
     /// Measure what each isolation model costs here (start, teardown, memory, density),
     /// side by side with crun, runc and QEMU where installed.
     Bench(bench::BenchArgs),
+    /// Create and run a container: `hull run [OPTIONS] IMAGE [COMMAND [ARG...]]`.
+    Run(container::RunArgs),
+    /// Create a container without starting it.
+    Create(container::CreateArgs),
+    /// Start created or exited containers (in the background).
+    Start(container::ContainersArgs),
+    /// Run a command in a running container.
+    Exec(container::ExecArgs),
+    /// List containers.
+    Ps(container::PsArgs),
+    /// Print a container's output.
+    Logs(container::LogsArgs),
+    /// Stop containers (SIGTERM, then SIGKILL).
+    Stop(container::StopArgs),
+    /// Send a signal to containers.
+    Kill(container::KillArgs),
+    /// Remove containers.
+    Rm(container::RmArgs),
+    /// Show containers' full records as JSON.
+    Inspect(container::ContainersArgs),
 }
 
 /// Runs a parsed command and returns the exit code.
@@ -27,5 +48,15 @@ pub fn dispatch(command: Command, paths: &StatePaths) -> Result<i32> {
         Command::Image(cmd) => image::run(cmd, paths),
         Command::Doctor(args) => doctor::run(args, paths),
         Command::Bench(args) => bench::run(args, paths),
+        Command::Run(args) => container::run(args, paths),
+        Command::Create(args) => container::create(args, paths),
+        Command::Start(args) => container::start(args, paths),
+        Command::Exec(args) => container::exec(args, paths),
+        Command::Ps(args) => container::ps(args, paths),
+        Command::Logs(args) => container::logs(args, paths),
+        Command::Stop(args) => container::stop(args, paths),
+        Command::Kill(args) => container::kill(args, paths),
+        Command::Rm(args) => container::rm(args, paths),
+        Command::Inspect(args) => container::inspect(args, paths),
     }
 }

@@ -1,0 +1,611 @@
+//! Container commands: run, create, start, exec, ps, logs, stop, kill, rm, inspect.
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use hull_runtime::container::config::Config;
+use hull_runtime::container::lifecycle::{self, LifecycleError};
+use hull_runtime::container::logs::LogReader;
+use hull_runtime::container::spec::{self, ImageFacts, RunOptions};
+use hull_runtime::container::state::{now, ContainerState, ContainerStore, ProcRef, Status};
+use hull_runtime::container::supervisor::{self, Mode};
+use hull_runtime::image::ImageStore;
+use hull_runtime::isolation::{self, IsolationError, IsolationKind, ProcessSpec};
+use hull_runtime::paths::StatePaths;
+use hull_runtime::process::syscalls;
+
+/// Options shared by `run` and `create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Isolation model: `process` (namespaced process) or `vm` (microVM). Default from
+    /// the config file, else `process`.
+    #[arg(long)]
+    isolation: Option<IsolationKind>,
+    /// Container name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    rm: bool,
+    /// Keep stdin open.
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// Set an environment variable (KEY=VALUE, or KEY to copy it from here).
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Read environment variables from a file (KEY=VALUE lines).
+    #[arg(long = "env-file")]
+    env_file: Vec<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long)]
+    workdir: Option<String>,
+    /// User: name, uid, name:group or uid:gid (resolved in the image).
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// Override the image's entrypoint ("" clears it).
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Container hostname (default: short id).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Memory limit (e.g. 64m, 1g).
+    #[arg(short = 'm', long)]
+    memory: Option<String>,
+    /// CPU limit in CPUs (e.g. 0.5).
+    #[arg(long)]
+    cpus: Option<String>,
+    /// Maximum number of processes (0 or -1: unlimited).
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    /// Mount the root filesystem read-only.
+    #[arg(long = "read-only")]
+    read_only: bool,
+    /// Bind mount HOST:CONTAINER[:ro].
+    #[arg(short = 'v', long = "volume")]
+    volume: Vec<String>,
+    /// Image to run.
+    image: String,
+    /// Command and arguments (default: the image's).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+/// `hull run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run in the background and print the container id.
+    #[arg(short = 'd', long)]
+    detach: bool,
+    #[command(flatten)]
+    create: CreateArgs,
+}
+
+/// `hull exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Keep stdin open.
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// Set an environment variable.
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Working directory.
+    #[arg(short = 'w', long)]
+    workdir: Option<String>,
+    /// User.
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// Container name or id.
+    container: String,
+    /// Command and arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    command: Vec<String>,
+}
+
+/// `hull ps`.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all containers (default: running only).
+    #[arg(short = 'a', long)]
+    all: bool,
+    /// Output format: `table` or `json`.
+    #[arg(long, default_value = "table")]
+    format: String,
+    /// Only print ids.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+}
+
+/// `hull logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Follow output until the container exits.
+    #[arg(short = 'f', long)]
+    follow: bool,
+    /// Container name or id.
+    container: String,
+}
+
+/// `hull stop`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Seconds to wait after SIGTERM before SIGKILL.
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    time: u64,
+    /// Containers.
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `hull kill`.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Signal (name like KILL/SIGTERM, or number).
+    #[arg(short = 's', long, default_value = "KILL")]
+    signal: String,
+    /// Containers.
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `hull rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Kill the container first if it runs.
+    #[arg(short = 'f', long)]
+    force: bool,
+    /// Containers.
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `hull start` / `hull inspect`.
+#[derive(Debug, Args)]
+pub struct ContainersArgs {
+    /// Containers.
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+fn image_facts(paths: &StatePaths, image: &str) -> Result<ImageFacts> {
+    let store = ImageStore::open(paths).context("open image store")?;
+    let img = store.get(image).with_context(|| format!("image {image}"))?;
+    Ok(img.into())
+}
+
+fn run_options(a: &CreateArgs) -> RunOptions {
+    RunOptions {
+        command: a.command.clone(),
+        entrypoint: a.entrypoint.clone(),
+        env: a.env.clone(),
+        env_files: a.env_file.clone(),
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: a.hostname.clone(),
+        memory: a.memory.clone(),
+        cpus: a.cpus.clone(),
+        pids_limit: a.pids_limit,
+        volumes: a.volume.clone(),
+        read_only: a.read_only,
+        tty: a.tty,
+        interactive: a.interactive,
+    }
+}
+
+/// Creates the container record; returns it with the chosen backend.
+fn create_container(
+    paths: &StatePaths,
+    store: &ContainerStore,
+    a: &CreateArgs,
+    supervisor: Option<ProcRef>,
+) -> Result<(ContainerState, Box<dyn isolation::Isolation>)> {
+    let config = Config::load(paths)?;
+    let kind = config.isolation_for(&a.image, a.isolation);
+    let backend = isolation::backend(kind)?;
+    let image = image_facts(paths, &a.image)?;
+    let opts = run_options(a);
+    let (id, name) = store.allocate(a.name.as_deref())?;
+    let spec = match spec::build(&id, &image, &opts) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = store.delete(&id, &name);
+            return Err(e.into());
+        }
+    };
+    let state = ContainerState {
+        id: id.clone(),
+        name: name.clone(),
+        isolation: kind,
+        spec,
+        status: Status::Created,
+        created: now(),
+        started: None,
+        finished: None,
+        exit_code: None,
+        pid: None,
+        supervisor,
+        auto_remove: a.rm,
+        error: None,
+    };
+    if let Err(e) = store.save(&state) {
+        let _ = store.delete(&id, &name);
+        return Err(e.into());
+    }
+    Ok((state, backend))
+}
+
+/// `hull run`.
+pub fn run(args: RunArgs, paths: &StatePaths) -> Result<i32> {
+    let store = ContainerStore::new(paths);
+    let supervisor = (!args.detach).then(ProcRef::current);
+    let (state, backend) = create_container(paths, &store, &args.create, supervisor)?;
+    if args.detach {
+        let id = state.id.clone();
+        if let Err(e) = supervisor::start_detached(&store, &*backend, state) {
+            return start_error(e);
+        }
+        println!("{id}");
+        return Ok(0);
+    }
+    let outcome = supervisor::supervise(&store, &*backend, state, Mode::Foreground);
+    if let Some(e) = outcome.error {
+        eprintln!("hull: error: {e}");
+    }
+    Ok(outcome.code)
+}
+
+/// Start errors end `hull` with their own code (126 not executable, 127 not found, 125).
+fn start_error(e: IsolationError) -> Result<i32> {
+    eprintln!("hull: error: {e}");
+    Ok(e.exit_code())
+}
+
+/// `hull create`.
+pub fn create(args: CreateArgs, paths: &StatePaths) -> Result<i32> {
+    let store = ContainerStore::new(paths);
+    let (state, _) = create_container(paths, &store, &args, None)?;
+    println!("{}", state.id);
+    Ok(0)
+}
+
+/// `hull start`.
+pub fn start(args: ContainersArgs, paths: &StatePaths) -> Result<i32> {
+    let store = ContainerStore::new(paths);
+    for key in &args.containers {
+        let id = store.resolve(key)?;
+        let mut state = lifecycle::load_fresh(&store, &id)?
+            .ok_or_else(|| anyhow!("no such container: {key}"))?;
+        if state.status == Status::Running {
+            println!("{key}");
+            continue;
+        }
+        let backend = isolation::backend(state.isolation)?;
+        state.status = Status::Created;
+        state.exit_code = None;
+        state.error = None;
+        state.finished = None;
+        if let Err(e) = supervisor::start_detached(&store, &*backend, state) {
+            return start_error(e);
+        }
+        println!("{key}");
+    }
+    Ok(0)
+}
+
+/// `hull exec`.
+pub fn exec(args: ExecArgs, paths: &StatePaths) -> Result<i32> {
+    let store = ContainerStore::new(paths);
+    let id = store.resolve(&args.container)?;
+    let state = lifecycle::load_fresh(&store, &id)?
+        .ok_or_else(|| anyhow!("no such container: {}", args.container))?;
+    if state.status != Status::Running {
+        bail!("container {} is not running", args.container);
+    }
+    let backend = isolation::backend(state.isolation)?;
+    let mut env = state.spec.process.env.clone();
+    for e in &args.env {
+        let entry = if e.contains('=') {
+            e.clone()
+        } else {
+            format!("{e}={}", std::env::var(e).unwrap_or_default())
+        };
+        spec::merge_env(&mut env, entry);
+    }
+    let process = ProcessSpec {
+        args: args.command.clone(),
+        env,
+        cwd: args
+            .workdir
+            .clone()
+            .unwrap_or_else(|| state.spec.process.cwd.clone()),
+        user: args
+            .user
+            .clone()
+            .unwrap_or_else(|| state.spec.process.user.clone()),
+        tty: args.tty,
+        stdin: args.interactive,
+    };
+    match supervisor::exec_attached(&store.context(&id), &*backend, &state.spec, &process) {
+        Ok(code) => Ok(code),
+        Err(e) => start_error(e),
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..12.min(id.len())]
+}
+
+fn ago(t: u64) -> String {
+    let d = now().saturating_sub(t);
+    match d {
+        0..=59 => format!("{d} seconds ago"),
+        60..=3599 => format!("{} minutes ago", d / 60),
+        3600..=86399 => format!("{} hours ago", d / 3600),
+        _ => format!("{} days ago", d / 86400),
+    }
+}
+
+fn status_text(s: &ContainerState) -> String {
+    match s.status {
+        Status::Created => "Created".into(),
+        Status::Running => format!(
+            "Up {}",
+            ago(s.started.unwrap_or(s.created)).trim_end_matches(" ago")
+        ),
+        Status::Exited => match s.exit_code {
+            Some(c) => format!("Exited ({c}) {}", ago(s.finished.unwrap_or(s.created))),
+            None => format!("Exited (unknown) {}", ago(s.finished.unwrap_or(s.created))),
+        },
+    }
+}
+
+/// `hull ps`.
+pub fn ps(args: PsArgs, paths: &StatePaths) -> Result<i32> {
+    let store = ContainerStore::new(paths);
+    let all: Vec<ContainerState> = lifecycle::list(&store)?
+        .into_iter()
+        .filter(|s| args.all || s.status == Status::Running)
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if args.quiet {
+        for s in &all {
+            writeln!(out, "{}", short(&s.id))?;
+        }
+        return Ok(0);
+    }
+    match args.format.as_str() {
+        "json" => {
+            let rows: Vec<serde_json::Value> = all
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "id": s.id,
+                        "name": s.name,
+                        "image": s.spec.image,
+                        "command": s.spec.process.args.join(" "),
+                        "created": s.created,
+                        "status": s.status,
+                        "state": status_text(s),
+                        "exit_code": s.exit_code,
+                        "isolation": s.isolation,
+                        "pid": s.pid,
+                    })
+                })
+                .collect();
+            writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+        }
+        "table" => {
+            writeln!(
+                out,
+                "{:<12}  {:<24}  {:<22}  {:<16}  {:<24}  {:<9}  NAMES",
+                "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "ISOLATION"
+            )?;
+            for s in &all {
+                let mut cmd = format!("\"{}\"", s.spec.process.args.join(" "));
+                if cmd.len() > 22 {
+                    cmd = format!(
+                        "{}…\"",
+                        &cmd[..cmd.char_indices().nth(19).map_or(cmd.len(), |(i, _)| i)]
+                    );
+                }
+                writeln!(
+                    out,
+                    "{:<12}  {:<24}  {:<22}  {:<16}  {:<24}  {:<9}  {}",
+                    short(&s.id),
+                    s.spec.image,
+                    cmd,
+                    ago(s.created),
+                    status_text(s),
+                    s.isolation,
+                    s.name
+                )?;
+            }
+        }
+        other => bail!("unknown --format {other:?} (table or json)"),
+    }
+    Ok(0)
+}
+
+/// `hull inspect`.
+pub fn inspect(args: ContainersArgs, paths: &StatePaths) -> Result<i32> {
+    let store = ContainerStore::new(paths);
+    let mut all = Vec::new();
+    for key in &args.containers {
+        let id = store.resolve(key)?;
+        let s = lifecycle::load_fresh(&store, &id)?
+            .ok_or_else(|| anyhow!("no such container: {key}"))?;
+        all.push(s);
+    }
+    println!("{}", serde_json::to_string_pretty(&all)?);
+    Ok(0)
+}
+
+/// `hull logs`.
+pub fn logs(args: LogsArgs, paths: &StatePaths) -> Result<i32> {
+    let store = ContainerStore::new(paths);
+    let id = store.resolve(&args.container)?;
+    let state = lifecycle::load_fresh(&store, &id)?
+        .ok_or_else(|| anyhow!("no such container: {}", args.container))?;
+    let dir = store.dir_of(&id);
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    let follow = args.follow && state.status == Status::Running;
+    // Watch before the first read so no write between the read and the watch is missed.
+    let watch = if follow { Watch::new(&dir) } else { None };
+    let mut reader = LogReader::open(&dir)?;
+    if let Some(r) = reader.as_mut() {
+        if !r.pump(&mut out, &mut err)? {
+            bail!("log of {} is corrupt", args.container);
+        }
+    }
+    if !follow {
+        return Ok(0);
+    }
+    let Some(watch) = watch else { return Ok(0) };
+    let sup = state
+        .supervisor
+        .and_then(|s| syscalls::open_verified(s.pid, s.start_time));
+    loop {
+        let done = watch.wait(sup.as_ref().map(|f| f.as_fd()));
+        if reader.is_none() {
+            reader = LogReader::open(&dir)?;
+        }
+        if let Some(r) = reader.as_mut() {
+            if !r.pump(&mut out, &mut err)? {
+                bail!("log of {} is corrupt", args.container);
+            }
+        }
+        if done {
+            return Ok(0);
+        }
+    }
+}
+
+/// inotify watch on a container directory, to follow its log without polling.
+struct Watch {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Watch {
+    fn new(dir: &std::path::Path) -> Option<Watch> {
+        use std::os::fd::FromRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: plain syscall; returns a new fd or -1.
+        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: the kernel gave us this new fd.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+        // SAFETY: valid inotify fd and NUL-terminated path.
+        let wd = unsafe {
+            libc::inotify_add_watch(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                path.as_ptr(),
+                libc::IN_MODIFY | libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_DELETE_SELF,
+            )
+        };
+        (wd >= 0).then_some(Watch { fd })
+    }
+
+    /// Waits for a change in the directory or the supervisor's exit; true when it exited.
+    fn wait(&self, supervisor: Option<std::os::fd::BorrowedFd<'_>>) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut fds = vec![libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        if let Some(s) = supervisor {
+            fds.push(libc::pollfd {
+                fd: s.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        // SAFETY: valid pollfd array of the given length.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if n < 0 {
+            return io_interrupted_is_not_done();
+        }
+        if fds[0].revents != 0 {
+            let mut buf = [0u8; 4096];
+            let _ = nix::unistd::read(self.fd.as_fd(), &mut buf);
+        }
+        supervisor.is_none() || fds.get(1).is_some_and(|f| f.revents != 0)
+    }
+}
+
+fn io_interrupted_is_not_done() -> bool {
+    std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+}
+
+fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        bail!("invalid signal {s:?}");
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|sig| sig as i32)
+        .map_err(|_| anyhow!("invalid signal {s:?}"))
+}
+
+fn for_each(
+    keys: &[String],
+    paths: &StatePaths,
+    f: impl Fn(&ContainerStore, &str) -> Result<(), LifecycleError>,
+) -> Result<i32> {
+    let store = ContainerStore::new(paths);
+    let mut code = 0;
+    for key in keys {
+        let result = store
+            .resolve(key)
+            .map_err(LifecycleError::from)
+            .and_then(|id| f(&store, &id));
+        match result {
+            Ok(()) => println!("{key}"),
+            Err(e) => {
+                eprintln!("hull: error: {key}: {e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// `hull stop`.
+pub fn stop(args: StopArgs, paths: &StatePaths) -> Result<i32> {
+    for_each(&args.containers, paths, |s, id| {
+        lifecycle::stop(s, id, args.time)
+    })
+}
+
+/// `hull kill`.
+pub fn kill(args: KillArgs, paths: &StatePaths) -> Result<i32> {
+    let sig = parse_signal(&args.signal)?;
+    for_each(&args.containers, paths, |s, id| lifecycle::kill(s, id, sig))
+}
+
+/// `hull rm`.
+pub fn rm(args: RmArgs, paths: &StatePaths) -> Result<i32> {
+    for_each(&args.containers, paths, |s, id| {
+        lifecycle::remove(s, id, args.force)
+    })
+}
