@@ -26,6 +26,9 @@ pub struct Environment {
     pub host_is_vm: bool,
     /// hull version.
     pub hull_version: String,
+    /// 1-, 5- and 15-minute load averages when the bench started (other work on the host
+    /// skews timings; this says how busy it was).
+    pub load_average: [f64; 3],
     /// Whether this ran inside the nested harness (QEMU/TCG with emulated AMD-V), where all
     /// timings are slowed by emulation and only comparable with each other.
     pub nested_harness: bool,
@@ -68,11 +71,20 @@ impl Environment {
             host_is_vm: field("flags")
                 .is_some_and(|f| f.split_whitespace().any(|x| x == "hypervisor")),
             hull_version: env!("CARGO_PKG_VERSION").to_string(),
+            load_average: load_average(&facts),
             nested_harness: std::env::var_os("HULL_IN_HARNESS").is_some(),
             started_at: rfc3339_utc(std::time::SystemTime::now()),
             duration_s: 0.0,
         }
     }
+}
+
+fn load_average(facts: &HostFacts) -> [f64; 3] {
+    let text = facts.read("/proc/loadavg").unwrap_or_default();
+    let mut fields = text
+        .split_whitespace()
+        .map(|f| f.parse::<f64>().unwrap_or(0.0));
+    [(); 3].map(|_| fields.next().unwrap_or(0.0))
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for a time (civil-from-days, proleptic Gregorian calendar).

@@ -267,7 +267,15 @@ impl BenchReport {
                 ""
             }
         );
-        let _ = writeln!(t, "taken {} in {:.0} s", env.started_at, env.duration_s);
+        let _ = writeln!(
+            t,
+            "taken {} in {:.0} s, load average {:.2} {:.2} {:.2} at start",
+            env.started_at,
+            env.duration_s,
+            env.load_average[0],
+            env.load_average[1],
+            env.load_average[2]
+        );
         let measured: Vec<&SubjectResult> =
             self.subjects.iter().filter(|s| s.runs_ok > 0).collect();
         let candidates = baselines(&self.subjects);

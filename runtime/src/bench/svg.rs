@@ -136,13 +136,14 @@ pub fn render(report: &BenchReport) -> String {
             }
         ),
         format!(
-            "Image {} `{}`; {} runs + {} warm-up per subject, interleaved; density {} containers; taken {}",
+            "Image {} `{}`; {} runs + {} warm-up per subject, interleaved; density {} containers; taken {}, load {:.2}",
             report.settings.image,
             report.settings.command.join(" "),
             report.settings.runs,
             report.settings.warmup,
             report.settings.density,
-            env.started_at
+            env.started_at,
+            env.load_average[0]
         ),
         "Bar = median, line = min to max, tick = p95.".to_string(),
     ];

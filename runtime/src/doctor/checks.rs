@@ -602,35 +602,50 @@ fn check_kvm(facts: &HostFacts) -> Check {
     }
 }
 
-/// Where a hull binary (`hull-vmm`, `hull-agent`) is: beside `hull`, in
-/// /usr/local/lib/hull, or in `$PATH`.
-fn find_hull_binary(facts: &HostFacts, name: &str) -> Option<PathBuf> {
-    facts
-        .exe_dir
-        .as_ref()
-        .map(|d| d.join(name))
-        .filter(|p| super::facts::is_executable(p))
-        .or_else(|| {
-            let lib = facts.host_path("/usr/local/lib/hull").join(name);
-            super::facts::is_executable(&lib).then_some(lib)
-        })
-        .or_else(|| facts.which(name))
+/// Where the vm backend looks for a hull binary (`hull-vmm`, `hull-agent`), in its order:
+/// the `$HULL_*` override, the workspace's static build (agent), beside `hull`,
+/// /usr/local/lib/hull, then `$PATH`. Candidates that exist, first to last.
+fn hull_binary_candidates(facts: &HostFacts, name: &str) -> Vec<PathBuf> {
+    let mut candidates = Vec::new();
+    let overridden = match name {
+        "hull-vmm" => facts.vmm_override.clone(),
+        "hull-agent" => facts.agent_override.clone(),
+        _ => None,
+    };
+    candidates.extend(overridden);
+    if let Some(dir) = &facts.exe_dir {
+        if name == "hull-agent" {
+            if let (Some(profile), Some(target)) = (dir.file_name(), dir.parent()) {
+                candidates.push(
+                    target
+                        .join("x86_64-unknown-linux-gnu")
+                        .join(profile)
+                        .join(name),
+                );
+            }
+        }
+        candidates.push(dir.join(name));
+    }
+    candidates.push(facts.host_path("/usr/local/lib/hull").join(name));
+    candidates.extend(facts.which(name));
+    candidates.retain(|p| super::facts::is_executable(p));
+    candidates
 }
 
 fn check_vmm(facts: &HostFacts) -> Check {
     const ID: &str = "vmm";
     const TITLE: &str = "VMM (hull-vmm)";
-    match find_hull_binary(facts, "hull-vmm") {
+    match hull_binary_candidates(facts, "hull-vmm").first() {
         Some(path) => ok(ID, TITLE, Affects::Vm, format!("found {}", path.display())),
         None => problem(
             ID,
             TITLE,
             Status::Fail,
             Affects::Vm,
-            "hull-vmm (the microVM monitor, one process per VM) is not installed beside hull \
-             nor in $PATH"
+            "hull-vmm (the microVM monitor, one process per VM) is not beside hull, in \
+             /usr/local/lib/hull, nor in $PATH"
                 .into(),
-            "cargo build --release -p hull-vmm and install it beside hull".into(),
+            "cargo build --release -p hull-vmm and install it beside hull (or set HULL_VMM)".into(),
         ),
     }
 }
@@ -638,7 +653,15 @@ fn check_vmm(facts: &HostFacts) -> Check {
 fn check_guest_kernel(facts: &HostFacts) -> Check {
     const ID: &str = "guest-kernel";
     const TITLE: &str = "Guest kernel";
-    let path = facts.host_path(GUEST_KERNEL_PATH);
+    let path = facts
+        .kernel_override
+        .clone()
+        .unwrap_or_else(|| facts.host_path(GUEST_KERNEL_PATH));
+    let shown = if facts.kernel_override.is_some() {
+        path.display().to_string()
+    } else {
+        GUEST_KERNEL_PATH.to_string()
+    };
     let mut magic = [0u8; 4];
     let read =
         std::fs::File::open(&path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic));
@@ -647,14 +670,14 @@ fn check_guest_kernel(facts: &HostFacts) -> Check {
             ID,
             TITLE,
             Affects::Vm,
-            format!("{GUEST_KERNEL_PATH} is an ELF kernel image"),
+            format!("{shown} is an ELF kernel image"),
         ),
         Ok(()) => problem(
             ID,
             TITLE,
             Status::Fail,
             Affects::Vm,
-            format!("{GUEST_KERNEL_PATH} exists but is not an ELF vmlinux"),
+            format!("{shown} exists but is not an ELF vmlinux"),
             "rebuild it: kernel-config/build.sh".into(),
         ),
         Err(_) => problem(
@@ -662,8 +685,10 @@ fn check_guest_kernel(facts: &HostFacts) -> Check {
             TITLE,
             Status::Fail,
             Affects::Vm,
-            format!("no guest kernel at {GUEST_KERNEL_PATH}: every microVM boots that kernel"),
-            "build and install it: kernel-config/build.sh (about 4 minutes on 2 cores)".into(),
+            format!("no guest kernel at {shown}: every microVM boots that kernel"),
+            "build and install it: kernel-config/build.sh (about 4 minutes on 2 cores), or set \
+             HULL_KERNEL"
+                .into(),
         ),
     }
 }
@@ -671,22 +696,53 @@ fn check_guest_kernel(facts: &HostFacts) -> Check {
 fn check_guest_agent(facts: &HostFacts) -> Check {
     const ID: &str = "guest-agent";
     const TITLE: &str = "Guest agent";
-    match find_hull_binary(facts, "hull-agent") {
-        Some(path) => ok(
+    const BUILD: &str = "build it static and install it beside hull or in /usr/local/lib/hull: \
+                         RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release -p \
+                         hull-agent --target x86_64-unknown-linux-gnu (or set HULL_AGENT)";
+    let candidates = hull_binary_candidates(facts, "hull-agent");
+    let dynamic = |p: &PathBuf| {
+        std::fs::read(p)
+            .ok()
+            .and_then(|elf| crate::vm::initramfs::is_dynamically_linked(&elf).ok())
+    };
+    if let Some(path) = candidates.iter().find(|p| dynamic(p) == Some(false)) {
+        return ok(
             ID,
             TITLE,
             Affects::Vm,
-            format!("found {} (PID 1 inside every microVM)", path.display()),
+            format!(
+                "found {} (static; PID 1 inside every microVM)",
+                path.display()
+            ),
+        );
+    }
+    match candidates.first() {
+        Some(path) => problem(
+            ID,
+            TITLE,
+            Status::Fail,
+            Affects::Vm,
+            format!(
+                "{} is {}: the guest has no C library, so the agent (PID 1 inside every \
+                 microVM) must be a static ELF",
+                path.display(),
+                if dynamic(path) == Some(true) {
+                    "dynamically linked"
+                } else {
+                    "not a 64-bit ELF executable"
+                }
+            ),
+            BUILD.into(),
         ),
         None => problem(
             ID,
             TITLE,
             Status::Fail,
             Affects::Vm,
-            "hull-agent (PID 1 inside every microVM) is not installed beside hull, in \
-             /usr/local/lib/hull, nor in $PATH"
+            "hull-agent (PID 1 inside every microVM) is not beside hull, in /usr/local/lib/hull, \
+             nor in $PATH"
                 .into(),
-            "cargo build --release -p hull-agent and install it beside hull".into(),
+            BUILD.into(),
         ),
     }
 }

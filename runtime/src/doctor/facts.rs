@@ -28,6 +28,12 @@ pub struct HostFacts {
     pub path_var: String,
     /// State directories that must be writable (not prefixed: they are the real ones).
     pub state: StatePaths,
+    /// `$HULL_VMM`, `$HULL_AGENT`, `$HULL_KERNEL`: explicit paths the vm backend uses first.
+    pub vmm_override: Option<PathBuf>,
+    /// See `vmm_override`.
+    pub agent_override: Option<PathBuf>,
+    /// See `vmm_override`.
+    pub kernel_override: Option<PathBuf>,
 }
 
 impl HostFacts {
@@ -47,6 +53,9 @@ impl HostFacts {
             path_var: std::env::var("PATH")
                 .unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
             state: state.clone(),
+            vmm_override: std::env::var_os("HULL_VMM").map(PathBuf::from),
+            agent_override: std::env::var_os("HULL_AGENT").map(PathBuf::from),
+            kernel_override: std::env::var_os("HULL_KERNEL").map(PathBuf::from),
         }
     }
 

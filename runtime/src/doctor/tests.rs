@@ -55,7 +55,7 @@ impl FakeHost {
         }
         host.write(GUEST_KERNEL_PATH, "\x7fELF rest of a kernel");
         host.executable("/usr/local/lib/hull/hull-vmm");
-        host.executable("/usr/local/lib/hull/hull-agent");
+        host.static_elf("/usr/local/lib/hull/hull-agent");
         host.executable("/usr/bin/qemu-system-x86_64");
         host
     }
@@ -75,6 +75,29 @@ impl FakeHost {
         self.write(abs, "#!/bin/sh\n");
         std::fs::set_permissions(self.path(abs), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
+    /// A minimal 64-bit little-endian ELF header with no program headers: "static".
+    fn static_elf(&self, abs: &str) {
+        let mut elf = vec![0u8; 64];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        self.write_bytes(abs, &elf);
+        std::fs::set_permissions(self.path(abs), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    /// The same with one PT_INTERP program header: dynamically linked.
+    fn dynamic_elf(&self, abs: &str) {
+        let mut elf = vec![0u8; 64 + 56];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        elf[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+        elf[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+        elf[56..58].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
+        elf[64..68].copy_from_slice(&3u32.to_le_bytes()); // PT_INTERP
+        self.write_bytes(abs, &elf);
+        std::fs::set_permissions(self.path(abs), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    fn write_bytes(&self, abs: &str, contents: &[u8]) {
+        let p = self.path(abs);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, contents).unwrap();
+    }
     fn remove(&self, abs: &str) {
         let p = self.path(abs);
         if p.is_dir() {
@@ -90,6 +113,9 @@ impl FakeHost {
         facts.euid = self.euid;
         facts.exe_dir = None;
         facts.path_var = "/usr/bin:/bin".into();
+        facts.vmm_override = None;
+        facts.agent_override = None;
+        facts.kernel_override = None;
         diagnose(&facts)
     }
 }
@@ -296,6 +322,22 @@ fn missing_guest_kernel_agent_or_vmm_block_vm_mode() {
         assert_eq!(report.verdict.vm.blocked_by, vec![id]);
         assert_eq!(report.exit_code, EXIT_VM_UNUSABLE, "{id}");
     }
+}
+
+#[test]
+fn dynamically_linked_agent_fails_and_says_build_it_static() {
+    let host = FakeHost::healthy_vtx();
+    host.dynamic_elf("/usr/local/lib/hull/hull-agent");
+    let report = host.diagnose();
+    let check = report.check("guest-agent").unwrap();
+    assert_eq!(check.status, Status::Fail);
+    assert!(
+        check.finding.contains("dynamically linked"),
+        "{}",
+        check.finding
+    );
+    assert!(check.fix.as_deref().unwrap().contains("crt-static"));
+    assert_eq!(report.exit_code, EXIT_VM_UNUSABLE);
 }
 
 #[test]
