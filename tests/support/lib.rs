@@ -1,6 +1,10 @@
 //! Shared helpers for hull's integration tests: find the built binaries, give each test its
 //! own state root, and run `hull` as a user would.
 
+pub mod guest;
+pub mod harness;
+pub mod initramfs;
+
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

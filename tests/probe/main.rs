@@ -1,0 +1,379 @@
+//! `hull-probe`: a small test tool that runs inside the nested harness and inside guests,
+//! where busybox cannot help: vsock sockets, the Firecracker-style Unix-socket handshake of
+//! a VMM's vsock host side, and timing a VMM from launch to a guest's first words.
+//!
+//! Every wait is bounded; every failure prints what failed and exits non-zero.
+//!
+//! ```text
+//! hull-probe vsock-serve PORT [NAME]          accept one vsock connection on PORT, read a
+//!                                             line, answer "NAME got: LINE" (NAME: guest)
+//! hull-probe vsock-call CID PORT MESSAGE      (guest) connect to CID:PORT, send MESSAGE,
+//!                                             print the answer line
+//! hull-probe uds-call SOCKET PORT MESSAGE     (host) connect to the VMM's vsock socket,
+//!                                             "CONNECT PORT", send MESSAGE, print the answer
+//! hull-probe uds-serve PATH [NAME]            (host) accept one connection on the Unix
+//!                                             socket PATH, read a line, answer "NAME got: LINE"
+//! hull-probe time-to-marker MARKER TIMEOUT_S LOG -- CMD [ARGS...]
+//!                                             run CMD, copy its stdout to LOG, print
+//!                                             "marker_us=N exit=S" (N: µs from spawn to the
+//!                                             first output line containing MARKER)
+//! ```
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a connect keeps retrying while the peer is not there yet (guest still booting).
+const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
+/// How long one accept or one read may wait.
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest line exchanged.
+const MAX_LINE: u64 = 4096;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match argv.as_slice() {
+        ["vsock-serve", port] => parse(port).and_then(|port| vsock_serve(port, "guest")),
+        ["vsock-serve", port, name] => parse(port).and_then(|port| vsock_serve(port, name)),
+        ["vsock-call", cid, port, message] => {
+            parse(cid).and_then(|cid| parse(port).and_then(|port| vsock_call(cid, port, message)))
+        }
+        ["uds-call", socket, port, message] => {
+            parse(port).and_then(|port| uds_call(Path::new(socket), port, message))
+        }
+        ["uds-serve", path] => uds_serve(Path::new(path), "host"),
+        ["uds-serve", path, name] => uds_serve(Path::new(path), name),
+        ["time-to-marker", marker, timeout, log, "--", cmd @ ..] if !cmd.is_empty() => {
+            parse(timeout).and_then(|t| time_to_marker(marker, Duration::from_secs(t), log, cmd))
+        }
+        _ => Err(format!(
+            "usage: hull-probe vsock-serve PORT [NAME] | vsock-call CID PORT MSG | \
+             uds-call SOCKET PORT MSG | uds-serve PATH [NAME] | \
+             time-to-marker MARKER TIMEOUT_S LOG -- CMD... (got {argv:?})"
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hull-probe: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse<T: std::str::FromStr>(s: &str) -> Result<T, String> {
+    s.parse().map_err(|_| format!("not a number: {s:?}"))
+}
+
+/// Reads one line (without the newline), at most MAX_LINE bytes.
+fn read_line(stream: impl Read) -> Result<String, String> {
+    let mut line = String::new();
+    BufReader::new(stream.take(MAX_LINE))
+        .read_line(&mut line)
+        .map_err(|e| format!("read: {e}"))?;
+    if !line.ends_with('\n') {
+        return Err(format!(
+            "connection closed before a full line (got {line:?})"
+        ));
+    }
+    line.pop();
+    Ok(line)
+}
+
+// ---------------------------------------------------------------- vsock (guest side)
+
+/// An AF_VSOCK stream socket with read/write timeouts set.
+fn vsock_socket() -> Result<OwnedFd, String> {
+    // SAFETY: socket() takes no pointers; the result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(format!("socket(AF_VSOCK): {}", io::Error::last_os_error()));
+    }
+    // SAFETY: fd is a fresh descriptor this function owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    set_timeouts(&fd)?;
+    Ok(fd)
+}
+
+fn set_timeouts(fd: &OwnedFd) -> Result<(), String> {
+    let tv = libc::timeval {
+        tv_sec: IO_TIMEOUT.as_secs() as libc::time_t,
+        tv_usec: 0,
+    };
+    for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+        // SAFETY: tv is a valid timeval and its size is passed; fd is open.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                &tv as *const libc::timeval as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(format!("setsockopt: {}", io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
+fn vsock_addr(cid: u32, port: u32) -> libc::sockaddr_vm {
+    // SAFETY: sockaddr_vm is plain data; all-zero is a valid value.
+    let mut addr: libc::sockaddr_vm = unsafe { std::mem::zeroed() };
+    addr.svm_family = libc::AF_VSOCK as libc::sa_family_t;
+    addr.svm_cid = cid;
+    addr.svm_port = port;
+    addr
+}
+
+const VSOCK_ADDR_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t;
+
+/// A connected socket as a File, so it reads and writes like any stream.
+fn into_stream(fd: OwnedFd) -> std::fs::File {
+    std::fs::File::from(fd)
+}
+
+fn vsock_serve(port: u32, name: &str) -> Result<(), String> {
+    let fd = vsock_socket()?;
+    let addr = vsock_addr(libc::VMADDR_CID_ANY, port);
+    // SAFETY: addr is a valid sockaddr_vm of the length given.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &addr as *const libc::sockaddr_vm as *const libc::sockaddr,
+            VSOCK_ADDR_LEN,
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "bind vsock port {port}: {}",
+            io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: listen on an open, bound socket.
+    if unsafe { libc::listen(fd.as_raw_fd(), 4) } != 0 {
+        return Err(format!("listen: {}", io::Error::last_os_error()));
+    }
+    wait_readable(&fd, IO_TIMEOUT).map_err(|e| format!("accept on vsock port {port}: {e}"))?;
+    // SAFETY: accept with null address pointers is allowed; the result is checked.
+    let conn = unsafe {
+        libc::accept4(
+            fd.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        )
+    };
+    if conn < 0 {
+        return Err(format!("accept: {}", io::Error::last_os_error()));
+    }
+    // SAFETY: conn is a fresh descriptor owned from here on.
+    let conn = unsafe { OwnedFd::from_raw_fd(conn) };
+    set_timeouts(&conn)?;
+    let mut stream = into_stream(conn);
+    let line = read_line(&stream)?;
+    writeln!(stream, "{name} got: {line}").map_err(|e| format!("write: {e}"))?;
+    println!("vsock-serve: answered {line:?}");
+    Ok(())
+}
+
+fn vsock_call(cid: u32, port: u32, message: &str) -> Result<(), String> {
+    let deadline = Instant::now() + CONNECT_PATIENCE;
+    let fd = loop {
+        let fd = vsock_socket()?;
+        let addr = vsock_addr(cid, port);
+        // SAFETY: addr is a valid sockaddr_vm of the length given.
+        let rc = unsafe {
+            libc::connect(
+                fd.as_raw_fd(),
+                &addr as *const libc::sockaddr_vm as *const libc::sockaddr,
+                VSOCK_ADDR_LEN,
+            )
+        };
+        if rc == 0 {
+            break fd;
+        }
+        let err = io::Error::last_os_error();
+        if Instant::now() >= deadline {
+            return Err(format!("connect vsock {cid}:{port}: {err}"));
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    let mut stream = into_stream(fd);
+    writeln!(stream, "{message}").map_err(|e| format!("write: {e}"))?;
+    let answer = read_line(&stream)?;
+    println!("{answer}");
+    Ok(())
+}
+
+/// poll() for readability with a timeout.
+fn wait_readable(fd: &impl AsRawFd, timeout: Duration) -> Result<(), String> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd is passed with count 1.
+    let rc = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as libc::c_int) };
+    match rc {
+        0 => Err(format!("timed out after {timeout:?}")),
+        n if n < 0 => Err(format!("poll: {}", io::Error::last_os_error())),
+        _ => Ok(()),
+    }
+}
+
+// ---------------------------------------------------------------- Unix side (VMM host side)
+
+/// Connects to a VMM's vsock Unix socket and asks for guest PORT; retries while the socket
+/// is not there yet or the VMM closes without "OK" (guest not listening yet).
+fn uds_call(socket: &Path, port: u32, message: &str) -> Result<(), String> {
+    let deadline = Instant::now() + CONNECT_PATIENCE;
+    let mut last_error;
+    loop {
+        match try_handshake(socket, port) {
+            Ok(mut stream) => {
+                writeln!(stream, "{message}").map_err(|e| format!("write: {e}"))?;
+                let answer = read_line(&stream)?;
+                println!("{answer}");
+                return Ok(());
+            }
+            Err(e) => last_error = e,
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "no vsock connection to guest port {port} via {}: {last_error}",
+                socket.display()
+            ));
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn try_handshake(socket: &Path, port: u32) -> Result<UnixStream, String> {
+    let mut stream =
+        UnixStream::connect(socket).map_err(|e| format!("connect {}: {e}", socket.display()))?;
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    writeln!(stream, "CONNECT {port}").map_err(|e| format!("write CONNECT: {e}"))?;
+    // Read the answer byte by byte: bytes after the newline belong to the guest's stream.
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while answer.len() < 64 {
+        match stream.read(&mut byte) {
+            Ok(0) => return Err(format!("VMM closed the connection after CONNECT {port}")),
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => answer.push(byte[0]),
+            Err(e) => return Err(format!("read handshake answer: {e}")),
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    if !answer.starts_with("OK ") {
+        return Err(format!("unexpected handshake answer {answer:?}"));
+    }
+    Ok(stream)
+}
+
+fn uds_serve(path: &Path, name: &str) -> Result<(), String> {
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path).map_err(|e| format!("bind {}: {e}", path.display()))?;
+    let result = (|| {
+        let fd: OwnedFd = listener.try_clone().map_err(|e| e.to_string())?.into();
+        wait_readable(&fd, IO_TIMEOUT).map_err(|e| format!("accept on {}: {e}", path.display()))?;
+        let (mut stream, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+        stream
+            .set_read_timeout(Some(IO_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        let line = read_line(&stream)?;
+        writeln!(stream, "{name} got: {line}").map_err(|e| format!("write: {e}"))?;
+        println!("uds-serve: answered {line:?}");
+        Ok(())
+    })();
+    let _ = std::fs::remove_file(path);
+    result
+}
+
+// ---------------------------------------------------------------- timing
+
+/// Runs CMD, copies its stdout to LOG, and prints the time from spawn to the first line
+/// containing MARKER, then CMD's exit status. Kills CMD at the timeout.
+fn time_to_marker(marker: &str, timeout: Duration, log: &str, cmd: &[&str]) -> Result<(), String> {
+    let mut log_file = std::fs::File::create(log).map_err(|e| format!("create {log}: {e}"))?;
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let mut child = Command::new(cmd[0])
+        .args(&cmd[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", cmd[0]))?;
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut marker_at = None;
+    let mut pending = Vec::new(); // the current, unfinished line
+    let mut buf = [0u8; 4096];
+    let mut killed = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || wait_readable(&stdout, left).is_err() {
+            let _ = child.kill();
+            killed = true;
+            break;
+        }
+        let n = match stdout.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("read {}'s output: {e}", cmd[0])),
+        };
+        log_file
+            .write_all(&buf[..n])
+            .map_err(|e| format!("write {log}: {e}"))?;
+        if marker_at.is_none() {
+            pending.extend_from_slice(&buf[..n]);
+            if contains(&pending, marker.as_bytes()) {
+                marker_at = Some(start.elapsed());
+            }
+            // Keep only the unfinished line (bounded: a marker longer than that is odd).
+            if let Some(nl) = pending.iter().rposition(|&b| b == b'\n') {
+                pending.drain(..=nl);
+            }
+            if pending.len() > 64 * 1024 {
+                pending.drain(..pending.len() - marker.len());
+            }
+        }
+    }
+    drop(stdout);
+    let status = child.wait().map_err(|e| format!("wait: {e}"))?;
+    let exit = status
+        .code()
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "signal".into());
+    match marker_at {
+        Some(at) if !killed => {
+            println!("marker_us={} exit={exit}", at.as_micros());
+            Ok(())
+        }
+        Some(_) => Err(format!(
+            "{} killed after {timeout:?} (marker was seen)",
+            cmd[0]
+        )),
+        None => Err(format!(
+            "marker {marker:?} not seen; {} exit={exit}{}",
+            cmd[0],
+            if killed { " (killed at timeout)" } else { "" }
+        )),
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}

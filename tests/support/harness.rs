@@ -1,0 +1,564 @@
+//! The nested test harness (tier 4): a QEMU/TCG machine with an emulated AMD-V CPU boots
+//! Debian's cloud kernel, loads kvm-amd, and runs a shell script with a real `/dev/kvm`.
+//! Inside it a VMM (hull-vmm, or QEMU's microvm for reference) boots an unmodified Linux
+//! guest — which this machine's own /dev/kvm (PVM) cannot do.
+//!
+//! ```no_run
+//! use hull_tests::harness::Harness;
+//! use std::time::Duration;
+//! Harness::require();
+//! let run = Harness::new()
+//!     .binary(&hull_tests::binary("hull-vmm"), "/usr/bin/hull-vmm")
+//!     .run("hull-vmm --version", Duration::from_secs(120));
+//! run.assert_success();
+//! ```
+//!
+//! Every run gets a fresh outer machine built from the files given here; nothing is shared
+//! between runs, and the temporary directory (archive, serial logs) goes when the run ends.
+//! Each boot costs seconds, so tests group their checks into few runs.
+//!
+//! Prepared by `tests/harness/prepare.sh` (cloud kernel + modules, cached under
+//! /var/cache/hull/harness) and `kernel-config/build.sh` (the guest kernel).
+
+use std::fmt;
+use std::fs;
+use std::io::{ErrorKind, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::initramfs::{self, Initramfs};
+
+/// Outer machine memory when the test does not say.
+const DEFAULT_MEMORY_MIB: u32 = 2048;
+/// Outer machine vCPUs: two lets an inner guest with 2 vCPUs run them in parallel.
+const DEFAULT_CPUS: u32 = 2;
+/// Guest paths the harness itself uses; a test's files must stay out of them.
+const HARNESS_DIR: &str = "/harness";
+/// Outer kernel command line: quiet boot, panic ends QEMU (-no-reboot) at once, and
+/// mitigations cost a lot under TCG while protecting nothing here.
+const OUTER_CMDLINE: &str = "console=ttyS0 rdinit=/init quiet panic=-1 mitigations=off";
+/// Upper bound on the script output kept in memory (a runaway guest cannot eat the host).
+const MAX_OUTPUT_BYTES: u64 = 16 << 20;
+
+/// Where Debian's QEMU keeps firmware, and what `-M microvm` with `-kernel` loads from it.
+const QEMU_DATA_DIR: &str = "/usr/share/qemu";
+const QEMU_MICROVM_FIRMWARE: &[&str] = &[
+    "qboot.rom",
+    "bios-microvm.bin",
+    "pvh.bin",
+    "linuxboot_dma.bin",
+    "kvmvapic.bin",
+];
+
+/// Status the outer /init reports when it could not run the script at all (no /dev/kvm).
+pub const STATUS_NO_KVM: i32 = 125;
+
+/// Where the harness finds its parts; each can be moved by an environment variable.
+#[derive(Clone, Debug)]
+pub struct HarnessPaths {
+    /// Prepared test-host kernel dir (`vmlinuz`, `modules/`): `$HULL_HARNESS_CACHE/current`.
+    pub host_kernel_dir: PathBuf,
+    /// Guest kernel (vmlinux) built by kernel-config/build.sh: `$HULL_GUEST_KERNEL`.
+    pub guest_kernel: PathBuf,
+    /// QEMU for the outer machine: `$HULL_QEMU`, else `qemu-system-x86_64` on PATH.
+    pub qemu: Option<PathBuf>,
+}
+
+impl HarnessPaths {
+    /// Resolves the paths from the environment and the defaults.
+    pub fn resolve() -> Self {
+        let cache = std::env::var_os("HULL_HARNESS_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/var/cache/hull/harness"));
+        let guest_kernel = std::env::var_os("HULL_GUEST_KERNEL")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/usr/local/lib/hull/vmlinux"));
+        let qemu = match std::env::var_os("HULL_QEMU") {
+            Some(path) => Some(PathBuf::from(path)),
+            None => find_in_path("qemu-system-x86_64"),
+        };
+        HarnessPaths {
+            host_kernel_dir: cache.join("current"),
+            guest_kernel,
+            qemu,
+        }
+    }
+}
+
+/// Finds an executable on `$PATH`.
+pub fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// One nested-harness machine to boot: the files it carries and its size.
+#[derive(Clone, Debug)]
+pub struct Harness {
+    root: Initramfs,
+    memory_mib: u32,
+    cpus: u32,
+    vhost_vsock: bool,
+}
+
+/// What a harness run produced.
+#[derive(Debug)]
+pub struct HarnessRun {
+    /// Everything the script wrote to stdout and stderr (the outer machine's second
+    /// serial port), carriage returns removed.
+    pub output: String,
+    /// The script's exit status, from the end marker; `None` when the machine never
+    /// printed it (timeout, panic, QEMU failure).
+    pub status: Option<i32>,
+    /// The outer kernel's console (first serial port): boot warnings, panics.
+    pub console: String,
+    /// QEMU's own stderr (argument errors, emulation failures).
+    pub qemu_stderr: String,
+    /// Wall time from starting QEMU until it exited or was killed.
+    pub elapsed: Duration,
+    /// The run hit its timeout and QEMU was killed.
+    pub timed_out: bool,
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Harness {
+    /// Ok when everything a run needs is in place; otherwise why not and how to fix it.
+    pub fn available() -> Result<(), String> {
+        let paths = HarnessPaths::resolve();
+        let mut missing = Vec::new();
+        match &paths.qemu {
+            Some(qemu) if qemu.is_file() => {}
+            _ => missing
+                .push("qemu-system-x86_64 not found (apt-get install qemu-system-x86)".to_string()),
+        }
+        if !initramfs::is_static_executable(Path::new(initramfs::BUSYBOX)) {
+            missing.push(format!(
+                "no static {} (apt-get install busybox-static)",
+                initramfs::BUSYBOX
+            ));
+        }
+        let host = &paths.host_kernel_dir;
+        for part in ["vmlinuz", "modules/kvm.load", "modules/vhost-vsock.load"] {
+            if !host.join(part).is_file() {
+                missing.push(format!(
+                    "test-host kernel part {} missing (run tests/harness/prepare.sh)",
+                    host.join(part).display()
+                ));
+            }
+        }
+        if !paths.guest_kernel.is_file() {
+            missing.push(format!(
+                "guest kernel {} missing (run kernel-config/build.sh)",
+                paths.guest_kernel.display()
+            ));
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(missing.join("; "))
+        }
+    }
+
+    /// Panics, loudly and with the reason, when the harness is not available: a tier-4
+    /// test must never pass without having run.
+    pub fn require() {
+        if let Err(why) = Self::available() {
+            panic!("nested harness unavailable: {why}");
+        }
+    }
+
+    /// The guest kernel (vmlinux) for microVMs booted inside the harness.
+    pub fn guest_kernel() -> PathBuf {
+        HarnessPaths::resolve().guest_kernel
+    }
+
+    /// A machine with busybox and nothing else of the test's yet.
+    pub fn new() -> Self {
+        Harness {
+            root: Initramfs::new(),
+            memory_mib: DEFAULT_MEMORY_MIB,
+            cpus: DEFAULT_CPUS,
+            vhost_vsock: false,
+        }
+    }
+
+    /// Adds an executable (plus the shared libraries `ldd` lists) at `guest_path`.
+    pub fn binary(mut self, host_path: &Path, guest_path: &str) -> Self {
+        check_guest_path(guest_path);
+        self.root.binary(host_path, guest_path);
+        self
+    }
+
+    /// Adds a host file at `guest_path`.
+    pub fn file(mut self, host_path: &Path, guest_path: &str) -> Self {
+        check_guest_path(guest_path);
+        self.root.file(host_path, guest_path);
+        self
+    }
+
+    /// Adds a host directory tree at `guest_path`.
+    pub fn dir(mut self, host_path: &Path, guest_path: &str) -> Self {
+        check_guest_path(guest_path);
+        self.root.dir(host_path, guest_path);
+        self
+    }
+
+    /// Adds a file with the given content (mode 0644, or 0755 with `executable`).
+    pub fn text(mut self, guest_path: &str, content: &str, executable: bool) -> Self {
+        check_guest_path(guest_path);
+        let mode = if executable { 0o755 } else { 0o644 };
+        self.root.bytes(guest_path, content, mode);
+        self
+    }
+
+    /// Adds QEMU (with its libraries and the firmware its `microvm` machine loads), for
+    /// reference boots of a guest next to hull-vmm. Adds about 50 MB to the outer machine.
+    pub fn qemu(mut self) -> Self {
+        let qemu = HarnessPaths::resolve()
+            .qemu
+            .unwrap_or_else(|| panic!("harness: qemu-system-x86_64 not found"));
+        self.root.binary(&qemu, "/usr/bin/qemu-system-x86_64");
+        for firmware in QEMU_MICROVM_FIRMWARE {
+            let host = Path::new(QEMU_DATA_DIR).join(firmware);
+            self.root
+                .file(&host, &format!("{QEMU_DATA_DIR}/{firmware}"));
+        }
+        self
+    }
+
+    /// Outer machine memory in MiB (default 2048). Everything in the initramfs lives in it.
+    pub fn memory_mib(mut self, mib: u32) -> Self {
+        assert!(
+            (256..=16384).contains(&mib),
+            "harness memory {mib} MiB out of range"
+        );
+        self.memory_mib = mib;
+        self
+    }
+
+    /// Outer machine vCPUs (default 2).
+    pub fn cpus(mut self, cpus: u32) -> Self {
+        assert!((1..=8).contains(&cpus), "harness cpus {cpus} out of range");
+        self.cpus = cpus;
+        self
+    }
+
+    /// Also loads vhost_vsock in the outer machine (QEMU's vhost-vsock-device needs
+    /// /dev/vhost-vsock; hull-vmm does not).
+    pub fn vhost_vsock(mut self) -> Self {
+        self.vhost_vsock = true;
+        self
+    }
+
+    /// Boots the machine, runs `script` with `/bin/sh` as root in `/tmp` (a tmpfs), and
+    /// powers off. Kills QEMU when `timeout` passes. Panics only when the run cannot be
+    /// set up (harness unavailable, a file missing); a failing script is reported in the
+    /// returned [`HarnessRun`].
+    pub fn run(&self, script: &str, timeout: Duration) -> HarnessRun {
+        Self::require();
+        let paths = HarnessPaths::resolve();
+        let qemu = paths.qemu.expect("checked by available()");
+        let host_kernel = &paths.host_kernel_dir;
+
+        let work = tempfile::Builder::new()
+            .prefix("hull-harness-")
+            .tempdir()
+            .expect("create harness temp dir");
+        let nonce = nonce();
+        let mut root = self.root.clone();
+        root.busybox();
+        let mut load_lists = vec!["kvm.load"];
+        if self.vhost_vsock {
+            load_lists.push("vhost-vsock.load");
+        }
+        let mut load_order = Vec::new();
+        for list in load_lists {
+            let list_path = host_kernel.join("modules").join(list);
+            let text = fs::read_to_string(&list_path)
+                .unwrap_or_else(|e| panic!("harness: read {}: {e}", list_path.display()));
+            for module in text.lines().map(str::trim).filter(|m| !m.is_empty()) {
+                assert!(
+                    !module.contains('/'),
+                    "harness: bad module name {module:?} in {}",
+                    list_path.display()
+                );
+                if !load_order.iter().any(|m| m == module) {
+                    root.file(
+                        &host_kernel.join("modules").join(module),
+                        &format!("{HARNESS_DIR}/modules/{module}"),
+                    );
+                    load_order.push(module.to_string());
+                }
+            }
+        }
+        root.bytes(&format!("{HARNESS_DIR}/script.sh"), script, 0o755);
+        root.bytes("/init", outer_init(&load_order, &nonce), 0o755);
+        let archive = work.path().join("initramfs.cpio");
+        root.write_to(&archive)
+            .unwrap_or_else(|e| panic!("harness: write {}: {e}", archive.display()));
+
+        let console_log = work.path().join("console.log");
+        let output_log = work.path().join("output.log");
+        let qemu_err = work.path().join("qemu.stderr");
+        let mut cmd = Command::new(&qemu);
+        cmd.args(["-M", "q35", "-accel", "tcg", "-cpu", "EPYC,+svm,+npt"])
+            .args(["-smp", &self.cpus.to_string()])
+            .args(["-m", &self.memory_mib.to_string()])
+            .args([
+                "-nodefaults",
+                "-no-user-config",
+                "-display",
+                "none",
+                "-no-reboot",
+            ])
+            .arg("-serial")
+            .arg(serial_file(&console_log))
+            .arg("-serial")
+            .arg(serial_file(&output_log))
+            .arg("-kernel")
+            .arg(host_kernel.join("vmlinuz"))
+            .arg("-initrd")
+            .arg(&archive)
+            .args(["-append", OUTER_CMDLINE])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&qemu_err).expect("create qemu stderr file"));
+
+        let start = Instant::now();
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("harness: start {}: {e}", qemu.display()));
+        let mut guard = KillOnDrop(Some(child));
+        let timed_out = guard.wait_until(start + timeout);
+        let elapsed = start.elapsed();
+        drop(guard);
+
+        let output = read_bounded(&output_log).replace('\r', "");
+        let console = read_bounded(&console_log).replace('\r', "");
+        // TCG lacks a few EPYC features and says so at every start: noise, not news.
+        let qemu_stderr = read_bounded(&qemu_err)
+            .lines()
+            .filter(|line| !line.contains("TCG doesn't support requested feature"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let (output, status) = split_marker(&output, &nonce);
+        HarnessRun {
+            output,
+            status,
+            console,
+            qemu_stderr,
+            elapsed,
+            timed_out,
+        }
+    }
+}
+
+impl HarnessRun {
+    /// The script ran and exited 0.
+    pub fn success(&self) -> bool {
+        self.status == Some(0)
+    }
+
+    /// Panics with the whole story unless the script exited 0.
+    pub fn assert_success(&self) {
+        assert!(self.success(), "harness script failed\n{self}");
+    }
+
+    /// The value of the first output line `KEY=VALUE`, for scripts that report results.
+    pub fn value(&self, key: &str) -> Option<&str> {
+        let prefix = format!("{key}=");
+        self.output
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+    }
+}
+
+impl fmt::Display for HarnessRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = match (self.status, self.timed_out) {
+            (Some(code), _) => format!("exit status {code}"),
+            (None, true) => "timed out (QEMU killed)".to_string(),
+            (None, false) => "no end marker (outer machine crashed or QEMU failed)".to_string(),
+        };
+        writeln!(f, "harness run: {status} after {:.1?}", self.elapsed)?;
+        writeln!(f, "--- script output ---\n{}", self.output.trim_end())?;
+        writeln!(f, "--- outer console ---\n{}", tail(&self.console, 60))?;
+        if !self.qemu_stderr.trim().is_empty() {
+            writeln!(f, "--- qemu stderr ---\n{}", self.qemu_stderr.trim_end())?;
+        }
+        Ok(())
+    }
+}
+
+/// The outer machine's /init: mounts, loads KVM, runs the script with its output on the
+/// second serial port, prints the end marker with the status, powers off.
+fn outer_init(load_order: &[String], nonce: &str) -> String {
+    let modules = load_order.join(" ");
+    format!(
+        r#"#!/bin/busybox sh
+/bin/busybox mkdir -p /proc /sys /dev /tmp /run /usr/bin /usr/sbin /sbin
+/bin/busybox mount -t proc proc /proc
+/bin/busybox --install -s
+export PATH=/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin HOME=/root
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm /root
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+out=/dev/ttyS1
+status=0
+for m in {modules}; do
+    insmod {HARNESS_DIR}/modules/$m 2>>$out || echo "harness: insmod $m failed" >>$out
+done
+if [ ! -c /dev/kvm ]; then
+    echo "harness: /dev/kvm missing after loading kvm-amd (see the outer console)" >>$out
+    status={STATUS_NO_KVM}
+else
+    cd /tmp
+    /bin/sh {HARNESS_DIR}/script.sh >>$out 2>&1 </dev/null
+    status=$?
+fi
+sync
+echo "HULL-HARNESS-END-{nonce} status=$status" >>$out
+poweroff -f
+reboot -f
+"#
+    )
+}
+
+/// Splits the script output at the end marker; the status is what the marker says.
+fn split_marker(output: &str, nonce: &str) -> (String, Option<i32>) {
+    let marker = format!("HULL-HARNESS-END-{nonce} status=");
+    match output.find(&marker) {
+        Some(pos) => {
+            let rest = &output[pos + marker.len()..];
+            let status = rest.lines().next().and_then(|s| s.trim().parse().ok());
+            (output[..pos].to_string(), status)
+        }
+        None => (output.to_string(), None),
+    }
+}
+
+/// Guest paths under /harness, /init and the busybox belong to the harness.
+fn check_guest_path(guest: &str) {
+    let trimmed = guest.trim_start_matches('/');
+    let harness_dir = HARNESS_DIR.trim_start_matches('/');
+    let reserved = trimmed == harness_dir
+        || trimmed.starts_with(&format!("{harness_dir}/"))
+        || trimmed == "init"
+        || trimmed == "bin/busybox";
+    assert!(
+        !reserved,
+        "harness: guest path {guest} is reserved for the harness itself"
+    );
+}
+
+/// A QEMU `-serial` argument writing to `path` (QEMU options must not contain commas).
+fn serial_file(path: &Path) -> String {
+    let path = path.to_str().expect("temp path is UTF-8");
+    assert!(!path.contains(','), "harness: temp path {path} has a comma");
+    format!("file:{path}")
+}
+
+/// A value the script cannot guess, so nothing it prints can fake the end marker.
+fn nonce() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{:x}{:x}", nanos, std::process::id())
+}
+
+/// Reads at most MAX_OUTPUT_BYTES of a log file as text ("" when it does not exist).
+fn read_bounded(path: &Path) -> String {
+    let mut data = Vec::new();
+    match fs::File::open(path) {
+        Ok(file) => {
+            let _ = file.take(MAX_OUTPUT_BYTES).read_to_end(&mut data);
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return format!("<cannot read {}: {e}>", path.display()),
+    }
+    String::from_utf8_lossy(&data).into_owned()
+}
+
+/// The last `lines` lines of `text`.
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A QEMU process that is killed and reaped however the run ends (timeout, panic).
+struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    /// Waits for the child until `deadline`; true when the deadline passed first (the child
+    /// is then killed).
+    fn wait_until(&mut self, deadline: Instant) -> bool {
+        let Some(child) = self.0.as_mut() else {
+            return false;
+        };
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => {
+                    self.0 = None;
+                    return false;
+                }
+                Ok(None) if Instant::now() >= deadline => {
+                    self.kill();
+                    return true;
+                }
+                Ok(None) => thread::sleep(Duration::from_millis(20)),
+                Err(e) => panic!("harness: waiting for QEMU: {e}"),
+            }
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_marker_gives_the_status_and_ends_the_output() {
+        let (out, status) = split_marker("a\nb\nHULL-HARNESS-END-x1 status=3\n", "x1");
+        assert_eq!(out, "a\nb\n");
+        assert_eq!(status, Some(3));
+    }
+
+    #[test]
+    fn a_marker_with_another_nonce_is_only_output() {
+        let text = "HULL-HARNESS-END-guess status=0\n";
+        let (out, status) = split_marker(text, "real");
+        assert_eq!(out, text);
+        assert_eq!(status, None);
+    }
+
+    #[test]
+    #[should_panic(expected = "reserved for the harness")]
+    fn tests_cannot_replace_the_init() {
+        let _ = Harness::new().text("/init", "#!/bin/sh\n", true);
+    }
+}
