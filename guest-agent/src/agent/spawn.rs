@@ -124,12 +124,14 @@ enum ChildNs {
     Create {
         root: CString,
         proc_dir: CString,
+        cgroup_dir: CString,
         hostname: CString,
     },
     Join {
         mnt: OwnedFd,
         uts: OwnedFd,
         ipc: OwnedFd,
+        cgroup: OwnedFd,
         root: OwnedFd,
     },
 }
@@ -186,7 +188,7 @@ fn open_ns(main_pid: i32, what: &str) -> Result<OwnedFd> {
 }
 
 /// Creates the process. With `Namespaces::Join` the calling thread enters the container's
-/// PID namespace for good: call it from a thread dedicated to that process.
+/// PID namespace for the clone and returns to its own afterwards.
 pub fn spawn(
     spec: &ProcessSpec,
     ns: Namespaces,
@@ -241,17 +243,22 @@ pub fn spawn(
     let (err_read, err_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     let (exit_read, exit_write) = pipe2(OFlag::O_CLOEXEC).context("pipe")?;
 
+    let mut own_pid_ns: Option<File> = None;
     let (child_ns, clone_flags) = match &ns {
         Namespaces::Create { root, hostname } => (
             ChildNs::Create {
                 root: cstring(root)?,
                 proc_dir: cstring(&format!("{root}/proc"))?,
+                cgroup_dir: cstring(&format!("{root}/sys/fs/cgroup"))?,
                 hostname: cstring(hostname)?,
             },
             libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC,
         ),
         Namespaces::Join { main_pid } => {
             let pid_ns = open_ns(*main_pid, "ns/pid")?;
+            // Kept to switch back after clone: a thread whose children's PID namespace
+            // differs from its own cannot create threads (EINVAL).
+            own_pid_ns = Some(File::open("/proc/thread-self/ns/pid").context("open own pid ns")?);
             // This thread's future children land in the container's PID namespace.
             nix::sched::setns(&pid_ns, nix::sched::CloneFlags::CLONE_NEWPID)
                 .context("enter the container's PID namespace")?;
@@ -260,6 +267,7 @@ pub fn spawn(
                     mnt: open_ns(*main_pid, "ns/mnt")?,
                     uts: open_ns(*main_pid, "ns/uts")?,
                     ipc: open_ns(*main_pid, "ns/ipc")?,
+                    cgroup: open_ns(*main_pid, "ns/cgroup")?,
                     root: open_ns(*main_pid, "root")?,
                 },
                 0,
@@ -318,6 +326,10 @@ pub fn spawn(
         watches.watch(pid, File::from(exit_write));
         pid
     };
+    if let Some(own) = own_pid_ns {
+        nix::sched::setns(&own, nix::sched::CloneFlags::CLONE_NEWPID)
+            .context("return to the agent's PID namespace")?;
+    }
     drop(prepared);
     drop(err_write);
 
@@ -460,8 +472,14 @@ fn child_main(p: &Prepared) -> ! {
             ChildNs::Create {
                 root,
                 proc_dir,
+                cgroup_dir,
                 hostname,
             } => {
+                // A cgroup namespace rooted at the container's cgroup (joined above), so
+                // the container sees its own cgroup as /sys/fs/cgroup, as in process mode.
+                if libc::unshare(libc::CLONE_NEWCGROUP) < 0 {
+                    fail(p, Stage::Namespaces);
+                }
                 let slash = c"/".as_ptr();
                 if libc::mount(
                     std::ptr::null(),
@@ -478,6 +496,16 @@ fn child_main(p: &Prepared) -> ! {
                     proc_dir.as_ptr(),
                     c"proc".as_ptr(),
                     libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    std::ptr::null(),
+                ) < 0
+                {
+                    fail(p, Stage::Root);
+                }
+                if libc::mount(
+                    c"cgroup2".as_ptr(),
+                    cgroup_dir.as_ptr(),
+                    c"cgroup2".as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY,
                     std::ptr::null(),
                 ) < 0
                 {
@@ -508,9 +536,11 @@ fn child_main(p: &Prepared) -> ! {
                 mnt,
                 uts,
                 ipc,
+                cgroup,
                 root,
             } => {
                 if libc::setns(uts.as_raw_fd(), libc::CLONE_NEWUTS) < 0
+                    || libc::setns(cgroup.as_raw_fd(), libc::CLONE_NEWCGROUP) < 0
                     || libc::setns(ipc.as_raw_fd(), libc::CLONE_NEWIPC) < 0
                     || libc::setns(mnt.as_raw_fd(), libc::CLONE_NEWNS) < 0
                 {
