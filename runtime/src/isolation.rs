@@ -279,7 +279,7 @@ pub trait Isolation: Send + Sync {
 #[derive(Debug, thiserror::Error)]
 pub enum IsolationError {
     /// The requested backend is not available on this build or host.
-    #[error("isolation {0:?} is not available: {1}")]
+    #[error("isolation {0} is not available: {1}")]
     Unavailable(IsolationKind, String),
     /// The spec or a flag is invalid (bad path, bad user...).
     #[error("invalid container configuration: {0}")]

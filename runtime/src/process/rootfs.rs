@@ -25,7 +25,7 @@ use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 
 use crate::isolation::Volume;
 
-use super::syscalls::open_in_root;
+use super::syscalls::{attach_mount, clone_mount, make_mount_read_only, open_in_root};
 
 /// Paths docker hides from containers (kernel internals, host hardware details).
 const MASKED: &[&str] = &[
@@ -97,24 +97,27 @@ pub fn enter(plan: &RootfsPlan<'_>) -> Result<(), String> {
     )
     .map_err(|e| err("make / private", e))?;
     mount_overlay(plan)?;
+    // Detached copies of the volume sources, taken while the host is still visible.
     let sources = plan
         .volumes
         .iter()
         .map(|v| {
-            File::options()
-                .read(true)
-                .custom_flags_path()
-                .open(&v.host)
-                .map(OwnedFd::from)
-                .map_err(|e| err(format!("volume source {}", v.host.display()), e))
+            let mount = clone_mount(&v.host)
+                .map_err(|e| err(format!("volume source {}", v.host.display()), e))?;
+            if v.read_only {
+                make_mount_read_only(mount.as_fd())
+                    .map_err(|e| err(format!("make volume {} read-only", v.container), e))?;
+            }
+            let is_dir = v.host.is_dir();
+            Ok((mount, is_dir))
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, String>>()?;
     pivot(plan.rootfs)?;
     mount_proc()?;
     mount_dev()?;
     mount_sys()?;
-    for (volume, source) in plan.volumes.iter().zip(&sources) {
-        bind_volume(volume, source)?;
+    for (volume, (mount, is_dir)) in plan.volumes.iter().zip(&sources) {
+        attach_volume(volume, mount, *is_dir)?;
     }
     drop(sources);
     for path in MASKED {
@@ -134,18 +137,6 @@ pub fn enter(plan: &RootfsPlan<'_>) -> Result<(), String> {
         .map_err(|e| err("remount / read-only", e))?;
     }
     Ok(())
-}
-
-/// `OpenOptions` for an O_PATH descriptor (a handle on a path, not its content).
-trait PathOnly {
-    fn custom_flags_path(&mut self) -> &mut Self;
-}
-
-impl PathOnly for std::fs::OpenOptions {
-    fn custom_flags_path(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-    }
 }
 
 fn mount_overlay(plan: &RootfsPlan<'_>) -> Result<(), String> {
@@ -198,6 +189,16 @@ fn pivot(rootfs: &Path) -> Result<(), String> {
 /// of it or through magic links; `dir` selects a directory or an empty file as the last
 /// component. Returns an O_PATH descriptor of the result.
 fn ensure_in_root(path: &str, dir: bool) -> Result<OwnedFd, String> {
+    ensure_in_root_at(path, dir, 0)
+}
+
+/// Symlinks followed at most while creating a path (like the kernel's MAXSYMLINKS).
+const MAX_SYMLINKS: usize = 40;
+
+fn ensure_in_root_at(path: &str, dir: bool, depth: usize) -> Result<OwnedFd, String> {
+    if depth > MAX_SYMLINKS {
+        return Err(format!("{path}: too many levels of symbolic links"));
+    }
     let root = File::open("/").map_err(|e| err("open /", e))?;
     let rel = Path::new(path);
     match open_in_root(root.as_fd(), rel, libc::O_PATH) {
@@ -252,6 +253,20 @@ fn ensure_in_root(path: &str, dir: bool) -> Result<OwnedFd, String> {
                     if e.kind() != io::ErrorKind::AlreadyExists {
                         return Err(err(format!("create {}", sofar.display()), e));
                     }
+                    // A dangling symlink: create what it points to, inside the root.
+                    if let Some(target) = read_link_at(&parent, &c) {
+                        let base = if target.is_absolute() {
+                            target
+                        } else {
+                            sofar.parent().unwrap_or(Path::new("/")).join(target)
+                        };
+                        let mut next = base;
+                        for rest in &comps[i + 1..] {
+                            next.push(rest);
+                        }
+                        let next = next.to_str().ok_or("path is not UTF-8")?.to_string();
+                        return ensure_in_root_at(&next, dir, depth + 1);
+                    }
                 }
                 parent = open_in_root(root.as_fd(), &sofar, libc::O_PATH)
                     .map_err(|e| err(sofar.display(), e))?;
@@ -260,6 +275,27 @@ fn ensure_in_root(path: &str, dir: bool) -> Result<OwnedFd, String> {
         }
     }
     Ok(parent)
+}
+
+/// The target of symlink `name` in directory `dir`, if it is one.
+fn read_link_at(dir: &OwnedFd, name: &std::ffi::CStr) -> Option<PathBuf> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid dirfd, NUL-terminated name, buffer of the given length.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n <= 0 || n as usize >= buf.len() {
+        return None;
+    }
+    buf.truncate(n as usize);
+    Some(PathBuf::from(
+        <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(buf),
+    ))
 }
 
 /// The path through which the kernel reaches an O_PATH descriptor (needs /proc mounted).
@@ -365,45 +401,20 @@ fn mount_sys() -> Result<(), String> {
     )
 }
 
-fn bind_volume(volume: &Volume, source: &OwnedFd) -> Result<(), String> {
+fn attach_volume(volume: &Volume, mount: &OwnedFd, is_dir: bool) -> Result<(), String> {
     if !volume.container.starts_with('/') {
         return Err(format!(
             "volume target {:?} is not absolute",
             volume.container
         ));
     }
-    let is_dir = std::fs::metadata(fd_path(source))
-        .map_err(|e| err(volume.host.display(), e))?
-        .is_dir();
     let target = ensure_in_root(&volume.container, is_dir)?;
-    let target_path = fd_path(&target);
-    mount(
-        Some(fd_path(source).as_str()),
-        target_path.as_str(),
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|e| {
+    attach_mount(mount.as_fd(), target.as_fd()).map_err(|e| {
         err(
-            format!("bind {} to {}", volume.host.display(), volume.container),
+            format!("mount {} on {}", volume.host.display(), volume.container),
             e,
         )
-    })?;
-    if volume.read_only {
-        // The mount now sits on top of `target`'s old inode: reach it by path (resolved in
-        // root again) to remount the new mount itself read-only.
-        let mounted = ensure_in_root(&volume.container, is_dir)?;
-        mount(
-            None::<&str>,
-            fd_path(&mounted).as_str(),
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(|e| err(format!("make volume {} read-only", volume.container), e))?;
-    }
-    Ok(())
+    })
 }
 
 fn mask(path: &str) -> Result<(), String> {

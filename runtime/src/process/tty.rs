@@ -61,7 +61,8 @@ pub fn get_size(fd: RawFd) -> Option<WinSize> {
     // SAFETY: winsize is plain data.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
     // SAFETY: TIOCGWINSZ writes a winsize struct to our stack.
-    if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } < 0 {
+    if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } < 0 || ws.ws_row == 0 || ws.ws_col == 0
+    {
         return None;
     }
     Some(WinSize {

@@ -1,0 +1,343 @@
+//! Helpers for the `--isolation=process` tests: a busybox image imported into each test's
+//! own state root (as a user would, with `hull image import --rootfs`), and leak checks
+//! run after every test: no mounts, cgroups, processes or state files left behind.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub use hull_tests::TestRoot;
+
+/// Image name used by the tests.
+pub const IMAGE: &str = "hull/busybox";
+
+/// A busybox root filesystem (built once per test binary from Debian's busybox-static).
+pub fn busybox_rootfs() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("hull-process-rootfs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        build_rootfs(&dir, &[]);
+        dir
+    })
+}
+
+/// Builds a busybox rootfs in `dir`, plus extra symlinks `(path, target)`.
+pub fn build_rootfs(dir: &Path, symlinks: &[(&str, &str)]) {
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.exists(),
+        "/bin/busybox missing: apt-get install busybox-static"
+    );
+    for d in [
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "etc",
+        "root",
+        "home/user",
+        "tmp",
+        "proc",
+        "sys",
+        "dev",
+    ] {
+        fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    fs::copy(busybox, dir.join("bin/busybox")).unwrap();
+    let list = Command::new(busybox).arg("--list-full").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet.is_empty() || applet == "bin/busybox" {
+            continue;
+        }
+        let p = dir.join(applet);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let _ = std::os::unix::fs::symlink("/bin/busybox", &p);
+    }
+    fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\nuser:x:1000:1000:user:/home/user:/bin/sh\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("etc/group"),
+        "root:x:0:\nusers:x:100:user\nnogroup:x:65534:\nuser:x:1000:\n",
+    )
+    .unwrap();
+    for (path, target) in symlinks {
+        std::os::unix::fs::symlink(target, dir.join(path)).unwrap();
+    }
+}
+
+/// A test's own hull state root with the busybox image imported.
+pub struct Env {
+    pub root: TestRoot,
+}
+
+impl Env {
+    /// A fresh root with `hull/busybox` (Cmd `sh`).
+    pub fn new() -> Env {
+        assert!(hull_tests::is_root(), "process isolation tests need root");
+        let env = Env {
+            root: TestRoot::new(),
+        };
+        env.import(busybox_rootfs(), IMAGE, &[]);
+        env
+    }
+
+    /// Imports a rootfs directory as an image.
+    pub fn import(&self, rootfs: &Path, tag: &str, extra: &[&str]) {
+        let mut args = vec![
+            "image".to_string(),
+            "import".into(),
+            "--rootfs".into(),
+            rootfs.display().to_string(),
+            "--tag".into(),
+            tag.into(),
+            "--cmd".into(),
+            "sh".into(),
+            "-q".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        self.root.ok(&args);
+    }
+
+    /// `hull ARGS` as a command.
+    pub fn hull<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(&self, args: I) -> Command {
+        let mut c = self.root.hull(args);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `hull ARGS` to completion.
+    pub fn run<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(&self, args: I) -> Output {
+        self.hull(args).output().expect("spawn hull")
+    }
+
+    /// Runs `hull ARGS`, asserting success; returns stdout.
+    pub fn ok<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(&self, args: I) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "hull failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `hull run --rm IMAGE sh -c SCRIPT` with extra flags before the image; returns
+    /// (stdout, stderr, exit code).
+    pub fn sh(&self, flags: &[&str], script: &str) -> (String, String, i32) {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[IMAGE, "sh", "-c", script]);
+        let out = self.run(&args);
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.status.code().unwrap_or(-1),
+        )
+    }
+
+    /// `hull run -d --name NAME [flags] IMAGE sh -c SCRIPT`; returns the container id.
+    pub fn detached(&self, name: &str, flags: &[&str], script: &str) -> String {
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[IMAGE, "sh", "-c", script]);
+        let id = self.ok(&args).trim().to_string();
+        assert_eq!(id.len(), 64, "run -d prints the id: {id:?}");
+        id
+    }
+
+    /// The container record (`hull inspect`).
+    pub fn inspect(&self, name: &str) -> serde_json::Value {
+        let out = self.ok(["inspect", name]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v[0].clone()
+    }
+
+    /// `hull ps -a --format json`, keyed by name.
+    pub fn ps(&self) -> HashMap<String, serde_json::Value> {
+        let out = self.ok(["ps", "-a", "--format", "json"]);
+        let v: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        v.into_iter()
+            .map(|c| (c["name"].as_str().unwrap().to_string(), c))
+            .collect()
+    }
+
+    /// Waits (bounded) until container `name` is reported exited; returns its record.
+    pub fn wait_exited(&self, name: &str, timeout: Duration) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let c = self.inspect(name);
+            if c["status"] == "exited" {
+                return c;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "{name} still {} after {timeout:?}",
+                c["status"]
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Asserts that nothing of this root is left: no container state, no name
+    /// reservation, no mount mentioning the root, no process started with this root, no
+    /// cgroup of the given container ids, and no abandoned (empty) hull cgroup anywhere.
+    pub fn assert_clean(&self, ids: &[String]) {
+        let root = self.root.path();
+        let containers = root.join("run/containers");
+        if containers.exists() {
+            let left: Vec<_> = fs::read_dir(&containers)
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != ".names")
+                .collect();
+            assert!(left.is_empty(), "container state left behind: {left:?}");
+            let names: Vec<_> = fs::read_dir(containers.join(".names"))
+                .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+                .unwrap_or_default();
+            assert!(names.is_empty(), "name reservations left: {names:?}");
+        }
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let root_s = root.display().to_string();
+        assert!(
+            !mounts.lines().any(|l| l.contains(&root_s)),
+            "mounts under {root_s} left behind"
+        );
+        assert_no_process_mentions(&root_s);
+        for id in ids {
+            let left = cgroup_dirs(id);
+            assert!(left.is_empty(), "cgroups of {id} left: {left:?}");
+        }
+        assert_no_abandoned_cgroups();
+    }
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Existing cgroup directories for container `id` (v1 controllers and v2).
+pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for c in ["devices", "memory", "cpu", "pids", ""] {
+        let p = Path::new("/sys/fs/cgroup").join(c).join("hull").join(id);
+        if p.exists() {
+            v.push(p);
+        }
+    }
+    v
+}
+
+/// Fails if a process whose command line mentions `needle` (hull run with this --root,
+/// or its supervisor) is still alive. Bounded wait for processes just exiting.
+pub fn assert_no_process_mentions(needle: &str) {
+    let me = std::process::id().to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut found = Vec::new();
+        for e in fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.bytes().all(|b| b.is_ascii_digit()) || name == me {
+                continue;
+            }
+            let Ok(cmd) = fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            let stat = fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'));
+            if cmd.contains(needle) && !zombie {
+                found.push(format!("{name}: {cmd}"));
+            }
+        }
+        if found.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes left behind: {found:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Fails if an empty container cgroup stays under a `hull` parent: a live container's
+/// cgroup holds its processes, and one that just started or ended is removed within
+/// milliseconds; one still empty after a second was leaked.
+pub fn assert_no_abandoned_cgroups() {
+    let empty_now = empty_hull_cgroups();
+    if empty_now.is_empty() {
+        return;
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let still: Vec<_> = empty_hull_cgroups()
+        .into_iter()
+        .filter(|p| empty_now.contains(p))
+        .collect();
+    assert!(still.is_empty(), "abandoned cgroups: {still:?}");
+}
+
+fn empty_hull_cgroups() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for c in ["devices", "memory", "cpu", "pids", ""] {
+        let parent = Path::new("/sys/fs/cgroup").join(c).join("hull");
+        let Ok(entries) = fs::read_dir(&parent) else {
+            continue;
+        };
+        for e in entries.filter_map(|e| e.ok()) {
+            let p = e.path();
+            if !p.is_dir() {
+                continue;
+            }
+            let procs = fs::read_to_string(p.join("cgroup.procs")).unwrap_or_default();
+            if procs.trim().is_empty() {
+                v.push(p);
+            }
+        }
+    }
+    v
+}
+
+/// Runs `cmd` under `script` so that hull's stdio is a terminal; returns (output, code).
+pub fn in_pty(cmd: &str, input: Option<&str>) -> (String, i32) {
+    let mut c = Command::new("script");
+    c.args(["-qec", cmd, "/dev/null"]);
+    c.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().expect("script(1) from bsdutils");
+    if let Some(text) = input {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(text.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+/// Shell-quotes a path for `in_pty` command lines.
+pub fn q(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
