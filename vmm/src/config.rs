@@ -203,7 +203,10 @@ mod tests {
     fn disk_spec_parsing() {
         assert_eq!(
             DiskConfig::parse("/a/b.img,ro").unwrap(),
-            DiskConfig { path: "/a/b.img".into(), read_only: true }
+            DiskConfig {
+                path: "/a/b.img".into(),
+                read_only: true
+            }
         );
         assert!(!DiskConfig::parse("/a/b.img").unwrap().read_only);
         assert!(matches!(DiskConfig::parse("/a,xx"), Err(Error::Config(m)) if m.contains("xx")));
@@ -220,8 +223,7 @@ mod tests {
         assert!(c.disks[0].read_only);
         let err = VmConfig::from_json(r#"{"kernel":"/k","memroy_mib":5}"#).unwrap_err();
         assert!(err.to_string().contains("memroy_mib"), "{err}");
-        let round: VmConfig =
-            VmConfig::from_json(&serde_json::to_string(&c).unwrap()).unwrap();
+        let round: VmConfig = VmConfig::from_json(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(round, c);
     }
 
@@ -234,11 +236,24 @@ mod tests {
         c.memory_mib = 1;
         assert!(c.validate().unwrap_err().to_string().contains("memory"));
         c.memory_mib = 64;
-        c.vsock = Some(VsockConfig { uds_path: "/s".into(), guest_cid: 2 });
+        c.vsock = Some(VsockConfig {
+            uds_path: "/s".into(),
+            guest_cid: 2,
+        });
         assert!(c.validate().unwrap_err().to_string().contains("vsock-cid"));
         c.vsock = None;
-        c.disks = vec![DiskConfig { path: "/d".into(), read_only: false }; 17];
-        assert!(c.validate().unwrap_err().to_string().contains("virtio devices"));
+        c.disks = vec![
+            DiskConfig {
+                path: "/d".into(),
+                read_only: false
+            };
+            17
+        ];
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("virtio devices"));
         c.disks.clear();
         c.validate().unwrap();
     }

@@ -48,9 +48,8 @@ struct Args {
 fn build_config(args: Args) -> Result<VmConfig, Error> {
     let mut config = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Error::Config(format!("--config {}: {e}", path.display()))
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::Config(format!("--config {}: {e}", path.display())))?;
             VmConfig::from_json(&text)
                 .map_err(|e| Error::Config(format!("--config {}: {e}", path.display())))?
         }

@@ -102,7 +102,10 @@ mod tests {
     #[test]
     fn memory_size_is_bounded() {
         assert!(matches!(create_guest_memory(1), Err(Error::Config(_))));
-        assert!(matches!(create_guest_memory(1 << 20), Err(Error::Config(_))));
+        assert!(matches!(
+            create_guest_memory(1 << 20),
+            Err(Error::Config(_))
+        ));
         let mem = create_guest_memory(32).unwrap();
         assert_eq!(low_ram_end(&mem), 32 << 20);
     }

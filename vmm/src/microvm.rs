@@ -12,8 +12,10 @@ use vm_memory::GuestMemoryMmap;
 use crate::boot::{self, LinuxBoot};
 use crate::config::{SerialOutput, VmConfig};
 use crate::devices::bus::Bus;
-use crate::devices::legacy::{DebugExit, I8042, DEBUG_EXIT_PORT, I8042_BASE, I8042_LEN};
-use crate::devices::serial::{SerialDevice, SerialSink, SERIAL_IRQ, SERIAL_PORT_BASE, SERIAL_PORT_LEN};
+use crate::devices::legacy::{DebugExit, DEBUG_EXIT_PORT, I8042, I8042_BASE, I8042_LEN};
+use crate::devices::serial::{
+    SerialDevice, SerialSink, SERIAL_IRQ, SERIAL_PORT_BASE, SERIAL_PORT_LEN,
+};
 use crate::devices::virtio::block::Block;
 use crate::devices::virtio::mmio::MmioTransport;
 use crate::devices::virtio::vsock::{Vsock, VsockEventLoop};
@@ -84,8 +86,16 @@ impl MicroVm {
             serial_sink(&config.serial)?,
         )));
         pio.insert(SERIAL_PORT_BASE, SERIAL_PORT_LEN, serial.clone())?;
-        pio.insert(I8042_BASE, I8042_LEN, Arc::new(Mutex::new(I8042::new(exit.clone()))))?;
-        pio.insert(DEBUG_EXIT_PORT, 1, Arc::new(Mutex::new(DebugExit::new(exit.clone()))))?;
+        pio.insert(
+            I8042_BASE,
+            I8042_LEN,
+            Arc::new(Mutex::new(I8042::new(exit.clone()))),
+        )?;
+        pio.insert(
+            DEBUG_EXIT_PORT,
+            1,
+            Arc::new(Mutex::new(DebugExit::new(exit.clone()))),
+        )?;
 
         let mut mmio = Bus::new();
         let mut virtio_slots = Vec::new();
@@ -99,13 +109,19 @@ impl MicroVm {
         for (i, disk) in config.disks.iter().enumerate() {
             let block = Block::open(disk)?;
             let irq = vm.irqfd(FIRST_VIRTIO_IRQ + i as u32)?;
-            next_slot(&mut mmio, MmioTransport::new(Box::new(block), mem.clone(), irq))?;
+            next_slot(
+                &mut mmio,
+                MmioTransport::new(Box::new(block), mem.clone(), irq),
+            )?;
         }
         let mut vsock_loop = None;
         if let Some(vsock_config) = &config.vsock {
             let irq = vm.irqfd(FIRST_VIRTIO_IRQ + config.disks.len() as u32)?;
             let (device, event_loop) = Vsock::new(vsock_config)?;
-            next_slot(&mut mmio, MmioTransport::new(Box::new(device), mem.clone(), irq))?;
+            next_slot(
+                &mut mmio,
+                MmioTransport::new(Box::new(device), mem.clone(), irq),
+            )?;
             vsock_loop = Some(event_loop);
         }
 
@@ -185,7 +201,8 @@ impl MicroVm {
         }
         let outcome = match outcome {
             Some(o) => {
-                self.exit.report(Err(Error::EventLoop("startup failed".into())));
+                self.exit
+                    .report(Err(Error::EventLoop("startup failed".into())));
                 o
             }
             None => match self.exit.wait(timeout) {
@@ -198,7 +215,10 @@ impl MicroVm {
             },
         };
         stop_threads(threads);
-        self.serial.lock().unwrap_or_else(|e| e.into_inner()).flush();
+        self.serial
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .flush();
         outcome
     }
 }

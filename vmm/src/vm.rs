@@ -54,9 +54,9 @@ impl Vm {
     /// Creates the VM, registers `mem` and creates the in-kernel irqchip and PIT.
     pub fn new(mem: &GuestMemoryMmap) -> Result<Vm> {
         let kvm = open_kvm()?;
-        let fd = kvm.create_vm().map_err(|e| {
-            Error::KvmUnavailable(format!("KVM_CREATE_VM failed: {e}"))
-        })?;
+        let fd = kvm
+            .create_vm()
+            .map_err(|e| Error::KvmUnavailable(format!("KVM_CREATE_VM failed: {e}")))?;
         for (slot, region) in mem.iter().enumerate() {
             let region_desc = kvm_userspace_memory_region {
                 slot: slot as u32,
@@ -76,12 +76,14 @@ impl Vm {
             fd.set_identity_map_address(KVM_IDENTITY_MAP_ADDR)
                 .map_err(kvm_err("KVM_SET_IDENTITY_MAP_ADDR"))?;
         }
-        fd.create_irq_chip().map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
+        fd.create_irq_chip()
+            .map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
         let pit_config = kvm_pit_config {
             flags: KVM_PIT_SPEAKER_DUMMY,
             ..Default::default()
         };
-        fd.create_pit2(pit_config).map_err(kvm_err("KVM_CREATE_PIT2"))?;
+        fd.create_pit2(pit_config)
+            .map_err(kvm_err("KVM_CREATE_PIT2"))?;
         Ok(Vm { kvm, fd })
     }
 

@@ -24,13 +24,18 @@ fn serial_output_and_debug_exit_status() {
     require_kvm();
     let dir = tempfile::tempdir().unwrap();
     let mut asm = Asm::new();
-    asm.serial_print(b"hello from the tiny guest\n").debug_exit(7).hlt();
+    asm.serial_print(b"hello from the tiny guest\n")
+        .debug_exit(7)
+        .hlt();
     let (c, serial) = config(&dir, &asm);
     let vm = MicroVm::new(&c).expect("build the VM");
     let reason = vm.run(TIMEOUT).expect("run the guest");
     assert_eq!(reason, ExitReason::DebugExit(7));
     assert_eq!(reason.exit_code(), 7);
-    assert_eq!(std::fs::read_to_string(serial).unwrap(), "hello from the tiny guest\n");
+    assert_eq!(
+        std::fs::read_to_string(serial).unwrap(),
+        "hello from the tiny guest\n"
+    );
 }
 
 #[test]

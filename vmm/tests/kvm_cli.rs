@@ -70,7 +70,14 @@ fn triple_fault_exits_100() {
     let mut asm = Asm::new();
     asm.ud2(); // no IDT entries: #UD escalates to a triple fault
     let kernel = write_guest(dir.path(), "g.elf", &asm);
-    let out = hull_vmm(&["--kernel", kernel.to_str().unwrap(), "--serial", "none", "--memory", "32"]);
+    let out = hull_vmm(&[
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--serial",
+        "none",
+        "--memory",
+        "32",
+    ]);
     assert_eq!(out.status.code(), Some(100), "stderr: {}", stderr(&out));
 }
 
@@ -118,11 +125,20 @@ fn missing_disk_image_is_reported() {
     let mut asm = Asm::new();
     asm.debug_exit(0);
     let kernel = write_guest(dir.path(), "g.elf", &asm);
-    let out = hull_vmm(&["--kernel", kernel.to_str().unwrap(), "--disk", "/nonexistent/disk.img,ro"]);
+    let out = hull_vmm(&[
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--disk",
+        "/nonexistent/disk.img,ro",
+    ]);
     // Either KVM is missing (102) or the disk is named in a config error (101).
     if std::path::Path::new("/dev/kvm").exists() {
         assert_eq!(out.status.code(), Some(101), "{}", stderr(&out));
-        assert!(stderr(&out).contains("/nonexistent/disk.img"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("/nonexistent/disk.img"),
+            "{}",
+            stderr(&out)
+        );
     } else {
         assert_eq!(out.status.code(), Some(102), "{}", stderr(&out));
     }

@@ -33,7 +33,10 @@ fn pio_and_mmio_exits_reach_the_buses() {
     let mut c = VmConfig::new(kernel);
     c.memory_mib = 32;
     c.serial = SerialOutput::File(serial.clone());
-    c.disks = vec![DiskConfig { path: disk, read_only: true }];
+    c.disks = vec![DiskConfig {
+        path: disk,
+        read_only: true,
+    }];
     let reason = MicroVm::new(&c).unwrap().run(TIMEOUT).unwrap();
     assert_eq!(reason, ExitReason::DebugExit(0));
     assert_eq!(std::fs::read(serial).unwrap(), vec![0xff, 0, b'v', 0]);
@@ -97,7 +100,10 @@ fn guest_driven_virtio_blk_read_and_write() {
     let mut c = VmConfig::new(kernel);
     c.memory_mib = 32;
     c.serial = SerialOutput::File(serial.clone());
-    c.disks = vec![DiskConfig { path: disk.clone(), read_only: false }];
+    c.disks = vec![DiskConfig {
+        path: disk.clone(),
+        read_only: false,
+    }];
     let vm = MicroVm::new(&c).unwrap();
 
     // The "driver" side prepared from the host: read sectors 2..4, write sector 10.
@@ -106,11 +112,14 @@ fn guest_driven_virtio_blk_read_and_write() {
     assert_eq!(vq.desc_table_addr().0, desc);
     blk_header(&mem, HDR_READ, 0, 2);
     blk_header(&mem, HDR_WRITE, 1, 10);
-    mem.write_slice(&[0xabu8; 512], GuestAddress(DATA_WRITE)).unwrap();
+    mem.write_slice(&[0xabu8; 512], GuestAddress(DATA_WRITE))
+        .unwrap();
     mem.write_obj(0xffu8, GuestAddress(STATUS_READ)).unwrap();
     mem.write_obj(0xffu8, GuestAddress(STATUS_WRITE)).unwrap();
     let w = VRING_DESC_F_WRITE as u16;
-    let d = |addr: u64, len: u32, flags: u16| RawDescriptor::from(SplitDescriptor::new(addr, len, flags, 0));
+    let d = |addr: u64, len: u32, flags: u16| {
+        RawDescriptor::from(SplitDescriptor::new(addr, len, flags, 0))
+    };
     let next = virtio_bindings::bindings::virtio_ring::VRING_DESC_F_NEXT as u16;
     let chains = [
         RawDescriptor::from(SplitDescriptor::new(HDR_READ, 16, next, 1)),
@@ -125,7 +134,11 @@ fn guest_driven_virtio_blk_read_and_write() {
 
     let reason = vm.run(TIMEOUT).unwrap();
     assert_eq!(reason, ExitReason::DebugExit(0));
-    assert_eq!(std::fs::read(&serial).unwrap(), vec![15, 1, 0, 2], "status, irq, acked, used.idx");
+    assert_eq!(
+        std::fs::read(&serial).unwrap(),
+        vec![15, 1, 0, 2],
+        "status, irq, acked, used.idx"
+    );
     let status_read: u8 = mem.read_obj(GuestAddress(STATUS_READ)).unwrap();
     let status_write: u8 = mem.read_obj(GuestAddress(STATUS_WRITE)).unwrap();
     assert_eq!((status_read, status_write), (0, 0), "both requests OK");
@@ -133,7 +146,14 @@ fn guest_driven_virtio_blk_read_and_write() {
     mem.read_slice(&mut got, GuestAddress(DATA_READ)).unwrap();
     assert_eq!(got, content[1024..2048], "guest read sectors 2-3");
     let after = std::fs::read(&disk).unwrap();
-    assert!(after[10 * 512..11 * 512].iter().all(|b| *b == 0xab), "sector 10 written");
-    assert_eq!(after[..10 * 512], content[..10 * 512], "nothing else changed");
+    assert!(
+        after[10 * 512..11 * 512].iter().all(|b| *b == 0xab),
+        "sector 10 written"
+    );
+    assert_eq!(
+        after[..10 * 512],
+        content[..10 * 512],
+        "nothing else changed"
+    );
     assert_eq!(vq.used().ring().ref_at(0).unwrap().load().len(), 1025);
 }

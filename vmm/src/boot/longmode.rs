@@ -5,7 +5,9 @@ use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::error::{Error, Result};
-use crate::memory::{BOOT_STACK_POINTER, GDT_ADDR, IDT_ADDR, PD_ADDR, PD_COUNT, PDPT_ADDR, PML4_ADDR};
+use crate::memory::{
+    BOOT_STACK_POINTER, GDT_ADDR, IDT_ADDR, PDPT_ADDR, PD_ADDR, PD_COUNT, PML4_ADDR,
+};
 
 /// Boot-protocol code selector (__BOOT_CS).
 pub const BOOT_CS: u16 = 0x10;
@@ -41,7 +43,7 @@ pub const GDT: [u64; 5] = [
 
 /// Decodes a GDT entry into a kvm_segment with the given selector.
 pub fn segment_from_gdt(entry: u64, selector: u16) -> kvm_segment {
-    let base = (((entry >> 16) & 0xff_ffff) | ((entry >> 32) & 0xff00_0000)) as u64;
+    let base = ((entry >> 16) & 0xff_ffff) | ((entry >> 32) & 0xff00_0000);
     let limit = ((entry & 0xffff) | ((entry >> 32) & 0xf_0000)) as u32;
     let g = ((entry >> 55) & 1) as u8;
     kvm_segment {
@@ -62,7 +64,12 @@ pub fn segment_from_gdt(entry: u64, selector: u16) -> kvm_segment {
     }
 }
 
-fn write<T: vm_memory::ByteValued>(mem: &GuestMemoryMmap, val: T, addr: u64, what: &str) -> Result<()> {
+fn write<T: vm_memory::ByteValued>(
+    mem: &GuestMemoryMmap,
+    val: T,
+    addr: u64,
+    what: &str,
+) -> Result<()> {
     mem.write_obj(val, GuestAddress(addr))
         .map_err(|e| Error::Memory(format!("writing {what} at {addr:#x}: {e}")))
 }
@@ -126,7 +133,10 @@ mod tests {
     #[test]
     fn gdt_entries_decode_to_flat_long_mode_segments() {
         let cs = segment_from_gdt(GDT[2], BOOT_CS);
-        assert_eq!((cs.l, cs.db, cs.present, cs.s, cs.type_, cs.dpl), (1, 0, 1, 1, 0xb, 0));
+        assert_eq!(
+            (cs.l, cs.db, cs.present, cs.s, cs.type_, cs.dpl),
+            (1, 0, 1, 1, 0xb, 0)
+        );
         assert_eq!(cs.limit, 0xffff_ffff);
         let ds = segment_from_gdt(GDT[3], BOOT_DS);
         assert_eq!((ds.l, ds.db, ds.type_), (0, 1, 0x3));
@@ -144,7 +154,9 @@ mod tests {
         assert_eq!(pd5, (5 << 21) | 0x83);
         let pdpt3: u64 = mem.read_obj(GuestAddress(PDPT_ADDR + 3 * 8)).unwrap();
         assert_eq!(pdpt3 & !0xfff, PD_ADDR + 0x3000);
-        let mmio: u64 = mem.read_obj(GuestAddress(PD_ADDR + 0x3000 + 128 * 8)).unwrap();
+        let mmio: u64 = mem
+            .read_obj(GuestAddress(PD_ADDR + 0x3000 + 128 * 8))
+            .unwrap();
         assert_eq!(mmio & !0xfff, 0xd000_0000, "MMIO gap mapped");
     }
 }

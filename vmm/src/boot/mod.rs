@@ -64,7 +64,9 @@ fn kernel_err(path: &Path, reason: impl std::fmt::Display) -> Error {
 /// Detects the kernel format from the file's first bytes.
 pub fn detect_format(kernel: &mut File, path: &Path) -> Result<KernelFormat> {
     let mut head = [0u8; 0x206];
-    kernel.seek(SeekFrom::Start(0)).map_err(|e| kernel_err(path, e))?;
+    kernel
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| kernel_err(path, e))?;
     let n = read_up_to(kernel, &mut head).map_err(|e| kernel_err(path, e))?;
     if n >= 4 && head[..4] == *b"\x7fELF" {
         Ok(KernelFormat::Elf)
@@ -110,7 +112,8 @@ pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel> {
     let highmem = Some(GuestAddress(HIMEM_START));
     match format {
         KernelFormat::Elf => {
-            let res = Elf::load(mem, None, &mut kernel, highmem).map_err(|e| kernel_err(path, e))?;
+            let res =
+                Elf::load(mem, None, &mut kernel, highmem).map_err(|e| kernel_err(path, e))?;
             Ok(LoadedKernel {
                 entry: res.kernel_load,
                 end: res.kernel_end,
@@ -212,7 +215,8 @@ fn load_initrd(
         path: path.to_path_buf(),
         reason,
     };
-    let placement = place_initrd(size, low_ram_end(mem), initrd_addr_max, kernel_end).map_err(err)?;
+    let placement =
+        place_initrd(size, low_ram_end(mem), initrd_addr_max, kernel_end).map_err(err)?;
     let mut slice = mem
         .get_slice(GuestAddress(placement.addr), size as usize)
         .map_err(|e| err(format!("guest memory: {e}")))?;
@@ -290,8 +294,8 @@ mod tests {
 
     #[test]
     fn cmdline_gets_reboot_and_virtio_devices() {
-        let c = build_cmdline("console=ttyS0", &[(0xd000_0000, 5), (0xd000_1000, 6)], 2048)
-            .unwrap();
+        let c =
+            build_cmdline("console=ttyS0", &[(0xd000_0000, 5), (0xd000_1000, 6)], 2048).unwrap();
         assert_eq!(
             c.as_cstring().unwrap().to_str().unwrap(),
             "console=ttyS0 reboot=k virtio_mmio.device=4K@0xd0000000:5 virtio_mmio.device=4K@0xd0001000:6"
@@ -301,13 +305,19 @@ mod tests {
     #[test]
     fn cmdline_keeps_user_reboot_choice_and_init_args() {
         let c = build_cmdline("reboot=t -- init arg", &[], 2048).unwrap();
-        assert_eq!(c.as_cstring().unwrap().to_str().unwrap(), "reboot=t -- init arg");
+        assert_eq!(
+            c.as_cstring().unwrap().to_str().unwrap(),
+            "reboot=t -- init arg"
+        );
     }
 
     #[test]
     fn cmdline_too_long_is_an_error() {
         let long = "a".repeat(3000);
-        assert!(matches!(build_cmdline(&long, &[], 2048), Err(Error::Cmdline(_))));
+        assert!(matches!(
+            build_cmdline(&long, &[], 2048),
+            Err(Error::Cmdline(_))
+        ));
     }
 
     #[test]

@@ -32,7 +32,9 @@ fn checksum(bytes: &[u8]) -> u8 {
 /// written at `base`.
 pub fn build_mptable(base: u64, cpus: u8) -> Result<Vec<u8>> {
     if cpus == 0 || cpus > MAX_CPUS {
-        return Err(Error::Config(format!("vcpus: {cpus} is outside 1..={MAX_CPUS}")));
+        return Err(Error::Config(format!(
+            "vcpus: {cpus} is outside 1..={MAX_CPUS}"
+        )));
     }
     let ioapic_id = cpus + 1;
     let table_addr = base + 16;

@@ -117,17 +117,36 @@ mod tests {
         assert_eq!(
             map,
             vec![
-                E820Entry { addr: 0, size: EBDA_START, kind: E820_RAM },
-                E820Entry { addr: EBDA_START, size: HIMEM_START - EBDA_START, kind: E820_RESERVED },
-                E820Entry { addr: HIMEM_START, size: (64 << 20) - HIMEM_START, kind: E820_RAM },
+                E820Entry {
+                    addr: 0,
+                    size: EBDA_START,
+                    kind: E820_RAM
+                },
+                E820Entry {
+                    addr: EBDA_START,
+                    size: HIMEM_START - EBDA_START,
+                    kind: E820_RESERVED
+                },
+                E820Entry {
+                    addr: HIMEM_START,
+                    size: (64 << 20) - HIMEM_START,
+                    kind: E820_RAM
+                },
             ]
         );
     }
 
     #[test]
     fn boot_params_for_vmlinux_have_magic_cmdline_and_initrd() {
-        let initrd = InitrdPlacement { addr: 0x7f0_0000, size: 12345 };
-        let e820 = [E820Entry { addr: 0, size: 4096, kind: E820_RAM }];
+        let initrd = InitrdPlacement {
+            addr: 0x7f0_0000,
+            size: 12345,
+        };
+        let e820 = [E820Entry {
+            addr: 0,
+            size: 4096,
+            kind: E820_RAM,
+        }];
         let p = build_boot_params(None, 0x20000, 42, Some(initrd), &e820).unwrap();
         let hdr = p.hdr;
         assert_eq!({ hdr.boot_flag }, 0xaa55);

@@ -56,7 +56,10 @@ impl Bus {
     }
 
     fn find(&self, addr: u64, size: usize) -> Option<(&Range, u64)> {
-        let idx = self.ranges.partition_point(|r| r.base <= addr).checked_sub(1)?;
+        let idx = self
+            .ranges
+            .partition_point(|r| r.base <= addr)
+            .checked_sub(1)?;
         let r = &self.ranges[idx];
         let offset = addr - r.base;
         let end = offset.checked_add(size as u64)?;
@@ -129,10 +132,18 @@ mod tests {
     #[test]
     fn overlapping_ranges_are_rejected() {
         let mut bus = Bus::new();
-        bus.insert(0x1000, 0x1000, Arc::new(Mutex::new(Recorder::default()))).unwrap();
-        assert!(bus.insert(0x1800, 0x1000, Arc::new(Mutex::new(Recorder::default()))).is_err());
-        assert!(bus.insert(0x800, 0x1000, Arc::new(Mutex::new(Recorder::default()))).is_err());
-        assert!(bus.insert(0x2000, 0, Arc::new(Mutex::new(Recorder::default()))).is_err());
-        bus.insert(0x2000, 0x1000, Arc::new(Mutex::new(Recorder::default()))).unwrap();
+        bus.insert(0x1000, 0x1000, Arc::new(Mutex::new(Recorder::default())))
+            .unwrap();
+        assert!(bus
+            .insert(0x1800, 0x1000, Arc::new(Mutex::new(Recorder::default())))
+            .is_err());
+        assert!(bus
+            .insert(0x800, 0x1000, Arc::new(Mutex::new(Recorder::default())))
+            .is_err());
+        assert!(bus
+            .insert(0x2000, 0, Arc::new(Mutex::new(Recorder::default())))
+            .is_err());
+        bus.insert(0x2000, 0x1000, Arc::new(Mutex::new(Recorder::default())))
+            .unwrap();
     }
 }

@@ -123,8 +123,8 @@ impl Vcpu {
                 ..Default::default()
             })
             .collect();
-        let msrs = Msrs::from_entries(&entries)
-            .map_err(|e| Error::Device(format!("MSR list: {e:?}")))?;
+        let msrs =
+            Msrs::from_entries(&entries).map_err(|e| Error::Device(format!("MSR list: {e:?}")))?;
         let written = fd.set_msrs(&msrs).map_err(kvm("KVM_SET_MSRS"))?;
         if written != entries.len() {
             let failed = entries.get(written).map(|e| e.index).unwrap_or_default();
@@ -228,7 +228,11 @@ impl Vcpu {
             )),
             Ok(VcpuExit::InternalError) => {
                 let regs = self.fd.get_regs().map(|r| r.rip).unwrap_or_default();
-                Err(vcpu_err(index, "KVM_EXIT_INTERNAL_ERROR", format!("at rip {regs:#x}")))
+                Err(vcpu_err(
+                    index,
+                    "KVM_EXIT_INTERNAL_ERROR",
+                    format!("at rip {regs:#x}"),
+                ))
             }
             Ok(VcpuExit::Intr) => Ok(None),
             Ok(other) => Err(vcpu_err(index, "unhandled exit", format!("{other:?}"))),

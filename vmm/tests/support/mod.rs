@@ -108,7 +108,10 @@ impl Asm {
     }
     /// Reads the 32-bit value at `addr` and writes its low byte to the serial port.
     pub fn print_byte_at(&mut self, addr: u64) -> &mut Self {
-        self.mov_rbx(addr).load_eax_from_rbx().mov_dx(0x3f8).out_dx_al()
+        self.mov_rbx(addr)
+            .load_eax_from_rbx()
+            .mov_dx(0x3f8)
+            .out_dx_al()
     }
     /// ud2 (invalid opcode)
     pub fn ud2(&mut self) -> &mut Self {

@@ -193,8 +193,17 @@ fn handle_request(
             let sector = u64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
             let data_out_len = layout.readable - HEADER_BYTES;
             execute(
-                file, read_only, sectors, id, buf, kind, sector, data_out_len, data_in_len,
-                &mut reader, &mut writer,
+                file,
+                read_only,
+                sectors,
+                id,
+                buf,
+                kind,
+                sector,
+                data_out_len,
+                data_in_len,
+                &mut reader,
+                &mut writer,
             )
         }
     };
@@ -356,7 +365,9 @@ mod tests {
 
     fn rig(read_only: bool, sectors: u64) -> Rig {
         let mut disk = tempfile::NamedTempFile::new().unwrap();
-        let content: Vec<u8> = (0..sectors * SECTOR_SIZE).map(|i| (i % 251) as u8).collect();
+        let content: Vec<u8> = (0..sectors * SECTOR_SIZE)
+            .map(|i| (i % 251) as u8)
+            .collect();
         disk.write_all(&content).unwrap();
         let file = OpenOptions::new()
             .read(true)
@@ -365,7 +376,12 @@ mod tests {
             .unwrap();
         let dev = Block::from_file(file, read_only, "test-disk").unwrap();
         let mem = crate::memory::create_guest_memory(16).unwrap();
-        Rig { mem, dev, irq: EventFd::new(libc::EFD_NONBLOCK).unwrap(), disk }
+        Rig {
+            mem,
+            dev,
+            irq: EventFd::new(libc::EFD_NONBLOCK).unwrap(),
+            disk,
+        }
     }
 
     fn desc(addr: u64, len: u32, flags: u16) -> RawDescriptor {
@@ -391,10 +407,18 @@ mod tests {
         r.mem.write_obj(0xaau8, GuestAddress(STATUS)).unwrap();
         let q: Queue = vq.create_queue().unwrap();
         r.dev
-            .activate(r.mem.clone(), vec![q], Arc::new(Interrupt::new(r.irq.try_clone().unwrap())))
+            .activate(
+                r.mem.clone(),
+                vec![q],
+                Arc::new(Interrupt::new(r.irq.try_clone().unwrap())),
+            )
             .unwrap();
         r.dev.queue_notify(0);
-        assert_eq!(vq.used().idx().load(), 1, "the request was returned to the guest");
+        assert_eq!(
+            vq.used().idx().load(),
+            1,
+            "the request was returned to the guest"
+        );
         assert_eq!(r.irq.read().unwrap(), 1, "interrupt raised");
         let used = vq.used().ring().ref_at(0).unwrap().load();
         let status: u8 = r.mem.read_obj(GuestAddress(STATUS)).unwrap();
@@ -405,8 +429,10 @@ mod tests {
     fn read_returns_disk_contents() {
         let mut r = rig(true, 16);
         header(&r.mem, VIRTIO_BLK_T_IN, 2);
-        let (len, status) =
-            submit(&mut r, &[desc(HDR, 16, 0), desc(DATA, 1024, W), desc(STATUS, 1, W)]);
+        let (len, status) = submit(
+            &mut r,
+            &[desc(HDR, 16, 0), desc(DATA, 1024, W), desc(STATUS, 1, W)],
+        );
         assert_eq!((len, status), (1025, VIRTIO_BLK_S_OK));
         let mut got = vec![0u8; 1024];
         r.mem.read_slice(&mut got, GuestAddress(DATA)).unwrap();
@@ -419,12 +445,18 @@ mod tests {
         let mut r = rig(false, 16);
         header(&r.mem, VIRTIO_BLK_T_OUT, 3);
         r.mem.write_slice(&[0x5a; 512], GuestAddress(DATA)).unwrap();
-        let (len, status) =
-            submit(&mut r, &[desc(HDR, 16, 0), desc(DATA, 512, 0), desc(STATUS, 1, W)]);
+        let (len, status) = submit(
+            &mut r,
+            &[desc(HDR, 16, 0), desc(DATA, 512, 0), desc(STATUS, 1, W)],
+        );
         assert_eq!((len, status), (1, VIRTIO_BLK_S_OK));
         let content = std::fs::read(r.disk.path()).unwrap();
         assert!(content[3 * 512..4 * 512].iter().all(|b| *b == 0x5a));
-        assert_eq!(content[2 * 512], ((2 * 512) % 251) as u8, "neighbour untouched");
+        assert_eq!(
+            content[2 * 512],
+            ((2 * 512) % 251) as u8,
+            "neighbour untouched"
+        );
         header(&r.mem, VIRTIO_BLK_T_FLUSH, 0);
         let (_, status) = submit(&mut r, &[desc(HDR, 16, 0), desc(STATUS, 1, W)]);
         assert_eq!(status, VIRTIO_BLK_S_OK);
@@ -435,8 +467,10 @@ mod tests {
         let mut r = rig(true, 16);
         assert_ne!(r.dev.features() & VIRTIO_BLK_F_RO, 0);
         header(&r.mem, VIRTIO_BLK_T_OUT, 0);
-        let (_, status) =
-            submit(&mut r, &[desc(HDR, 16, 0), desc(DATA, 512, 0), desc(STATUS, 1, W)]);
+        let (_, status) = submit(
+            &mut r,
+            &[desc(HDR, 16, 0), desc(DATA, 512, 0), desc(STATUS, 1, W)],
+        );
         assert_eq!(status, VIRTIO_BLK_S_IOERR);
         let content = std::fs::read(r.disk.path()).unwrap();
         assert_eq!(content[0], 0, "file unchanged");
@@ -447,8 +481,10 @@ mod tests {
         let mut r = rig(false, 16);
         for (sector, len) in [(15u64, 1024u32), (16, 512), (u64::MAX, 512), (0, 100)] {
             header(&r.mem, VIRTIO_BLK_T_IN, sector);
-            let (len, status) =
-                submit(&mut r, &[desc(HDR, 16, 0), desc(DATA, len, W), desc(STATUS, 1, W)]);
+            let (len, status) = submit(
+                &mut r,
+                &[desc(HDR, 16, 0), desc(DATA, len, W), desc(STATUS, 1, W)],
+            );
             assert_eq!((len, status), (1, VIRTIO_BLK_S_IOERR), "sector {sector}");
         }
     }
@@ -466,22 +502,40 @@ mod tests {
         header(&r.mem, VIRTIO_BLK_T_IN, 0);
         let (len, status) = submit(
             &mut r,
-            &[desc(HDR, 16, 0), desc(0x100_0000, (33 << 20) as u32, W), desc(STATUS, 1, W)],
+            &[
+                desc(HDR, 16, 0),
+                desc(0x100_0000, (33 << 20) as u32, W),
+                desc(STATUS, 1, W),
+            ],
         );
-        assert_eq!((len, status), (1, VIRTIO_BLK_S_IOERR), "33 MiB exceeds MAX_REQUEST_BYTES");
+        assert_eq!(
+            (len, status),
+            (1, VIRTIO_BLK_S_IOERR),
+            "33 MiB exceeds MAX_REQUEST_BYTES"
+        );
     }
 
     #[test]
     fn wrong_directions_are_refused() {
         let mut r = rig(false, 16);
         header(&r.mem, VIRTIO_BLK_T_IN, 0);
-        let (_, status) =
-            submit(&mut r, &[desc(HDR, 16, 0), desc(DATA, 512, 0), desc(STATUS, 1, W)]);
-        assert_eq!(status, VIRTIO_BLK_S_IOERR, "IN with a device-readable data buffer");
+        let (_, status) = submit(
+            &mut r,
+            &[desc(HDR, 16, 0), desc(DATA, 512, 0), desc(STATUS, 1, W)],
+        );
+        assert_eq!(
+            status, VIRTIO_BLK_S_IOERR,
+            "IN with a device-readable data buffer"
+        );
         header(&r.mem, VIRTIO_BLK_T_OUT, 0);
-        let (_, status) =
-            submit(&mut r, &[desc(HDR, 16, 0), desc(DATA, 512, W), desc(STATUS, 1, W)]);
-        assert_eq!(status, VIRTIO_BLK_S_IOERR, "OUT with a device-writable data buffer");
+        let (_, status) = submit(
+            &mut r,
+            &[desc(HDR, 16, 0), desc(DATA, 512, W), desc(STATUS, 1, W)],
+        );
+        assert_eq!(
+            status, VIRTIO_BLK_S_IOERR,
+            "OUT with a device-writable data buffer"
+        );
         let content = std::fs::read(r.disk.path()).unwrap();
         assert_eq!(content[0], 0);
         // Header device-writable: no readable header at all.
@@ -490,7 +544,12 @@ mod tests {
         // Readable after writable.
         let (len, status) = submit(
             &mut r,
-            &[desc(HDR, 16, 0), desc(DATA, 512, W), desc(DATA, 512, 0), desc(STATUS, 1, W)],
+            &[
+                desc(HDR, 16, 0),
+                desc(DATA, 512, W),
+                desc(DATA, 512, 0),
+                desc(STATUS, 1, W),
+            ],
         );
         assert_eq!((len, status), (0, 0xaa));
     }
@@ -509,8 +568,14 @@ mod tests {
     fn out_of_range_and_looping_chains_are_refused() {
         let mut r = rig(false, 16);
         header(&r.mem, VIRTIO_BLK_T_IN, 0);
-        let (len, _) =
-            submit(&mut r, &[desc(HDR, 16, 0), desc(0xfff_fe00, 1024, W), desc(STATUS, 1, W)]);
+        let (len, _) = submit(
+            &mut r,
+            &[
+                desc(HDR, 16, 0),
+                desc(0xfff_fe00, 1024, W),
+                desc(STATUS, 1, W),
+            ],
+        );
         assert_eq!(len, 0, "data buffer crossing the end of guest RAM");
         // A chain whose descriptors point at each other forever.
         let mem = r.mem.clone();
@@ -533,8 +598,10 @@ mod tests {
     fn get_id_and_unknown_type() {
         let mut r = rig(true, 16);
         header(&r.mem, VIRTIO_BLK_T_GET_ID, 0);
-        let (len, status) =
-            submit(&mut r, &[desc(HDR, 16, 0), desc(DATA, 20, W), desc(STATUS, 1, W)]);
+        let (len, status) = submit(
+            &mut r,
+            &[desc(HDR, 16, 0), desc(DATA, 20, W), desc(STATUS, 1, W)],
+        );
         assert_eq!((len, status), (21, VIRTIO_BLK_S_OK));
         let mut id = [0u8; 9];
         r.mem.read_slice(&mut id, GuestAddress(DATA)).unwrap();
@@ -550,6 +617,9 @@ mod tests {
         let mut cap = [0u8; 8];
         r.dev.read_config(0, &mut cap);
         assert_eq!(u64::from_le_bytes(cap), 16);
-        assert!(Block::from_file(tempfile::tempfile().unwrap(), true, "x").is_err(), "empty disk");
+        assert!(
+            Block::from_file(tempfile::tempfile().unwrap(), true, "x").is_err(),
+            "empty disk"
+        );
     }
 }

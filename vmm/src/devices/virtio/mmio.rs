@@ -212,7 +212,10 @@ impl MmioTransport {
             REG_DRIVER_FEATURES_SEL => self.driver_features_sel = value,
             REG_DRIVER_FEATURES if self.status & STATUS_FEATURES_OK == 0 => {
                 match self.driver_features_sel {
-                    0 => self.driver_features = (self.driver_features & !0xffff_ffff) | u64::from(value),
+                    0 => {
+                        self.driver_features =
+                            (self.driver_features & !0xffff_ffff) | u64::from(value)
+                    }
                     1 => {
                         self.driver_features =
                             (self.driver_features & 0xffff_ffff) | (u64::from(value) << 32)
@@ -271,7 +274,12 @@ impl MmioTransport {
             REG_INTERRUPT_ACK => self.interrupt.ack(value),
             REG_STATUS => self.set_status(value),
             _ => {
-                tracing::debug!(offset, value, driver_ok, "ignored virtio-mmio register write");
+                tracing::debug!(
+                    offset,
+                    value,
+                    driver_ok,
+                    "ignored virtio-mmio register write"
+                );
             }
         }
     }
@@ -345,8 +353,16 @@ pub(crate) mod tests {
         fn read_config(&self, offset: u64, data: &mut [u8]) {
             super::super::read_config_bytes(&[1, 2, 3, 4], offset, data)
         }
-        fn activate(&mut self, _m: GuestMemoryMmap, q: Vec<Queue>, _i: Arc<Interrupt>) -> Result<()> {
-            self.log.lock().unwrap().push(format!("activate {}", q.len()));
+        fn activate(
+            &mut self,
+            _m: GuestMemoryMmap,
+            q: Vec<Queue>,
+            _i: Arc<Interrupt>,
+        ) -> Result<()> {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("activate {}", q.len()));
             Ok(())
         }
         fn queue_notify(&mut self, index: u32) {
@@ -416,12 +432,18 @@ pub(crate) mod tests {
         setup_queue(&mut t, 0, 0x10000);
         setup_queue(&mut t, 1, 0x20000);
         wr(&mut t, REG_QUEUE_NOTIFY, 0);
-        assert!(probe.log.lock().unwrap().is_empty(), "no notify before DRIVER_OK");
+        assert!(
+            probe.log.lock().unwrap().is_empty(),
+            "no notify before DRIVER_OK"
+        );
         wr(&mut t, REG_STATUS, s | STATUS_DRIVER_OK);
         wr(&mut t, REG_QUEUE_NOTIFY, 1);
         wr(&mut t, REG_QUEUE_NOTIFY, 7);
         wr(&mut t, REG_STATUS, 0);
-        assert_eq!(*probe.log.lock().unwrap(), ["activate 2", "notify 1", "reset"]);
+        assert_eq!(
+            *probe.log.lock().unwrap(),
+            ["activate 2", "notify 1", "reset"]
+        );
         assert_eq!(rd(&mut t, REG_STATUS), 0);
     }
 
@@ -430,9 +452,17 @@ pub(crate) mod tests {
         let (mut t, probe) = transport();
         wr(&mut t, REG_STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER);
         wr(&mut t, REG_DRIVER_FEATURES, 1 << 7); // not offered, and no VERSION_1
-        wr(&mut t, REG_STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK);
+        wr(
+            &mut t,
+            REG_STATUS,
+            STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK,
+        );
         assert_eq!(rd(&mut t, REG_STATUS) & STATUS_FEATURES_OK, 0);
-        wr(&mut t, REG_STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_DRIVER_OK);
+        wr(
+            &mut t,
+            REG_STATUS,
+            STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_DRIVER_OK,
+        );
         assert!(probe.log.lock().unwrap().is_empty(), "not activated");
         assert_ne!(rd(&mut t, REG_STATUS) & STATUS_DEVICE_NEEDS_RESET, 0);
     }

@@ -149,7 +149,8 @@ where
         layout.descriptors += 1;
         last_has_next = desc.has_next();
         let len = desc.len();
-        if len > 0 && !mem.check_range(desc.addr(), len as usize, vm_memory::Permissions::ReadWrite) {
+        if len > 0 && !mem.check_range(desc.addr(), len as usize, vm_memory::Permissions::ReadWrite)
+        {
             return Err(ChainError::OutOfRange {
                 addr: desc.addr().0,
                 len,

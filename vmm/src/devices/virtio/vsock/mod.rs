@@ -164,7 +164,11 @@ impl VsockState {
     }
 
     /// Polls the muxer's fds plus `extra` for up to `timeout` and services the result.
-    pub fn poll_and_service(state: &Mutex<VsockState>, extra: &EventFd, timeout: Duration) -> std::io::Result<()> {
+    pub fn poll_and_service(
+        state: &Mutex<VsockState>,
+        extra: &EventFd,
+        timeout: Duration,
+    ) -> std::io::Result<()> {
         let interests = state
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -267,7 +271,10 @@ mod tests {
         let mem: &'static GuestMemoryMmap =
             Box::leak(Box::new(crate::memory::create_guest_memory(16).unwrap()));
         let dir = tempfile::tempdir().unwrap();
-        let config = VsockConfig { uds_path: dir.path().join("v.sock"), guest_cid: CID as u32 };
+        let config = VsockConfig {
+            uds_path: dir.path().join("v.sock"),
+            guest_cid: CID as u32,
+        };
         let (_device, event_loop) = Vsock::new(&config).unwrap();
         let rxq = MockSplitQueue::create(mem, GuestAddress(0x1_0000), 64);
         let txq = MockSplitQueue::create(mem, GuestAddress(0x3_0000), 64);
@@ -313,7 +320,9 @@ mod tests {
         fn send(&mut self, hdr: Header, payload: &[u8]) {
             let i = self.tx_added;
             let addr = TX_BUF + u64::from(i) * 0x2000;
-            self.mem.write_slice(&hdr.encode(), GuestAddress(addr)).unwrap();
+            self.mem
+                .write_slice(&hdr.encode(), GuestAddress(addr))
+                .unwrap();
             self.mem
                 .write_slice(payload, GuestAddress(addr + HEADER_LEN as u64))
                 .unwrap();
@@ -336,7 +345,13 @@ mod tests {
             let mut out = Vec::new();
             let used = self.rxq.used().idx().load();
             while self.rx_seen != used {
-                let elem = self.rxq.used().ring().ref_at(self.rx_seen as usize % 64).unwrap().load();
+                let elem = self
+                    .rxq
+                    .used()
+                    .ring()
+                    .ref_at(self.rx_seen as usize % 64)
+                    .unwrap()
+                    .load();
                 let addr = RX_BUF + u64::from(elem.id()) * 0x2000;
                 let mut raw = [0u8; HEADER_LEN];
                 self.mem.read_slice(&mut raw, GuestAddress(addr)).unwrap();
@@ -388,7 +403,10 @@ mod tests {
         let pkts = r.received();
         assert_eq!(pkts.len(), 1);
         let req = pkts[0].0;
-        assert_eq!((req.op, req.dst_port, req.dst_cid, req.src_cid), (OP_REQUEST, 1234, CID, HOST_CID));
+        assert_eq!(
+            (req.op, req.dst_port, req.dst_cid, req.src_cid),
+            (OP_REQUEST, 1234, CID, HOST_CID)
+        );
         let local = req.src_port;
         assert!(local >= 1024);
         r.send(guest_hdr(1234, local, OP_RESPONSE), &[]);
@@ -426,7 +444,10 @@ mod tests {
         r.send(guest_hdr(49152, 5000, OP_REQUEST), &[]);
         r.step();
         let pkts = r.received();
-        assert_eq!((pkts[0].0.op, pkts[0].0.src_port, pkts[0].0.dst_port), (OP_RESPONSE, 5000, 49152));
+        assert_eq!(
+            (pkts[0].0.op, pkts[0].0.src_port, pkts[0].0.dst_port),
+            (OP_RESPONSE, 5000, 49152)
+        );
         let (mut conn, _) = listener.accept().unwrap();
         let mut h = guest_hdr(49152, 5000, OP_RW);
         h.len = 5;
@@ -499,7 +520,11 @@ mod tests {
         r.send_raw(0x4000_0000, 64);
         r.step();
         assert_eq!(r.txq.used().idx().load(), 5, "every TX chain returned");
-        let ops: Vec<(u16, u32)> = r.received().iter().map(|(h, _)| (h.op, h.dst_port)).collect();
+        let ops: Vec<(u16, u32)> = r
+            .received()
+            .iter()
+            .map(|(h, _)| (h.op, h.dst_port))
+            .collect();
         assert_eq!(ops, vec![(OP_RST, 1), (OP_RST, 3), (OP_RST, 5)]);
         assert_eq!(r.state.lock().unwrap().muxer.connection_count(), 0);
     }
@@ -525,7 +550,10 @@ mod tests {
     #[test]
     fn socket_file_is_removed_and_existing_path_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let config = VsockConfig { uds_path: dir.path().join("s"), guest_cid: 3 };
+        let config = VsockConfig {
+            uds_path: dir.path().join("s"),
+            guest_cid: 3,
+        };
         let made = Vsock::new(&config).unwrap();
         assert!(Vsock::new(&config).is_err(), "path in use");
         drop(made);

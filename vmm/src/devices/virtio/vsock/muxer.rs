@@ -270,7 +270,9 @@ impl Muxer {
             match read_connect_line(&mut self.handshakes[i]) {
                 LineState::Pending if now < self.handshakes[i].deadline => i += 1,
                 LineState::Pending | LineState::Invalid => {
-                    tracing::debug!("vsock: dropping a host connection without a valid CONNECT line");
+                    tracing::debug!(
+                        "vsock: dropping a host connection without a valid CONNECT line"
+                    );
                     self.handshakes.swap_remove(i);
                 }
                 LineState::Port(port) => {
@@ -315,7 +317,10 @@ impl Muxer {
         let key = (local, guest_port);
         self.conns.insert(
             key,
-            Conn::new(stream, ConnState::Connecting(Instant::now() + HANDSHAKE_TIMEOUT)),
+            Conn::new(
+                stream,
+                ConnState::Connecting(Instant::now() + HANDSHAKE_TIMEOUT),
+            ),
         );
         let hdr = self.header(key, OP_REQUEST);
         self.queue_control(hdr);
@@ -418,7 +423,8 @@ impl Muxer {
         path.push(format!("_{}", key.0));
         match UnixStream::connect(&path).and_then(|s| s.set_nonblocking(true).map(|_| s)) {
             Ok(stream) => {
-                self.conns.insert(key, Conn::new(stream, ConnState::Established));
+                self.conns
+                    .insert(key, Conn::new(stream, ConnState::Established));
                 let hdr = self.header(key, OP_RESPONSE);
                 self.queue_control(hdr);
             }
@@ -499,10 +505,7 @@ impl Muxer {
             .collect();
         let mut buf = vec![0u8; MAX_PKT_PAYLOAD];
         for key in keys {
-            loop {
-                let Some(conn) = self.conns.get_mut(&key) else {
-                    break;
-                };
+            while let Some(conn) = self.conns.get_mut(&key) {
                 if conn.state != ConnState::Established || conn.host_eof {
                     break;
                 }
@@ -541,7 +544,10 @@ impl Muxer {
                         h.len = n as u32;
                         (h, n)
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
+                    Err(e)
+                        if e.kind() == ErrorKind::WouldBlock
+                            || e.kind() == ErrorKind::Interrupted =>
+                    {
                         q.rx.go_to_previous_position();
                         break;
                     }
