@@ -1,9 +1,9 @@
 //! sha256 digests and a reader that hashes, counts and bounds what passes through it.
 
-use std::cell::Cell;
 use std::fmt;
 use std::io::{self, Read};
-use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
@@ -65,12 +65,12 @@ impl fmt::Display for Sha256Digest {
 /// Set when a `Tracked` reader went over its bound, so the caller can report the limit
 /// instead of whatever error a decoder or the tar parser made of the truncated stream.
 #[derive(Debug, Clone, Default)]
-pub struct OverLimit(Rc<Cell<bool>>);
+pub struct OverLimit(Arc<AtomicBool>);
 
 impl OverLimit {
     /// Whether the bound was crossed.
     pub fn hit(&self) -> bool {
-        self.0.get()
+        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -124,7 +124,7 @@ impl<R: Read> Read for Tracked<R> {
         }
         self.count += n as u64;
         if self.count > self.limit {
-            self.over.0.set(true);
+            self.over.0.store(true, Ordering::Relaxed);
             return Err(io::Error::other(format!(
                 "stream exceeds the limit of {} bytes",
                 self.limit

@@ -30,7 +30,7 @@ impl Progress {
     }
 
     /// Wraps a reader so reads advance the bar.
-    pub fn wrap<'a, R: Read + 'a>(&self, reader: R) -> Box<dyn Read + 'a> {
+    pub fn wrap<'a, R: Read + Send + 'a>(&self, reader: R) -> Box<dyn Read + Send + 'a> {
         Box::new(self.bar.wrap_read(reader))
     }
 

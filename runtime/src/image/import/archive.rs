@@ -15,7 +15,8 @@ use super::Compression;
 /// Files of an image, by relative path (`index.json`, `blobs/sha256/<hex>`, ...).
 pub(crate) trait Source {
     /// Opens a file: a reader, its size, and its compression (sniffed).
-    fn open(&self, path: &str) -> Result<(Box<dyn Read + '_>, u64, Compression), ImageError>;
+    fn open(&self, path: &str)
+        -> Result<(Box<dyn Read + Send + '_>, u64, Compression), ImageError>;
     /// Whether the file exists.
     fn contains(&self, path: &str) -> bool;
     /// A name for messages.
@@ -59,7 +60,10 @@ impl DirSource {
 }
 
 impl Source for DirSource {
-    fn open(&self, path: &str) -> Result<(Box<dyn Read + '_>, u64, Compression), ImageError> {
+    fn open(
+        &self,
+        path: &str,
+    ) -> Result<(Box<dyn Read + Send + '_>, u64, Compression), ImageError> {
         let full = self.root.join(clean_path(path)?);
         let file =
             File::open(&full).map_err(|e| ImageError::io(format!("open {}", full.display()), e))?;
@@ -212,7 +216,10 @@ fn join_lexically(base: &str, target: &str) -> String {
 }
 
 impl Source for TarSource {
-    fn open(&self, path: &str) -> Result<(Box<dyn Read + '_>, u64, Compression), ImageError> {
+    fn open(
+        &self,
+        path: &str,
+    ) -> Result<(Box<dyn Read + Send + '_>, u64, Compression), ImageError> {
         let (offset, size) = self.resolve(path)?;
         let mut magic = [0u8; 4];
         let n = self

@@ -107,7 +107,7 @@ impl<R: Read> Read for Decoder<R> {
 /// One layer to bring in.
 pub(crate) struct LayerInput<'a> {
     /// The blob.
-    pub reader: Box<dyn Read + 'a>,
+    pub reader: Box<dyn Read + Send + 'a>,
     /// Blob length when known (for the progress bar).
     pub length: Option<u64>,
     /// How the blob is compressed.
@@ -192,57 +192,64 @@ pub(crate) fn bring_layer(
         .declared
         .as_ref()
         .map_or(limits.max_layer_bytes, |(_, size)| *size);
-    let raw = Tracked::new(progress.wrap(input.reader), true, raw_limit);
-    let raw_over = raw.over_limit();
-    let decoder = Decoder::new(input.compression, raw).map_err(wrap)?;
-    let hash_plain = input.compression != Compression::None;
-    let mut plain = Tracked::new(decoder, hash_plain, limits.max_layer_bytes);
-    let plain_over = plain.over_limit();
-
     let dir = txn.new_layer_dir().map_err(wrap)?;
-    let over_error = || {
-        if raw_over.hit() {
-            match &input.declared {
-                Some((_, size)) => ImageError::SizeMismatch {
-                    what: "layer blob (longer than declared)".into(),
-                    expected: *size,
-                    actual: size + 1,
-                },
-                None => ImageError::TooLarge {
-                    what: "layer blob".into(),
-                    limit: limits.max_layer_bytes,
-                    unit: "bytes",
-                },
-            }
+    let reader = progress.wrap(input.reader);
+    let compression = input.compression;
+    // Two threads: one reads, hashes and decompresses the blob, the other unpacks (and
+    // hashes the uncompressed stream), like `gzip -d | tar -x` but with digests.
+    let (unpacked, drained, plain_over, plain_digest, produced) = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(CHANNEL_DEPTH);
+        let producer = scope.spawn(move || produce(reader, compression, raw_limit, tx));
+        let mut plain = Tracked::new(
+            ChannelReader::new(rx),
+            compression != Compression::None,
+            limits.max_layer_bytes,
+        );
+        let plain_over = plain.over_limit();
+        let unpacked = unpack_layer(&mut plain, &dir, &limits);
+        // The rest of the stream (tar end blocks, padding) counts toward the digests.
+        let drained = if unpacked.is_ok() {
+            plain.drain()
         } else {
-            ImageError::TooLarge {
-                what: "uncompressed layer".into(),
+            Ok(())
+        };
+        let (plain_digest, _, channel) = plain.finish();
+        drop(channel); // stops a producer still sending after an unpack error
+        let produced = producer.join().expect("layer reader thread panicked");
+        (unpacked, drained, plain_over.hit(), plain_digest, produced)
+    });
+    progress.finish();
+
+    if produced.over_limit {
+        return Err(wrap(match &input.declared {
+            Some((_, size)) => ImageError::SizeMismatch {
+                what: "layer blob (longer than declared)".into(),
+                expected: *size,
+                actual: produced.size,
+            },
+            None => ImageError::TooLarge {
+                what: "layer blob".into(),
                 limit: limits.max_layer_bytes,
                 unit: "bytes",
-            }
-        }
-    };
-    let unpacked = unpack_layer(&mut plain, &dir, &limits);
-    if raw_over.hit() || plain_over.hit() {
-        return Err(wrap(over_error()));
+            },
+        }));
+    }
+    if plain_over {
+        return Err(wrap(ImageError::TooLarge {
+            what: "uncompressed layer".into(),
+            limit: limits.max_layer_bytes,
+            unit: "bytes",
+        }));
+    }
+    if let Some(e) = produced.error {
+        return Err(wrap(ImageError::invalid(
+            format!("{compression:?} layer stream"),
+            e.to_string(),
+        )));
     }
     unpacked.map_err(wrap)?;
-    // The rest of the stream (tar end blocks, padding) counts toward the digests.
-    let drained = plain.drain();
-    if raw_over.hit() || plain_over.hit() {
-        return Err(wrap(over_error()));
-    }
     drained.map_err(|e| wrap(ImageError::invalid("layer stream", e.to_string())))?;
-    let (plain_digest, _, decoder) = plain.finish();
-    let mut raw = decoder.into_inner();
-    let drained = raw.drain();
-    if raw_over.hit() {
-        return Err(wrap(over_error()));
-    }
-    drained.map_err(|e| wrap(ImageError::io("read layer blob", e)))?;
-    let (digest, size, _) = raw.finish();
-    progress.finish();
-    let digest = digest.expect("raw stream is hashed");
+    let (digest, size) = (produced.digest, produced.size);
     let diff_id = plain_digest.unwrap_or_else(|| digest.clone());
 
     if let Some((want_digest, want_size)) = &input.declared {
@@ -285,6 +292,123 @@ pub(crate) fn bring_layer(
         },
         true,
     ))
+}
+
+/// Chunks in flight between the reader and the unpacker.
+const CHANNEL_DEPTH: usize = 8;
+/// Size of one chunk of uncompressed data.
+const CHUNK: usize = 256 << 10;
+
+type Chunk = std::io::Result<Vec<u8>>;
+
+/// What the reader thread saw of the blob.
+struct Produced {
+    digest: Sha256Digest,
+    size: u64,
+    over_limit: bool,
+    error: Option<std::io::Error>,
+}
+
+/// Reader thread: blob -> sha256/count (bounded) -> decompress -> chunks to `tx`; then
+/// the rest of the blob, so digest and size cover all of it.
+fn produce(
+    reader: Box<dyn Read + Send + '_>,
+    compression: Compression,
+    raw_limit: u64,
+    tx: std::sync::mpsc::SyncSender<Chunk>,
+) -> Produced {
+    let raw = Tracked::new(reader, true, raw_limit);
+    let over = raw.over_limit();
+    let finish = |raw: Tracked<Box<dyn Read + Send + '_>>, error: Option<std::io::Error>| {
+        let (digest, size, _) = raw.finish();
+        Produced {
+            digest: digest.expect("raw stream is hashed"),
+            size,
+            over_limit: over.hit(),
+            error,
+        }
+    };
+    let mut decoder = match Decoder::new(compression, raw) {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = tx.send(Err(std::io::Error::other(e.to_string())));
+            return Produced {
+                digest: Sha256Digest::of(b""),
+                size: 0,
+                over_limit: false,
+                error: Some(std::io::Error::other(e.to_string())),
+            };
+        }
+    };
+    loop {
+        let mut chunk = vec![0u8; CHUNK];
+        let mut filled = 0;
+        let result = loop {
+            match decoder.read(&mut chunk[filled..]) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    filled += n;
+                    if filled == CHUNK {
+                        break Ok(());
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        if let Err(e) = result {
+            let _ = tx.send(Err(std::io::Error::new(e.kind(), e.to_string())));
+            return finish(decoder.into_inner(), Some(e));
+        }
+        if filled == 0 {
+            break;
+        }
+        chunk.truncate(filled);
+        if tx.send(Ok(chunk)).is_err() {
+            // The unpacker stopped (its error is reported).
+            return finish(decoder.into_inner(), None);
+        }
+    }
+    drop(tx);
+    let mut raw = decoder.into_inner();
+    let error = raw.drain().err();
+    finish(raw, error)
+}
+
+/// The unpacker's end of the channel, as a reader.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Chunk>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl ChannelReader {
+    fn new(rx: std::sync::mpsc::Receiver<Chunk>) -> Self {
+        ChannelReader {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0), // the reader thread finished
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 fn short_label(label: &str) -> String {
