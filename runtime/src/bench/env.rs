@@ -1,12 +1,12 @@
 //! The conditions a bench ran under, recorded with its results so they can be read later.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::doctor::{cgroup_layout, kvm_kind, CgroupVersion, HostFacts, KvmKind};
 use crate::paths::StatePaths;
 
 /// Host, kernel, KVM kind and versions.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Environment {
     /// Host name.
     pub hostname: String,
@@ -32,6 +32,9 @@ pub struct Environment {
     /// Whether this ran inside the nested harness (QEMU/TCG with emulated AMD-V), where all
     /// timings are slowed by emulation and only comparable with each other.
     pub nested_harness: bool,
+    /// With `nested_harness`: the real host the harness ran on (name, kernel, KVM kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outer_host: Option<String>,
     /// When the bench started, UTC, RFC 3339.
     pub started_at: String,
     /// Wall time of the whole bench, seconds.
@@ -73,6 +76,7 @@ impl Environment {
             hull_version: env!("CARGO_PKG_VERSION").to_string(),
             load_average: load_average(&facts),
             nested_harness: std::env::var_os("HULL_IN_HARNESS").is_some(),
+            outer_host: None,
             started_at: rfc3339_utc(std::time::SystemTime::now()),
             duration_s: 0.0,
         }

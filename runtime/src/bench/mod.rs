@@ -15,6 +15,7 @@
 //! settings ([`report::Environment`]).
 
 pub mod env;
+pub mod harness;
 pub mod measure;
 pub mod procfs;
 pub mod report;

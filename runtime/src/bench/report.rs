@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::env::Environment;
 use super::stats::Summary;
@@ -15,7 +15,7 @@ pub const SCHEMA: &str = "hull-bench/1";
 pub const BASELINES: [&str; 2] = ["hull-process", "hull-vm"];
 
 /// The density phase of one subject.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DensityResult {
     /// Containers asked for.
     pub containers: usize,
@@ -38,7 +38,7 @@ pub struct DensityResult {
 }
 
 /// Results of one subject.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SubjectResult {
     /// Subject name (`hull-process`, `hull-vm`, `crun`, `runc`, `qemu-microvm`).
     pub name: String,
@@ -120,7 +120,7 @@ pub const RATIO_METRICS: [(&str, &str); 5] = [
 ];
 
 /// `subject`'s median over `baseline`'s for one metric.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ratio {
     /// Metric name (as in the subject results).
     pub metric: String,
@@ -133,7 +133,7 @@ pub struct Ratio {
 }
 
 /// Settings of the run, as recorded.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
     /// Image reference.
     pub image: String,
@@ -154,10 +154,10 @@ pub struct Settings {
 }
 
 /// The whole bench result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchReport {
     /// JSON layout version.
-    pub schema: &'static str,
+    pub schema: String,
     /// Where and when.
     pub environment: Environment,
     /// What was asked.
@@ -220,7 +220,7 @@ impl BenchReport {
             ],
         };
         BenchReport {
-            schema: SCHEMA,
+            schema: SCHEMA.to_string(),
             environment,
             settings,
             subjects,
@@ -267,6 +267,12 @@ impl BenchReport {
                 ""
             }
         );
+        if let Some(outer) = &env.outer_host {
+            let _ = writeln!(
+                t,
+                "ran inside the nested harness (QEMU/TCG, emulated AMD-V) on {outer}"
+            );
+        }
         let _ = writeln!(
             t,
             "taken {} in {:.0} s, load average {:.2} {:.2} {:.2} at start",

@@ -1,9 +1,9 @@
 //! Summary statistics of a set of samples: median, p95, min, max.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Summary of one metric over all its samples.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// Number of samples.
     pub n: usize,

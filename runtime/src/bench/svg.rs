@@ -147,6 +147,12 @@ pub fn render(report: &BenchReport) -> String {
         ),
         "Bar = median, line = min to max, tick = p95.".to_string(),
     ];
+    if let Some(outer) = &env.outer_host {
+        notes.insert(
+            0,
+            format!("Ran inside the nested harness (QEMU/TCG, emulated AMD-V) on {outer}"),
+        );
+    }
     let shorten = |text: &str| {
         let short: String = text.chars().take(140).collect();
         if text.chars().count() > 140 {

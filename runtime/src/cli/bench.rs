@@ -90,9 +90,53 @@ pub struct BenchArgs {
     /// hosts whose KVM cannot boot a Linux guest (PVM).
     #[arg(long)]
     pub harness: bool,
+
+    /// With --harness: longest the whole nested run may take, in seconds.
+    #[arg(
+        long,
+        default_value_t = 1800,
+        value_name = "SECONDS",
+        requires = "harness"
+    )]
+    pub harness_timeout: u64,
 }
 
 impl BenchArgs {
+    /// The same bench, as arguments for the `hull bench` run inside the harness.
+    fn inner_args(&self) -> Vec<String> {
+        let names = |v: Vec<String>| v.join(",");
+        let mut args = vec![
+            self.image.clone(),
+            "--runs".into(),
+            self.runs.to_string(),
+            "--warmup".into(),
+            self.warmup.to_string(),
+            "--density".into(),
+            self.density.to_string(),
+            "--timeout".into(),
+            self.timeout.to_string(),
+            "--isolation".into(),
+            names(
+                self.isolation
+                    .iter()
+                    .filter_map(|m| m.to_possible_value().map(|v| v.get_name().to_string()))
+                    .collect(),
+            ),
+            "--peers".into(),
+            names(
+                self.peers
+                    .iter()
+                    .filter_map(|p| p.to_possible_value().map(|v| v.get_name().to_string()))
+                    .collect(),
+            ),
+        ];
+        if !self.command.is_empty() {
+            args.push("--".into());
+            args.extend(self.command.iter().cloned());
+        }
+        args
+    }
+
     fn config(&self) -> Result<BenchConfig> {
         if !self.timeout.is_finite() || self.timeout <= 0.0 || self.timeout > 3600.0 {
             bail!(
@@ -194,12 +238,6 @@ pub fn run(args: BenchArgs, paths: &StatePaths) -> Result<i32> {
     if let Some(svg) = &args.svg {
         check_output_file(svg)?;
     }
-    if args.harness {
-        bail!(
-            "--harness: running the bench inside the nested harness is not available in this \
-             build yet; VM mode cannot be measured on this host without it"
-        );
-    }
     // The image must exist before anything is measured.
     let store = hull_runtime::image::ImageStore::open(paths)
         .with_context(|| format!("open the image store under {}", paths.root.display()))?;
@@ -217,6 +255,23 @@ pub fn run(args: BenchArgs, paths: &StatePaths) -> Result<i32> {
         .run_root
         .join("bench")
         .join(std::process::id().to_string());
+    if args.harness {
+        eprintln!(
+            "hull bench: running the whole bench inside the nested harness (QEMU/TCG, emulated \
+             AMD-V); this takes minutes, and its figures compare only with each other"
+        );
+        let report = bench::harness::run(
+            &args.inner_args(),
+            &config.peers,
+            config.density,
+            paths,
+            &work,
+            Duration::from_secs(args.harness_timeout),
+        )
+        .context("bench inside the nested harness failed");
+        let _ = std::fs::remove_dir(paths.run_root.join("bench"));
+        return output(&args, &report?);
+    }
     std::fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     bar.set_style(
@@ -227,15 +282,21 @@ pub fn run(args: BenchArgs, paths: &StatePaths) -> Result<i32> {
     let report = bench::run(&config, paths, work, &progress);
     progress.0.finish_and_clear();
     let report = report.context("bench failed")?;
+    let _ = std::fs::remove_dir(paths.run_root.join("bench"));
+    output(&args, &report)
+}
 
+/// Prints the report and writes the chart; the exit status says whether anything was
+/// measured.
+fn output(args: &BenchArgs, report: &bench::report::BenchReport) -> Result<i32> {
     if let Some(svg) = &args.svg {
-        std::fs::write(svg, bench::svg::render(&report))
+        std::fs::write(svg, bench::svg::render(report))
             .with_context(|| format!("write {}", svg.display()))?;
     }
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => {
-            serde_json::to_writer_pretty(&mut out, &report)?;
+            serde_json::to_writer_pretty(&mut out, report)?;
             writeln!(out)?;
         }
         Format::Table => write!(out, "{}", report.to_table())?,

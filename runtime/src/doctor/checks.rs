@@ -2,12 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Affects, Check, HostFacts, Status, GUEST_KERNEL_PATH};
 
 /// What kind of KVM the host offers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum KvmKind {
     /// Hardware virtualisation, Intel VT-x (`vmx`, kvm_intel).
@@ -36,7 +36,7 @@ impl KvmKind {
 }
 
 /// cgroup layout of the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CgroupVersion {
     /// Only legacy v1 hierarchies.

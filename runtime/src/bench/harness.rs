@@ -1,0 +1,191 @@
+//! `hull bench --harness`: the whole bench run inside the nested harness (QEMU/TCG with an
+//! emulated AMD-V CPU, whose KVM boots an unmodified Linux guest), for hosts whose own KVM
+//! cannot (PVM).
+//!
+//! The machine is the tier-4 tests' harness, driven through its CLI (`hull-harness`, built
+//! with the workspace's binaries). It carries hull, hull-vmm, the guest agent and kernel,
+//! this state root's image store, and crun/runc when asked for; inside, `hull bench
+//! --format json` runs with the same settings and its report comes back between markers.
+//! Everything inside runs on an emulated CPU: figures compare only with each other.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::report::BenchReport;
+use super::runners::which;
+use super::{BenchError, Peer};
+use crate::paths::StatePaths;
+
+const BEGIN: &str = "@@HULL-BENCH-JSON-BEGIN@@";
+const END: &str = "@@HULL-BENCH-JSON-END@@";
+/// Largest image store carried into the harness (it lives in the outer machine's RAM).
+const MAX_STORE_BYTES: u64 = 512 << 20;
+
+/// Where `hull-harness` is: `$HULL_HARNESS_BIN` or beside `hull`.
+fn locate_harness_cli() -> Result<PathBuf, BenchError> {
+    let candidate = std::env::var_os("HULL_HARNESS_BIN")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(|d| d.join("hull-harness")))
+        });
+    match candidate {
+        Some(path) if path.is_file() => Ok(path),
+        _ => Err(BenchError::InvalidConfig(
+            "--harness needs hull-harness beside hull (cargo build --workspace --bins builds \
+             it; or set HULL_HARNESS_BIN)"
+                .into(),
+        )),
+    }
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+/// Single-quotes `arg` for /bin/sh.
+fn shell_quote(arg: &str) -> String {
+    format!("'{}'", arg.replace('\'', r"'\''"))
+}
+
+/// Runs `hull bench INNER_ARGS --format json` inside the harness and returns its report.
+pub fn run(
+    inner_args: &[String],
+    peers: &[Peer],
+    density: usize,
+    paths: &StatePaths,
+    work: &Path,
+    timeout: Duration,
+) -> Result<BenchReport, BenchError> {
+    let cli = locate_harness_cli()?;
+    let unavailable = |e: crate::vm::VmError| BenchError::InvalidConfig(format!("--harness: {e}"));
+    let exe = std::env::current_exe()
+        .map_err(|e| BenchError::Io("find the running hull binary".into(), e))?;
+    let vmm = crate::vm::locate_vmm().map_err(unavailable)?;
+    let agent = crate::vm::locate_agent().map_err(unavailable)?;
+    let kernel = crate::vm::locate_kernel(None).map_err(unavailable)?;
+    let images = paths.images();
+    let size = dir_size(&images);
+    if size > MAX_STORE_BYTES {
+        return Err(BenchError::InvalidConfig(format!(
+            "--harness: the image store {} holds {} MiB; at most {} MiB can be carried into the \
+             harness (use a --root with only the image to bench)",
+            images.display(),
+            size >> 20,
+            MAX_STORE_BYTES >> 20
+        )));
+    }
+
+    std::fs::create_dir_all(work)
+        .map_err(|e| BenchError::Io(format!("create {}", work.display()), e))?;
+    let args: Vec<String> = inner_args.iter().map(|a| shell_quote(a)).collect();
+    let script = format!(
+        "mount -t cgroup2 none /sys/fs/cgroup 2>/dev/null\n\
+         echo '+memory +pids +cpu' > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null\n\
+         modprobe overlay 2>/dev/null\n\
+         export HULL_IN_HARNESS=1\n\
+         hull --root /state bench {} --format json > /tmp/bench.json 2> /tmp/bench.err\n\
+         rc=$?\n\
+         echo {BEGIN}\n\
+         cat /tmp/bench.json\n\
+         echo {END}\n\
+         cat /tmp/bench.err\n\
+         exit $rc\n",
+        args.join(" ")
+    );
+    let script_path = work.join("harness-script.sh");
+    std::fs::write(&script_path, script)
+        .map_err(|e| BenchError::Io(format!("write {}", script_path.display()), e))?;
+
+    let mut cmd = Command::new(&cli);
+    cmd.arg("--timeout")
+        .arg(timeout.as_secs().max(1).to_string())
+        .arg("--memory")
+        .arg((1536 + density as u64 * 384).min(8192).to_string())
+        .arg("--binary")
+        .arg(format!("{}=/usr/bin/hull", exe.display()))
+        .arg("--binary")
+        .arg(format!("{}=/usr/bin/hull-vmm", vmm.display()))
+        .arg("--file")
+        .arg(format!(
+            "{}=/usr/local/lib/hull/hull-agent",
+            agent.display()
+        ))
+        .arg("--file")
+        .arg(format!("{}=/usr/local/lib/hull/vmlinux", kernel.display()))
+        .arg("--dir")
+        .arg(format!("{}=/state/images", images.display()))
+        .arg("--script")
+        .arg(&script_path);
+    for peer in peers {
+        if matches!(peer, Peer::Crun | Peer::Runc) {
+            if let Some(binary) = which(peer.name()) {
+                cmd.arg("--binary")
+                    .arg(format!("{}=/usr/bin/{}", binary.display(), peer.name()));
+            }
+        }
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| BenchError::Io(format!("run {}", cli.display()), e))?;
+    let _ = std::fs::remove_dir_all(work);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = stdout
+        .split_once(BEGIN)
+        .and_then(|(_, rest)| rest.split_once(END))
+        .map(|(json, _)| json.trim());
+    let explain = || {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
+        format!(
+            "the bench inside the harness gave no report ({}):\n{}\n{}",
+            out.status,
+            stdout.trim(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+    };
+    let json = match json {
+        Some(json) if !json.is_empty() => json,
+        _ => return Err(BenchError::Protocol(explain())),
+    };
+    let mut report: BenchReport = serde_json::from_str(json)
+        .map_err(|e| BenchError::Protocol(format!("{}\n(report did not parse: {e})", explain())))?;
+    let host = super::env::Environment::collect(paths);
+    report.environment.nested_harness = true;
+    report.environment.outer_host = Some(format!(
+        "{} (Linux {}, {}, KVM {})",
+        host.hostname,
+        host.kernel,
+        host.cpu_model,
+        super::report::wire_name(&host.kvm)
+    ));
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_quotes_and_spaces() {
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+}
