@@ -210,7 +210,7 @@ impl Cgroups {
                 fs::OpenOptions::new()
                     .write(true)
                     .open(p)
-                    .map(|f| OwnedFd::from(f))
+                    .map(OwnedFd::from)
                     .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", p.display())))
             })
             .collect()

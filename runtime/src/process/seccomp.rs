@@ -100,7 +100,7 @@ const ARCH: TargetArch = TargetArch::aarch64;
 /// Compiles the two filters (EPERM deny list, ENOSYS for clone3).
 pub fn build() -> Result<Vec<BpfProgram>, SeccompError> {
     let mut eperm: BTreeMap<i64, Vec<SeccompRule>> =
-        DENIED.iter().map(|&nr| (nr as i64, Vec::new())).collect();
+        DENIED.iter().map(|&nr| (nr, Vec::new())).collect();
     let clone_rules = NAMESPACE_FLAGS
         .iter()
         .map(|&flag| {
@@ -113,7 +113,7 @@ pub fn build() -> Result<Vec<BpfProgram>, SeccompError> {
             SeccompRule::new(vec![cond])
         })
         .collect::<Result<Vec<_>, _>>()?;
-    eperm.insert(libc::SYS_clone as i64, clone_rules);
+    eperm.insert(libc::SYS_clone, clone_rules);
     let deny = SeccompFilter::new(
         eperm,
         SeccompAction::Allow,
@@ -121,7 +121,7 @@ pub fn build() -> Result<Vec<BpfProgram>, SeccompError> {
         ARCH,
     )?;
     let no_clone3 = SeccompFilter::new(
-        BTreeMap::from([(libc::SYS_clone3 as i64, Vec::new())]),
+        BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
         SeccompAction::Allow,
         SeccompAction::Errno(libc::ENOSYS as u32),
         ARCH,
