@@ -15,12 +15,26 @@
 #
 # Needs (Debian): qemu-system-x86 busybox-static (apt-get, dpkg-deb: always there)
 # Prints the prepared directory on stdout.
+#
+# Usage: tests/harness/prepare.sh [--check]
+#   --check   fetch nothing; exit 1 (reason on the last line of stderr) unless the harness
+#             and the guest kernel (kernel-config/build.sh) are ready to use
 set -euo pipefail
 
 cache="${HULL_HARNESS_CACHE:-/var/cache/hull/harness}"
+guest_kernel="${HULL_GUEST_KERNEL:-/usr/local/lib/hull/vmlinux}"
 meta_package="linux-image-cloud-amd64"
+check=0
 
 die() { echo "tests/harness/prepare.sh: $*" >&2; exit 1; }
+
+for arg in "$@"; do
+    case "$arg" in
+        --check) check=1 ;;
+        -h|--help) sed -n '2,22p' "$0" >&2; exit 0 ;;
+        *) die "unknown argument '$arg' (usage: prepare.sh [--check])" ;;
+    esac
+done
 
 missing=()
 command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=("qemu-system-x86_64 (package qemu-system-x86)")
@@ -32,6 +46,16 @@ fi
 if ((${#missing[@]})); then
     printf '  missing: %s\n' "${missing[@]}" >&2
     die "install with: apt-get install -y qemu-system-x86 busybox-static"
+fi
+
+if ((check)); then
+    current="$cache/current"
+    for part in vmlinuz modules/kvm.load modules/vhost-vsock.load; do
+        [[ -f "$current/$part" ]] || die "$current/$part missing: run tests/harness/prepare.sh"
+    done
+    [[ -f "$guest_kernel" ]] || die "guest kernel $guest_kernel missing: run kernel-config/build.sh"
+    echo "harness ready: $(readlink -f "$current"), guest kernel $(readlink -f "$guest_kernel")" >&2
+    exit 0
 fi
 
 # The concrete kernel package the meta-package points at (apt lists may need a refresh).

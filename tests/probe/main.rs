@@ -15,8 +15,9 @@
 //!                                             socket PATH, read a line, answer "NAME got: LINE"
 //! hull-probe time-to-marker MARKER TIMEOUT_S LOG -- CMD [ARGS...]
 //!                                             run CMD, copy its stdout to LOG, print
-//!                                             "marker_us=N exit=S" (N: µs from spawn to the
-//!                                             first output line containing MARKER)
+//!                                             "marker_us=N total_us=T exit=S" (N: µs from
+//!                                             spawn to the first output containing MARKER,
+//!                                             T: µs from spawn to CMD's exit)
 //! ```
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -353,13 +354,18 @@ fn time_to_marker(marker: &str, timeout: Duration, log: &str, cmd: &[&str]) -> R
     }
     drop(stdout);
     let status = child.wait().map_err(|e| format!("wait: {e}"))?;
+    let total = start.elapsed();
     let exit = status
         .code()
         .map(|c| c.to_string())
         .unwrap_or_else(|| "signal".into());
     match marker_at {
         Some(at) if !killed => {
-            println!("marker_us={} exit={exit}", at.as_micros());
+            println!(
+                "marker_us={} total_us={} exit={exit}",
+                at.as_micros(),
+                total.as_micros()
+            );
             Ok(())
         }
         Some(_) => Err(format!(

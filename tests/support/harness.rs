@@ -85,6 +85,43 @@ impl HarnessPaths {
             qemu,
         }
     }
+
+    /// Ok when every part is in place; otherwise what is missing and how to get it.
+    pub fn check(&self) -> Result<(), String> {
+        let mut missing = Vec::new();
+        match &self.qemu {
+            Some(qemu) if qemu.is_file() => {}
+            _ => missing.push(
+                "qemu-system-x86_64 not found (apt-get install qemu-system-x86)".to_string(),
+            ),
+        }
+        if !initramfs::is_static_executable(Path::new(initramfs::BUSYBOX)) {
+            missing.push(format!(
+                "no static {} (apt-get install busybox-static)",
+                initramfs::BUSYBOX
+            ));
+        }
+        let host = &self.host_kernel_dir;
+        for part in ["vmlinuz", "modules/kvm.load", "modules/vhost-vsock.load"] {
+            if !host.join(part).is_file() {
+                missing.push(format!(
+                    "test-host kernel part {} missing (run tests/harness/prepare.sh)",
+                    host.join(part).display()
+                ));
+            }
+        }
+        if !self.guest_kernel.is_file() {
+            missing.push(format!(
+                "guest kernel {} missing (run kernel-config/build.sh)",
+                self.guest_kernel.display()
+            ));
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(missing.join("; "))
+        }
+    }
 }
 
 /// Finds an executable on `$PATH`.
@@ -132,39 +169,7 @@ impl Default for Harness {
 impl Harness {
     /// Ok when everything a run needs is in place; otherwise why not and how to fix it.
     pub fn available() -> Result<(), String> {
-        let paths = HarnessPaths::resolve();
-        let mut missing = Vec::new();
-        match &paths.qemu {
-            Some(qemu) if qemu.is_file() => {}
-            _ => missing
-                .push("qemu-system-x86_64 not found (apt-get install qemu-system-x86)".to_string()),
-        }
-        if !initramfs::is_static_executable(Path::new(initramfs::BUSYBOX)) {
-            missing.push(format!(
-                "no static {} (apt-get install busybox-static)",
-                initramfs::BUSYBOX
-            ));
-        }
-        let host = &paths.host_kernel_dir;
-        for part in ["vmlinuz", "modules/kvm.load", "modules/vhost-vsock.load"] {
-            if !host.join(part).is_file() {
-                missing.push(format!(
-                    "test-host kernel part {} missing (run tests/harness/prepare.sh)",
-                    host.join(part).display()
-                ));
-            }
-        }
-        if !paths.guest_kernel.is_file() {
-            missing.push(format!(
-                "guest kernel {} missing (run kernel-config/build.sh)",
-                paths.guest_kernel.display()
-            ));
-        }
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(missing.join("; "))
-        }
+        HarnessPaths::resolve().check()
     }
 
     /// Panics, loudly and with the reason, when the harness is not available: a tier-4
@@ -554,6 +559,20 @@ mod tests {
         let (out, status) = split_marker(text, "real");
         assert_eq!(out, text);
         assert_eq!(status, None);
+    }
+
+    #[test]
+    fn missing_parts_are_named_with_the_fix() {
+        let empty = tempfile::tempdir().unwrap();
+        let paths = HarnessPaths {
+            host_kernel_dir: empty.path().join("current"),
+            guest_kernel: empty.path().join("vmlinux"),
+            qemu: Some(empty.path().join("qemu-system-x86_64")),
+        };
+        let why = paths.check().unwrap_err();
+        assert!(why.contains("qemu-system-x86_64 not found"), "{why}");
+        assert!(why.contains("run tests/harness/prepare.sh"), "{why}");
+        assert!(why.contains("run kernel-config/build.sh"), "{why}");
     }
 
     #[test]
