@@ -75,7 +75,9 @@ done
         std::process::exit(1);
     }
 
-    println!("boot to guest /init inside the nested harness (TCG + emulated AMD-V), {boots} boots each");
+    println!(
+        "boot to guest /init inside the nested harness (TCG + emulated AMD-V), {boots} boots each"
+    );
     println!("guest: {}", Harness::guest_kernel().display());
     println!(
         "{:<14} {:>16} {:>16} {:>8}",
@@ -124,7 +126,11 @@ fn parse(output: &str, name: &str) -> (Vec<Boot>, Vec<String>) {
                 .find_map(|f| f.strip_prefix(key))
                 .and_then(|v| v.parse::<u64>().ok())
         };
-        match (field("marker_us="), field("total_us="), rest.contains("exit=0")) {
+        match (
+            field("marker_us="),
+            field("total_us="),
+            rest.contains("exit=0"),
+        ) {
             (Some(to_init_us), Some(to_exit_us), true) => boots.push(Boot {
                 to_init_us,
                 to_exit_us,

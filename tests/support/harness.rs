@@ -91,9 +91,8 @@ impl HarnessPaths {
         let mut missing = Vec::new();
         match &self.qemu {
             Some(qemu) if qemu.is_file() => {}
-            _ => missing.push(
-                "qemu-system-x86_64 not found (apt-get install qemu-system-x86)".to_string(),
-            ),
+            _ => missing
+                .push("qemu-system-x86_64 not found (apt-get install qemu-system-x86)".to_string()),
         }
         if !initramfs::is_static_executable(Path::new(initramfs::BUSYBOX)) {
             missing.push(format!(
