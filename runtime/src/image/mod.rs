@@ -45,3 +45,50 @@ pub struct StoredImage {
     /// used directly as an overlayfs lowerdir (`lowerdir=top:...:bottom`).
     pub layers: Vec<PathBuf>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::import::{import, ConfigChanges, ImportOptions};
+    use super::*;
+    use crate::paths::StatePaths;
+
+    #[test]
+    fn get_returns_config_and_unpacked_layers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rootfs = tmp.path().join("rootfs");
+        std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+        std::fs::write(rootfs.join("etc/hello"), b"hi\n").unwrap();
+        let paths = StatePaths::new(Some(&tmp.path().join("state")));
+        let store = ImageStore::open(&paths).unwrap();
+        let opts = ImportOptions {
+            tag: Some("hull/unit".into()),
+            rootfs: true,
+            changes: ConfigChanges {
+                cmd: Some(vec!["sh".into()]),
+                ..Default::default()
+            },
+            progress: false,
+        };
+        let outcome = import(&store, &rootfs, &opts).unwrap();
+
+        let image = store.get("unit").unwrap();
+        assert_eq!(image.name, "hull/unit:latest");
+        assert_eq!(image.id, outcome.id);
+        let cmd = image.config.config().as_ref().unwrap().cmd().clone();
+        assert_eq!(cmd, Some(vec!["sh".to_string()]));
+        assert_eq!(image.layers.len(), 1);
+        assert_eq!(
+            std::fs::read(image.layers[0].join("etc/hello")).unwrap(),
+            b"hi\n"
+        );
+        assert!(image.layers[0].starts_with(paths.images()));
+
+        assert!(matches!(store.get("nope"), Err(ImageError::NotFound(_))));
+        assert!(matches!(
+            store.get("Bad Name"),
+            Err(ImageError::NotFound(_))
+        ));
+        store.remove("hull/unit").unwrap();
+        assert!(!image.layers[0].exists());
+    }
+}
