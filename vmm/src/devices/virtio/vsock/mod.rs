@@ -426,11 +426,19 @@ mod tests {
         host.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"pong");
         assert!(r.irq.read().unwrap() >= 1, "guest interrupted");
-        // Host closes: guest is told to shut down; guest RST ends the connection.
-        drop(host);
+        // Host half-closes: the guest is told the host sends no more, and can still send.
+        host.shutdown(std::net::Shutdown::Write).unwrap();
         r.step();
         let pkts = r.received();
-        assert_eq!(pkts.last().unwrap().0.op, OP_SHUTDOWN);
+        let last = pkts.last().unwrap().0;
+        assert_eq!((last.op, last.flags), (OP_SHUTDOWN, SHUTDOWN_SEND));
+        let mut h = guest_hdr(1234, local, OP_RW);
+        h.len = 3;
+        r.send(h, b"bye");
+        r.step();
+        let mut got = [0u8; 3];
+        host.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"bye");
         r.send(guest_hdr(1234, local, OP_RST), &[]);
         r.step();
         assert_eq!(r.state.lock().unwrap().muxer.connection_count(), 0);

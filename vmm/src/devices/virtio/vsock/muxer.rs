@@ -48,10 +48,8 @@ pub struct ActiveQueues {
 enum ConnState {
     /// Host-initiated: REQUEST sent to the guest, waiting for RESPONSE.
     Connecting(Instant),
-    /// Data flows.
+    /// Data flows (in the directions not shut down).
     Established,
-    /// Host side closed: SHUTDOWN sent, waiting for the guest's RST.
-    Closing(Instant),
 }
 
 struct Conn {
@@ -285,9 +283,7 @@ impl Muxer {
         let expired: Vec<ConnKey> = self
             .conns
             .iter()
-            .filter(|(_, c)| {
-                matches!(c.state, ConnState::Connecting(d) | ConnState::Closing(d) if now >= d)
-            })
+            .filter(|(_, c)| matches!(c.state, ConnState::Connecting(d) if now >= d))
             .map(|(k, _)| *k)
             .collect();
         for (local, peer) in expired {
@@ -531,10 +527,11 @@ impl Muxer {
                 let want = room.min(credit);
                 let (hdr, n) = match conn.stream.read(&mut buf[..want]) {
                     Ok(0) => {
+                        // The host will send nothing more; it may still read (half close).
+                        // The guest's full close (SHUTDOWN both / RST) ends the connection.
                         conn.host_eof = true;
-                        conn.state = ConnState::Closing(Instant::now() + HANDSHAKE_TIMEOUT);
                         let mut h = make_header(self.guest_cid, key, OP_SHUTDOWN, conn.fwd_cnt);
-                        h.flags = SHUTDOWN_RCV | SHUTDOWN_SEND;
+                        h.flags = SHUTDOWN_SEND;
                         (h, 0)
                     }
                     Ok(n) => {
