@@ -4,6 +4,7 @@
 //!    first instruction (an `out` to the serial port) shows up on the VMM's stdout pipe.
 //! 2. VMM memory: the running VMM's RSS minus the resident part of its guest-memory mapping
 //!    (/proc/PID/smaps), i.e. what the VMM itself costs.
+//!
 //! Prints medians over many runs. Needs /dev/kvm.
 
 #[path = "../tests/support/mod.rs"]
