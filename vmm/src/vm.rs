@@ -28,13 +28,19 @@ pub struct Vm {
 
 /// Opens /dev/kvm and checks the API version and the capabilities the VMM needs.
 pub fn open_kvm() -> Result<Kvm> {
-    let kvm = Kvm::new().map_err(|e| {
+    open_kvm_at(c"/dev/kvm")
+}
+
+/// Opens the KVM device at `path` (normally /dev/kvm) and checks it.
+pub fn open_kvm_at(path: &std::ffi::CStr) -> Result<Kvm> {
+    let shown = path.to_string_lossy();
+    let kvm = Kvm::new_with_path(path).map_err(|e| {
         let hint = match e.errno() {
-            libc::ENOENT => " (/dev/kvm does not exist: is the kvm module loaded / is this a VM without nested virtualisation?)",
-            libc::EACCES | libc::EPERM => " (no permission to open /dev/kvm)",
+            libc::ENOENT => " (it does not exist: load the kvm module, or run on a host or VM with (nested) virtualisation)",
+            libc::EACCES | libc::EPERM => " (no permission: run as root or join the kvm group)",
             _ => "",
         };
-        Error::KvmUnavailable(format!("cannot open /dev/kvm: {e}{hint}"))
+        Error::KvmUnavailable(format!("cannot open {shown}: {e}{hint}"))
     })?;
     let version = kvm.get_api_version();
     if version != 12 {
@@ -95,5 +101,32 @@ impl Vm {
             .register_irqfd(&evt, gsi)
             .map_err(kvm_err("KVM_IRQFD"))?;
         Ok(evt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_kvm_device_is_a_clear_kvm_error() {
+        let Err(err) = open_kvm_at(c"/nonexistent/kvm") else {
+            panic!("opening a missing device must fail")
+        };
+        assert_eq!(err.exit_code(), crate::error::EXIT_KVM_UNAVAILABLE);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("/nonexistent/kvm") && msg.contains("does not exist"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_non_kvm_device_is_refused() {
+        // /dev/null opens but answers no KVM ioctl.
+        let Err(err) = open_kvm_at(c"/dev/null") else {
+            panic!("/dev/null is not KVM")
+        };
+        assert_eq!(err.exit_code(), crate::error::EXIT_KVM_UNAVAILABLE, "{err}");
     }
 }
