@@ -83,6 +83,9 @@ pub struct ContainerSpec {
     pub volumes: Vec<Volume>,
     /// Mount the root filesystem read-only (`--read-only`).
     pub read_only: bool,
+    /// Guest kernel for `--isolation=vm` (`--kernel`); `None`: the installed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<PathBuf>,
 }
 
 /// One process to run inside a container (the init process, or one `exec`).

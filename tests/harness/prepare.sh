@@ -9,6 +9,7 @@
 #   modules/*.ko             kvm-amd, vhost_vsock and everything they depend on
 #   modules/kvm.load         insmod order for /dev/kvm        (file names, one a line)
 #   modules/vhost-vsock.load insmod order for /dev/vhost-vsock (QEMU's vsock, reference runs)
+#   modules/overlay.load     insmod order for overlayfs (process-mode containers in the harness)
 #   release                  the kernel release string
 # and points $HULL_HARNESS_CACHE/current at it. Idempotent: a second run only checks.
 # Also checks the host tools the harness runs (QEMU, static busybox).
@@ -50,7 +51,7 @@ fi
 
 if ((check)); then
     current="$cache/current"
-    for part in vmlinuz modules/kvm.load modules/vhost-vsock.load; do
+    for part in vmlinuz modules/kvm.load modules/vhost-vsock.load modules/overlay.load; do
         [[ -f "$current/$part" ]] || die "$current/$part missing: run tests/harness/prepare.sh"
     done
     [[ -f "$guest_kernel" ]] || die "guest kernel $guest_kernel missing: run kernel-config/build.sh"
@@ -74,7 +75,8 @@ version="$(apt-cache show --no-all-versions "$package" | awk '/^Version:/ { prin
 [[ -n "$version" ]] || die "apt-cache show $package gave no version"
 
 dest="$cache/${package}_${version//[^A-Za-z0-9.+-]/_}"
-if [[ -f "$dest/vmlinuz" && -f "$dest/modules/kvm.load" && -f "$dest/modules/vhost-vsock.load" ]]; then
+if [[ -f "$dest/vmlinuz" && -f "$dest/modules/kvm.load" && -f "$dest/modules/vhost-vsock.load" \
+      && -f "$dest/modules/overlay.load" ]]; then
     ln -sfn "$dest" "$cache/current"
     echo "$dest"
     exit 0
@@ -116,6 +118,7 @@ collect() {
 }
 collect kvm-amd "$work/out/modules/kvm.load"
 collect vhost_vsock "$work/out/modules/vhost-vsock.load"
+collect overlay "$work/out/modules/overlay.load"
 if ls "$work/out/modules" | grep -qv '\.ko$\|\.load$'; then
     die "$release ships compressed modules; busybox insmod needs plain .ko files"
 fi

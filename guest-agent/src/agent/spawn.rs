@@ -2,11 +2,11 @@
 //!
 //! Everything the child needs is prepared first (C strings, pointer arrays, descriptors, the
 //! compiled seccomp filter). The child is then created with a raw `clone` (new PID, mount,
-//! UTS and IPC namespaces for the first process; the first process's namespaces for later
-//! ones) and runs only async-signal-safe system calls until `execve`, because the agent is
+//! UTS, IPC, network and cgroup namespaces for the first process; the first process's
+//! namespaces for later ones) and runs only async-signal-safe system calls until `execve`, because the agent is
 //! multithreaded and a cloned child must not touch locks another thread may hold.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs::{self, File};
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -78,6 +78,7 @@ enum Stage {
     Seccomp,
     User,
     NoNewPrivs,
+    Network,
     Exec,
 }
 
@@ -94,9 +95,35 @@ fn stage_name(b: u8) -> &'static str {
         9 => "load the seccomp filter",
         10 => "switch user",
         11 => "set no_new_privs",
+        12 => "bring up the loopback interface",
         _ => "exec",
     }
 }
+
+/// Paths hidden from the container (kernel internals), as process mode and docker do.
+const MASKED: &[&CStr] = &[
+    c"/proc/asound",
+    c"/proc/acpi",
+    c"/proc/interrupts",
+    c"/proc/kcore",
+    c"/proc/keys",
+    c"/proc/latency_stats",
+    c"/proc/timer_list",
+    c"/proc/timer_stats",
+    c"/proc/sched_debug",
+    c"/proc/scsi",
+    c"/sys/firmware",
+    c"/sys/devices/virtual/powercap",
+];
+
+/// Kernel tunables made read-only.
+const READ_ONLY: &[&CStr] = &[
+    c"/proc/bus",
+    c"/proc/fs",
+    c"/proc/irq",
+    c"/proc/sys",
+    c"/proc/sysrq-trigger",
+];
 
 /// Everything the child uses, ready-made.
 struct Prepared {
@@ -132,6 +159,7 @@ enum ChildNs {
         uts: OwnedFd,
         ipc: OwnedFd,
         cgroup: OwnedFd,
+        net: OwnedFd,
         root: OwnedFd,
     },
 }
@@ -252,7 +280,11 @@ pub fn spawn(
                 cgroup_dir: cstring(&format!("{root}/sys/fs/cgroup"))?,
                 hostname: cstring(hostname)?,
             },
-            libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC,
+            libc::CLONE_NEWPID
+                | libc::CLONE_NEWNS
+                | libc::CLONE_NEWUTS
+                | libc::CLONE_NEWIPC
+                | libc::CLONE_NEWNET,
         ),
         Namespaces::Join { main_pid } => {
             let pid_ns = open_ns(*main_pid, "ns/pid")?;
@@ -268,6 +300,7 @@ pub fn spawn(
                     uts: open_ns(*main_pid, "ns/uts")?,
                     ipc: open_ns(*main_pid, "ns/ipc")?,
                     cgroup: open_ns(*main_pid, "ns/cgroup")?,
+                    net: open_ns(*main_pid, "ns/net")?,
                     root: open_ns(*main_pid, "root")?,
                 },
                 0,
@@ -448,6 +481,87 @@ fn load_seccomp(p: &Prepared, filter: &[seccompiler::sock_filter]) {
     }
 }
 
+/// Hides [`MASKED`] (an empty read-only tmpfs over directories, /dev/null over files) and
+/// makes [`READ_ONLY`] read-only, inside the container root (after chroot).
+fn mask_and_protect(p: &Prepared) {
+    // SAFETY: stat into a zeroed stack struct and mounts on static NUL-terminated paths.
+    unsafe {
+        for path in MASKED {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::stat(path.as_ptr(), &mut st) != 0 {
+                continue;
+            }
+            let rc = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                libc::mount(
+                    c"tmpfs".as_ptr(),
+                    path.as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    libc::MS_RDONLY,
+                    c"size=0".as_ptr().cast(),
+                )
+            } else {
+                libc::mount(
+                    c"/dev/null".as_ptr(),
+                    path.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                )
+            };
+            if rc < 0 {
+                fail(p, Stage::Root);
+            }
+        }
+        for path in READ_ONLY {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::stat(path.as_ptr(), &mut st) != 0 {
+                continue;
+            }
+            if libc::mount(
+                path.as_ptr(),
+                path.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REC,
+                std::ptr::null(),
+            ) < 0
+                || libc::mount(
+                    std::ptr::null(),
+                    path.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                    std::ptr::null(),
+                ) < 0
+            {
+                fail(p, Stage::Root);
+            }
+        }
+    }
+}
+
+/// Brings up `lo` in the container's new network namespace (its only interface, as in
+/// process mode).
+fn loopback_up(p: &Prepared) {
+    // SAFETY: a socket, two ioctls on a stack copy of a plain-data ifreq, and close.
+    unsafe {
+        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if sock < 0 {
+            fail(p, Stage::Network);
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *dst = *src as libc::c_char;
+        }
+        if libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) < 0 {
+            fail(p, Stage::Network);
+        }
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        if libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) < 0 {
+            fail(p, Stage::Network);
+        }
+        libc::close(sock);
+    }
+}
+
 /// The child side: raw system calls only, then execve.
 fn child_main(p: &Prepared) -> ! {
     // SAFETY: plain system calls on descriptors and NUL-terminated strings prepared before
@@ -531,16 +645,20 @@ fn child_main(p: &Prepared) -> ! {
                 {
                     fail(p, Stage::Hostname);
                 }
+                mask_and_protect(p);
+                loopback_up(p);
             }
             ChildNs::Join {
                 mnt,
                 uts,
                 ipc,
                 cgroup,
+                net,
                 root,
             } => {
                 if libc::setns(uts.as_raw_fd(), libc::CLONE_NEWUTS) < 0
                     || libc::setns(cgroup.as_raw_fd(), libc::CLONE_NEWCGROUP) < 0
+                    || libc::setns(net.as_raw_fd(), libc::CLONE_NEWNET) < 0
                     || libc::setns(ipc.as_raw_fd(), libc::CLONE_NEWIPC) < 0
                     || libc::setns(mnt.as_raw_fd(), libc::CLONE_NEWNS) < 0
                 {

@@ -69,6 +69,9 @@ pub struct CreateArgs {
     /// Bind mount HOST:CONTAINER[:ro].
     #[arg(short = 'v', long = "volume")]
     volume: Vec<String>,
+    /// Guest kernel to boot (`--isolation=vm` only; default: the installed one).
+    #[arg(long)]
+    kernel: Option<PathBuf>,
     /// Image to run.
     image: String,
     /// Command and arguments (default: the image's).
@@ -201,6 +204,23 @@ fn run_options(a: &CreateArgs) -> RunOptions {
     }
 }
 
+/// `--kernel`, checked: only for vm isolation, and the file must exist (made absolute so
+/// a later `hull start` from another directory finds it).
+fn kernel_option(a: &CreateArgs, kind: IsolationKind) -> Result<Option<PathBuf>> {
+    let Some(kernel) = &a.kernel else {
+        return Ok(None);
+    };
+    if kind != IsolationKind::Vm {
+        bail!("--kernel applies only to --isolation=vm (this container uses {kind})");
+    }
+    let path =
+        std::fs::canonicalize(kernel).with_context(|| format!("--kernel {}", kernel.display()))?;
+    if !path.is_file() {
+        bail!("--kernel {}: not a file", kernel.display());
+    }
+    Ok(Some(path))
+}
+
 /// Creates the container record; returns it with the chosen backend.
 fn create_container(
     paths: &StatePaths,
@@ -214,11 +234,16 @@ fn create_container(
     let image = image_facts(paths, &a.image)?;
     let opts = run_options(a);
     let (id, name) = store.allocate(a.name.as_deref())?;
-    let spec = match spec::build(&id, &image, &opts) {
+    let spec = match spec::build(&id, &image, &opts)
+        .map_err(anyhow::Error::from)
+        .and_then(|mut spec| {
+            spec.kernel = kernel_option(a, kind)?;
+            Ok(spec)
+        }) {
         Ok(s) => s,
         Err(e) => {
             let _ = store.delete(&id, &name);
-            return Err(e.into());
+            return Err(e);
         }
     };
     let state = ContainerState {

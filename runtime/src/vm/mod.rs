@@ -181,7 +181,7 @@ pub fn locate_agent() -> Result<PathBuf, VmError> {
     })
 }
 
-/// The guest kernel: `$HULL_KERNEL` or the installed one.
+/// The guest kernel: `--kernel`, `$HULL_KERNEL` or the installed one.
 pub fn locate_kernel(explicit: Option<&Path>) -> Result<PathBuf, VmError> {
     let path = explicit
         .map(Path::to_path_buf)
@@ -295,6 +295,7 @@ fn relay_io(io: ProcessIo) -> Result<PreparedIo, IsolationError> {
                 input: stdin.map(File::from),
                 stdout: File::from(stdout),
                 stderr: Some(File::from(stderr)),
+                shutdown_on_exit: None,
             },
             None,
             None,
@@ -302,13 +303,19 @@ fn relay_io(io: ProcessIo) -> Result<PreparedIo, IsolationError> {
         ProcessIo::Terminal { size } => {
             let (host_end, our_end) = std::os::unix::net::UnixStream::pair()
                 .map_err(|e| IsolationError::os("socketpair for the terminal", e))?;
-            let ours: std::os::fd::OwnedFd = our_end.into();
-            let input = File::from(ours.try_clone().map_err(|e| IsolationError::os("dup", e))?);
+            let dup = || {
+                our_end
+                    .try_clone()
+                    .map_err(|e| IsolationError::os("dup terminal socket", e))
+            };
+            let input = File::from(std::os::fd::OwnedFd::from(dup()?));
+            let output = File::from(std::os::fd::OwnedFd::from(dup()?));
             Ok((
                 RelayIo {
                     input: Some(input),
-                    stdout: File::from(ours),
+                    stdout: output,
                     stderr: None,
+                    shutdown_on_exit: Some(our_end),
                 },
                 Some(host_end.into()),
                 Some((size.rows, size.cols)),
@@ -355,7 +362,7 @@ impl VmIsolation {
                     .into(),
             ));
         }
-        let kernel = locate_kernel(None)?;
+        let kernel = locate_kernel(spec.kernel.as_deref())?;
         let vmm = locate_vmm()?;
         let agent = locate_agent()?;
         let initramfs = initramfs::ensure_initramfs(&ctx.paths, &agent)?;
@@ -586,6 +593,7 @@ mod tests {
             limits,
             volumes: vec![],
             read_only: false,
+            kernel: None,
         }
     }
 

@@ -29,6 +29,9 @@ pub struct RelayIo {
     pub stdout: File,
     /// Sink for stderr frames (`None` with a tty: there are none).
     pub stderr: Option<File>,
+    /// A socket to shut down once the process ended (the terminal's relay end), so the
+    /// caller sees end-of-file although the input side still holds a descriptor of it.
+    pub shutdown_on_exit: Option<UnixStream>,
 }
 
 /// A guest process as a [`ContainerProcess`].
@@ -67,11 +70,15 @@ impl VmProcess {
             input,
             stdout,
             stderr,
+            shutdown_on_exit,
         } = io;
         let output = std::thread::Builder::new()
             .name("vm-output".into())
             .spawn(move || {
                 let code = relay_output(reader, stdout, stderr);
+                if let Some(sock) = shutdown_on_exit {
+                    let _ = sock.shutdown(std::net::Shutdown::Both);
+                }
                 let _ = File::from(exit_write).write_all(&[1]);
                 code
             })

@@ -1,0 +1,252 @@
+//! Helpers for the tier-4 vm-isolation tests and benchmark: a harness machine carrying
+//! hull, hull-vmm, the static agent, the guest kernel and the process tests' busybox
+//! root filesystem, and a script runner that records every step's stdout, stderr and exit
+//! code and collects failed checks.
+
+#![allow(dead_code)]
+
+#[path = "../process_common/mod.rs"]
+mod process_common;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hull_tests::harness::{Harness, HarnessPaths, HarnessRun};
+
+/// Everything inside runs under TCG; a loaded machine is slower still.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(1200);
+/// The guest kernel release `kernel-config/build.sh` builds (linux-source-6.12).
+pub const GUEST_KERNEL_PREFIX: &str = "6.12.";
+
+/// One harness at a time: two TCG machines on two cores only slow each other down.
+static HARNESS: Mutex<()> = Mutex::new(());
+
+/// The static guest agent built by `RUSTFLAGS="-C target-feature=+crt-static" cargo build
+/// -p hull-agent --target x86_64-unknown-linux-gnu` (`$HULL_AGENT` overrides).
+pub fn static_agent() -> PathBuf {
+    if let Some(p) = std::env::var_os("HULL_AGENT") {
+        return PathBuf::from(p);
+    }
+    let bin = hull_tests::bin_dir();
+    let profile = bin.file_name().expect("profile dir").to_owned();
+    let target = bin.parent().expect("target dir");
+    let candidates = [
+        target
+            .join("x86_64-unknown-linux-gnu")
+            .join(&profile)
+            .join("hull-agent"),
+        target.join("x86_64-unknown-linux-gnu/release/hull-agent"),
+        target.join("x86_64-unknown-linux-gnu/debug/hull-agent"),
+    ];
+    for c in &candidates {
+        if c.is_file() && hull_tests::initramfs::is_static_executable(c) {
+            return c.clone();
+        }
+    }
+    panic!(
+        "no static hull-agent in {candidates:?}: build it with RUSTFLAGS=\"-C \
+         target-feature=+crt-static\" cargo build -p hull-agent --target \
+         x86_64-unknown-linux-gnu"
+    );
+}
+
+/// A harness machine carrying hull, hull-vmm, the static agent, the guest kernel,
+/// mkfs.erofs (the disk image is built inside, as on a user's host) and the busybox
+/// root filesystem of the process-mode tests.
+pub fn vm_harness(rootfs: &Path) -> Harness {
+    Harness::require();
+    let bin = hull_tests::bin_dir();
+    // overlayfs for the process-mode containers of the comparison (a module in the
+    // test-host kernel; tests/harness/prepare.sh collects it with its insmod order).
+    let modules = HarnessPaths::resolve().host_kernel_dir.join("modules");
+    let order = std::fs::read_to_string(modules.join("overlay.load")).unwrap_or_else(|e| {
+        panic!(
+            "{}/overlay.load: {e} (re-run tests/harness/prepare.sh)",
+            modules.display()
+        )
+    });
+    let mut harness = Harness::new();
+    let mut insmod = String::new();
+    for module in order.lines().map(str::trim).filter(|m| !m.is_empty()) {
+        harness = harness.file(&modules.join(module), &format!("/lib/hull-extra/{module}"));
+        insmod.push_str(&format!("insmod /lib/hull-extra/{module}\n"));
+    }
+    harness
+        .text("/lib/hull-extra/load.sh", &insmod, true)
+        .binary(&bin.join("hull"), "/usr/local/bin/hull")
+        .binary(&bin.join("hull-vmm"), "/usr/local/bin/hull-vmm")
+        .binary(Path::new("/usr/bin/mkfs.erofs"), "/usr/bin/mkfs.erofs")
+        .binary(Path::new("/usr/bin/script"), "/usr/bin/script")
+        .file(&static_agent(), "/usr/local/lib/hull/hull-agent")
+        .file(&Harness::guest_kernel(), "/usr/local/lib/hull/vmlinux")
+        .dir(rootfs, "/images/busybox")
+}
+
+/// Shell prelude: the image imported as in the process tests, cgroup2 for process-mode
+/// containers, and `t NAME CMD...` recording CMD's stdout, stderr and status under NAME.
+pub const PRELUDE: &str = r#"
+export HULL_ROOT=/var/lib/hull
+I=hull/busybox
+mkdir -p /tmp/r
+t() { n=$1; shift; "$@" >/tmp/r/$n.out 2>/tmp/r/$n.err </dev/null; echo $? >/tmp/r/$n.code; }
+# like t, but stdin comes from the caller
+ti() { n=$1; shift; "$@" >/tmp/r/$n.out 2>/tmp/r/$n.err; echo $? >/tmp/r/$n.code; }
+mount -t cgroup2 none /sys/fs/cgroup
+sh /lib/hull-extra/load.sh
+t import hull image import --rootfs /images/busybox -t hull/busybox --cmd '["sh"]' -q
+"#;
+
+/// Shell epilogue: every recorded file as `@@@NAME HEX` (hex keeps bytes exact).
+pub const EPILOGUE: &str = r#"
+for f in /tmp/r/*; do
+    printf '@@@%s %s\n' "${f##*/}" "$(od -An -tx1 -v "$f" | tr -d ' \n')"
+done
+"#;
+
+/// The recorded results of one harness run.
+pub struct Results {
+    files: HashMap<String, String>,
+    run: HarnessRun,
+    failures: Vec<String>,
+}
+
+fn unhex(s: &str) -> String {
+    let bytes: Vec<u8> = (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex from od"))
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+impl Results {
+    /// Runs `body` between the prelude and epilogue.
+    pub fn collect(harness: &Harness, body: &str) -> Results {
+        let _one = HARNESS.lock().unwrap_or_else(|e| e.into_inner());
+        let script = format!("{PRELUDE}\n{body}\n{EPILOGUE}");
+        let run = harness.run(&script, RUN_TIMEOUT);
+        let mut files = HashMap::new();
+        for line in run.output.lines() {
+            if let Some(rest) = line.strip_prefix("@@@") {
+                let (name, hex) = rest.split_once(' ').unwrap_or((rest, ""));
+                files.insert(name.to_string(), unhex(hex.trim()));
+            }
+        }
+        let mut r = Results {
+            files,
+            run,
+            failures: Vec::new(),
+        };
+        if r.run.status != Some(0) || r.run.timed_out {
+            let why = format!(
+                "harness script did not finish (status {:?}, timed out {})",
+                r.run.status, r.run.timed_out
+            );
+            r.failures.push(why);
+        }
+        r.expect_code("import", 0);
+        r
+    }
+
+    /// stdout of step `name`.
+    pub fn out(&self, name: &str) -> &str {
+        self.files
+            .get(&format!("{name}.out"))
+            .map(String::as_str)
+            .unwrap_or("<missing>")
+    }
+
+    /// stderr of step `name`.
+    pub fn err(&self, name: &str) -> &str {
+        self.files
+            .get(&format!("{name}.err"))
+            .map(String::as_str)
+            .unwrap_or("<missing>")
+    }
+
+    /// Exit code of step `name`.
+    pub fn code(&self, name: &str) -> Option<i32> {
+        self.files
+            .get(&format!("{name}.code"))
+            .and_then(|c| c.trim().parse().ok())
+    }
+
+    /// Records a failed check unless `ok`.
+    pub fn check(&mut self, ok: bool, what: impl Into<String>) {
+        if !ok {
+            self.failures.push(what.into());
+        }
+    }
+
+    /// Step `name` exited with `code`.
+    pub fn expect_code(&mut self, name: &str, code: i32) {
+        let got = self.code(name);
+        let what = format!(
+            "{name}: exit code {got:?}, expected {code}\n  stdout: {:?}\n  stderr: {:?}",
+            self.out(name),
+            self.err(name)
+        );
+        self.check(got == Some(code), what);
+    }
+
+    /// Step `name` printed exactly `expected` on stdout.
+    pub fn expect_out(&mut self, name: &str, expected: &str) {
+        let what = format!(
+            "{name}: stdout {:?}, expected {expected:?} (stderr {:?})",
+            self.out(name),
+            self.err(name)
+        );
+        self.check(self.out(name) == expected, what);
+    }
+
+    /// Step `name`'s stdout contains `needle`.
+    pub fn expect_out_contains(&mut self, name: &str, needle: &str) {
+        let what = format!(
+            "{name}: stdout {:?} lacks {needle:?} (stderr {:?})",
+            self.out(name),
+            self.err(name)
+        );
+        self.check(self.out(name).contains(needle), what);
+    }
+
+    /// Step `name`'s stderr contains `needle`.
+    pub fn expect_err_contains(&mut self, name: &str, needle: &str) {
+        let what = format!("{name}: stderr {:?} lacks {needle:?}", self.err(name));
+        self.check(self.err(name).contains(needle), what);
+    }
+
+    /// Panics listing every failed check (with the run's output tail for context).
+    pub fn finish(self) {
+        if self.failures.is_empty() {
+            return;
+        }
+        let mut msg = format!("{} check(s) failed:\n", self.failures.len());
+        for f in &self.failures {
+            let _ = writeln!(msg, "- {f}");
+        }
+        let tail: Vec<&str> = self
+            .run
+            .output
+            .lines()
+            .filter(|l| !l.starts_with("@@@"))
+            .collect();
+        let _ = writeln!(
+            msg,
+            "--- script output (last lines)\n{}\n--- harness console (last lines)\n{}",
+            tail[tail.len().saturating_sub(40)..].join("\n"),
+            last_lines(&self.run.console, 30)
+        );
+        panic!("{msg}");
+    }
+}
+
+fn last_lines(s: &str, n: usize) -> String {
+    let v: Vec<&str> = s.lines().collect();
+    v[v.len().saturating_sub(n)..].join("\n")
+}
+
+/// The busybox root filesystem the process-mode tests use (built once per test binary).
+pub fn busybox_rootfs() -> &'static Path {
+    process_common::busybox_rootfs()
+}
