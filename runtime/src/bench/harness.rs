@@ -59,6 +59,23 @@ fn dir_size(dir: &Path) -> u64 {
     total
 }
 
+/// The overlayfs module for the harness's kernel, when one was kept: hull's process mode
+/// (overlay root) and vm mode (layers merged into the VM disk) both need overlayfs inside,
+/// and Debian's cloud kernel has it as a module. Looked for beside the harness's KVM modules,
+/// then as `extra/overlay-RELEASE.ko` in the harness cache.
+fn overlay_module() -> Option<PathBuf> {
+    let cache = std::env::var_os("HULL_HARNESS_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/hull/harness"));
+    let beside = cache.join("current/modules/overlay.ko");
+    if beside.is_file() {
+        return Some(beside);
+    }
+    let release = std::fs::read_to_string(cache.join("current/release")).ok()?;
+    let extra = cache.join(format!("extra/overlay-{}.ko", release.trim()));
+    extra.is_file().then_some(extra)
+}
+
 /// Single-quotes `arg` for /bin/sh.
 fn shell_quote(arg: &str) -> String {
     format!("'{}'", arg.replace('\'', r"'\''"))
@@ -95,10 +112,11 @@ pub fn run(
     std::fs::create_dir_all(work)
         .map_err(|e| BenchError::Io(format!("create {}", work.display()), e))?;
     let args: Vec<String> = inner_args.iter().map(|a| shell_quote(a)).collect();
+    let overlay = overlay_module();
     let script = format!(
         "mount -t cgroup2 none /sys/fs/cgroup 2>/dev/null\n\
          echo '+memory +pids +cpu' > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null\n\
-         modprobe overlay 2>/dev/null\n\
+         insmod /lib/hull-bench/overlay.ko 2>/dev/null\n\
          export HULL_IN_HARNESS=1\n\
          hull --root /state bench {} --format json > /tmp/bench.json 2> /tmp/bench.err\n\
          rc=$?\n\
@@ -133,6 +151,15 @@ pub fn run(
         .arg(format!("{}=/state/images", images.display()))
         .arg("--script")
         .arg(&script_path);
+    if let Some(module) = &overlay {
+        cmd.arg("--file")
+            .arg(format!("{}=/lib/hull-bench/overlay.ko", module.display()));
+    }
+    // The vm backend turns images into erofs disks with mkfs.erofs.
+    if let Some(mkfs) = which("mkfs.erofs") {
+        cmd.arg("--binary")
+            .arg(format!("{}=/usr/bin/mkfs.erofs", mkfs.display()));
+    }
     for peer in peers {
         if matches!(peer, Peer::Crun | Peer::Runc) {
             if let Some(binary) = which(peer.name()) {

@@ -231,6 +231,11 @@ pub fn run(
         }
     }
     for (result, samples) in results.iter_mut().zip(samples.iter()) {
+        // With no warm-up, a subject none of whose runs worked is unavailable, not measured.
+        if result.available && result.runs_ok == 0 {
+            let first = result.errors.first().cloned().unwrap_or_default();
+            result.set_unavailable(format!("every run failed: {first}"));
+        }
         result.start_latency_ms = Summary::of(&samples[0]);
         result.end_to_end_ms = Summary::of(&samples[1]);
         result.teardown_ms = Summary::of(&samples[2]);
