@@ -11,6 +11,7 @@ const LEAF_AMD_SIZE: u32 = 0x8000_0008;
 const LEAF_AMD_TOPOLOGY: u32 = 0x8000_001e;
 
 const ECX_HYPERVISOR: u32 = 1 << 31;
+const ECX_TSC_DEADLINE: u32 = 1 << 24;
 const EDX_HTT: u32 = 1 << 28;
 
 /// Bits needed to number `n` items (ceil(log2(n))).
@@ -45,7 +46,10 @@ fn patch_topology_leaf(entry: &mut kvm_cpuid_entry2, apic_id: u32, cpus: u32) {
 }
 
 /// Patches `cpuid` (a copy of the supported list) for vCPU `index` of `cpus`.
-pub fn patch_cpuid(cpuid: &mut CpuId, index: u8, cpus: u8) {
+/// `tsc_deadline`: KVM emulates the LAPIC TSC-deadline timer (KVM_CAP_TSC_DEADLINE_TIMER);
+/// KVM_GET_SUPPORTED_CPUID leaves that bit to the VMM. With it Linux skips the LAPIC timer
+/// calibration (slow, and unreliable under nested emulation).
+pub fn patch_cpuid(cpuid: &mut CpuId, index: u8, cpus: u8, tsc_deadline: bool) {
     let apic_id = u32::from(index);
     let cpus = u32::from(cpus);
     for entry in cpuid.as_mut_slice() {
@@ -53,6 +57,9 @@ pub fn patch_cpuid(cpuid: &mut CpuId, index: u8, cpus: u8) {
             LEAF_FEATURES => {
                 entry.ebx = (apic_id << 24) | (cpus << 16) | (8 << 8) | (entry.ebx & 0xff);
                 entry.ecx |= ECX_HYPERVISOR;
+                if tsc_deadline {
+                    entry.ecx |= ECX_TSC_DEADLINE;
+                }
                 if cpus > 1 {
                     entry.edx |= EDX_HTT;
                 } else {
@@ -108,19 +115,21 @@ mod tests {
         ])
         .unwrap();
         let mut c = base.clone();
-        patch_cpuid(&mut c, 1, 2);
+        patch_cpuid(&mut c, 1, 2, true);
         let e = c.as_slice();
         assert_eq!(e[0].ebx >> 24, 1, "initial APIC id");
         assert_eq!((e[0].ebx >> 16) & 0xff, 2, "logical processors");
         assert_ne!(e[0].ecx & ECX_HYPERVISOR, 0);
+        assert_ne!(e[0].ecx & ECX_TSC_DEADLINE, 0);
         assert_ne!(e[0].edx & EDX_HTT, 0);
         assert_eq!(e[1].edx, 1);
         assert_eq!((e[2].eax, e[2].ebx), (1, 2));
         assert_eq!((e[3].ecx >> 8) & 0xff, 0, "enumeration ends");
         assert_eq!(e[4].ecx & 0xff, 1, "AMD NC = cores - 1");
         let mut single = base;
-        patch_cpuid(&mut single, 0, 1);
+        patch_cpuid(&mut single, 0, 1, false);
         assert_eq!(single.as_slice()[0].edx & EDX_HTT, 0);
+        assert_eq!(single.as_slice()[0].ecx & ECX_TSC_DEADLINE, 0);
     }
 
     #[test]

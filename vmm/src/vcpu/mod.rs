@@ -110,7 +110,8 @@ impl Vcpu {
             .create_vcpu(u64::from(index))
             .map_err(kvm("KVM_CREATE_VCPU"))?;
         let mut cpuid = supported.clone();
-        cpuid::patch_cpuid(&mut cpuid, index, cpus);
+        let tsc_deadline = vm.kvm.check_extension(kvm_ioctls::Cap::TscDeadlineTimer);
+        cpuid::patch_cpuid(&mut cpuid, index, cpus, tsc_deadline);
         fd.set_cpuid2(&cpuid).map_err(kvm("KVM_SET_CPUID2"))?;
 
         // Only MSRs this KVM knows; PVM, for one, lacks some.
