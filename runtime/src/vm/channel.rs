@@ -184,3 +184,103 @@ pub fn request(stream: &mut UnixStream, msg: &Message, step: &str) -> Result<Mes
     protocol::write_message(stream, msg).map_err(|e| protocol_error(step, e))?;
     protocol::read_message(stream).map_err(|e| protocol_error(step, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hull_agent::protocol::{FrameKind, PROTOCOL_VERSION};
+
+    fn listener() -> (tempfile::TempDir, UnixListener, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(hello_socket_name());
+        let l = UnixListener::bind(&path).unwrap();
+        (dir, l, path)
+    }
+
+    /// A fake guest that connects and sends `bytes`.
+    fn guest_sends(path: PathBuf, bytes: Vec<u8>) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            let mut s = UnixStream::connect(path).unwrap();
+            let _ = s.write_all(&bytes);
+            std::thread::sleep(Duration::from_millis(200));
+        })
+    }
+
+    #[test]
+    fn a_good_hello_is_accepted() {
+        let (_d, l, path) = listener();
+        let mut hello = Vec::new();
+        protocol::write_message(
+            &mut hello,
+            &Message::Hello {
+                protocol: PROTOCOL_VERSION,
+                kernel: "6.12.1".into(),
+            },
+        )
+        .unwrap();
+        let g = guest_sends(path, hello);
+        let (_, kernel) = accept_hello(&l, Duration::from_secs(5), || None).unwrap();
+        assert_eq!(kernel, "6.12.1");
+        g.join().unwrap();
+    }
+
+    #[test]
+    fn hostile_or_wrong_hellos_are_refused() {
+        let mut wrong_version = Vec::new();
+        protocol::write_message(
+            &mut wrong_version,
+            &Message::Hello {
+                protocol: PROTOCOL_VERSION + 1,
+                kernel: "x".into(),
+            },
+        )
+        .unwrap();
+        let mut not_hello = Vec::new();
+        protocol::write_message(&mut not_hello, &Message::Exit { code: 0 }).unwrap();
+        let mut oversized = vec![PROTOCOL_VERSION, FrameKind::Control as u8, 0, 0];
+        oversized.extend_from_slice(&u32::MAX.to_be_bytes());
+        let garbage = b"GET / HTTP/1.1\r\n\r\n".to_vec();
+        for bytes in [wrong_version, not_hello, oversized, garbage] {
+            let (_d, l, path) = listener();
+            let g = guest_sends(path, bytes.clone());
+            let err = accept_hello(&l, Duration::from_secs(5), || None).unwrap_err();
+            assert!(matches!(err, VmError::Protocol(_)), "{bytes:?}: {err}");
+            g.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn waiting_for_the_guest_is_bounded() {
+        let (_d, l, _path) = listener();
+        let start = std::time::Instant::now();
+        let err = accept_hello(&l, Duration::from_millis(200), || None).unwrap_err();
+        assert!(
+            matches!(err, VmError::Boot(ref m) if m.contains("did not report")),
+            "{err}"
+        );
+        assert!(start.elapsed() < Duration::from_secs(5));
+        // A VMM that dies ends the wait at once with its reason.
+        let err =
+            accept_hello(&l, Duration::from_secs(60), || Some("vmm died".into())).unwrap_err();
+        assert!(
+            matches!(err, VmError::Boot(ref m) if m == "vmm died"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_silent_guest_after_connecting_times_out() {
+        let (_d, l, path) = listener();
+        let g = std::thread::spawn(move || {
+            let _s = UnixStream::connect(path).unwrap();
+            // Connected, then says nothing for longer than the reply timeout.
+            std::thread::sleep(REPLY_TIMEOUT + Duration::from_secs(1));
+        });
+        let err = accept_hello(&l, Duration::from_secs(5), || None).unwrap_err();
+        assert!(
+            matches!(err, VmError::Protocol(ref m) if m.contains("timed out")),
+            "{err}"
+        );
+        g.join().unwrap();
+    }
+}

@@ -230,3 +230,65 @@ impl Drop for VmProcess {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hull_agent::protocol::{FrameKind, PROTOCOL_VERSION};
+
+    /// Runs the host side against a fake guest that sends `guest` bytes; returns the exit
+    /// status and what reached stdout.
+    fn host_against(guest: Vec<u8>) -> (ExitStatus, Vec<u8>) {
+        let (host, mut fake_guest) = UnixStream::pair().unwrap();
+        let (out_r, out_w) = UnixStream::pair().unwrap();
+        let (_err_r, err_w) = UnixStream::pair().unwrap();
+        let io = RelayIo {
+            input: None,
+            stdout: File::from(OwnedFd::from(out_w)),
+            stderr: Some(File::from(OwnedFd::from(err_w))),
+            shutdown_on_exit: None,
+        };
+        let mut p = VmProcess::start(host, io, 1, None).unwrap();
+        fake_guest.write_all(&guest).unwrap();
+        drop(fake_guest);
+        let status = p.wait().unwrap();
+        drop(p);
+        let mut out = Vec::new();
+        let mut r = out_r;
+        r.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = r.read_to_end(&mut out);
+        (status, out)
+    }
+
+    #[test]
+    fn output_and_exit_code_come_through() {
+        let mut g = Vec::new();
+        protocol::write_frame(&mut g, &Frame::Stdout(b"hello\n".to_vec())).unwrap();
+        protocol::write_message(&mut g, &Message::Exit { code: 3 }).unwrap();
+        let (status, out) = host_against(g);
+        assert_eq!(status, ExitStatus::Code(3));
+        assert_eq!(out, b"hello\n");
+    }
+
+    #[test]
+    fn a_guest_that_breaks_the_protocol_is_dropped_and_reported_killed() {
+        let mut oversized = Vec::new();
+        protocol::write_frame(&mut oversized, &Frame::Stdout(b"before\n".to_vec())).unwrap();
+        oversized.extend_from_slice(&[PROTOCOL_VERSION, FrameKind::Stdout as u8, 0, 0]);
+        oversized.extend_from_slice(&(64u32 << 20).to_be_bytes());
+        let mut bad_code = Vec::new();
+        protocol::write_raw(
+            &mut bad_code,
+            FrameKind::Control,
+            br#"{"type":"exit","code":999}"#,
+        )
+        .unwrap();
+        let mut truncated = Vec::new();
+        protocol::write_message(&mut truncated, &Message::Exit { code: 0 }).unwrap();
+        truncated.truncate(truncated.len() - 3);
+        for guest in [oversized, bad_code, truncated, Vec::new()] {
+            let (status, _) = host_against(guest.clone());
+            assert_eq!(status, ExitStatus::Signal(libc::SIGKILL), "{guest:?}");
+        }
+    }
+}

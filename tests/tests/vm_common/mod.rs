@@ -96,6 +96,18 @@ t() { n=$1; shift; "$@" >/tmp/r/$n.out 2>/tmp/r/$n.err </dev/null; echo $? >/tmp
 ti() { n=$1; shift; "$@" >/tmp/r/$n.out 2>/tmp/r/$n.err; echo $? >/tmp/r/$n.code; }
 mount -t cgroup2 none /sys/fs/cgroup
 sh /lib/hull-extra/load.sh
+# Process-mode containers pivot_root out of their parent's root, which the kernel refuses
+# when that root is the initramfs itself: `P CMD...` runs CMD chrooted into a tmpfs mount
+# holding bind mounts of the harness's directories (the same files, the same state root).
+mkdir -p /newroot
+mount -t tmpfs tmpfs /newroot
+for d in /*; do
+    case "$d" in /newroot|/proc|/sys|/dev|/init) continue;; esac
+    if [ -d "$d" ] && [ ! -L "$d" ]; then mkdir -p "/newroot$d"; mount --rbind "$d" "/newroot$d";
+    elif [ -L "$d" ]; then cp -a "$d" /newroot/; fi
+done
+for d in /proc /sys /dev; do mkdir -p "/newroot$d"; mount --rbind "$d" "/newroot$d"; done
+P() { chroot /newroot "$@"; }
 t import hull image import --rootfs /images/busybox -t hull/busybox --cmd '["sh"]' -q
 "#;
 
