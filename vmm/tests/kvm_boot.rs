@@ -50,3 +50,46 @@ fn i8042_reset_ends_the_vm_with_status_zero() {
     assert_eq!(reason, ExitReason::I8042Reset);
     assert_eq!(reason.exit_code(), 0);
 }
+
+/// The guest reads boot_params through RSI, as Linux does: loader type, e820 entry count,
+/// the first byte of the command line and of the initramfs.
+fn boot_params_probe() -> Asm {
+    let mut asm = Asm::new();
+    asm.print_boot_param_byte(0x210) // hdr.type_of_loader
+        .print_boot_param_byte(0x1e8) // e820_entries
+        .print_byte_pointed_by_boot_param(0x228) // *hdr.cmd_line_ptr
+        .print_byte_pointed_by_boot_param(0x218) // *hdr.ramdisk_image
+        .debug_exit(9);
+    asm
+}
+
+fn check_boot_params(kernel: std::path::PathBuf, dir: &tempfile::TempDir) {
+    let initrd = dir.path().join("initrd");
+    std::fs::write(&initrd, b"INITRAMFS-CONTENT").unwrap();
+    let serial = dir.path().join("serial");
+    let mut c = VmConfig::new(kernel);
+    c.memory_mib = 32;
+    c.cmdline = "Xconsole=ttyS0".into();
+    c.initramfs = Some(initrd);
+    c.serial = SerialOutput::File(serial.clone());
+    let reason = MicroVm::new(&c).unwrap().run(TIMEOUT).unwrap();
+    assert_eq!(reason, ExitReason::DebugExit(9));
+    assert_eq!(std::fs::read(serial).unwrap(), vec![0xff, 3, b'X', b'I']);
+}
+
+#[test]
+fn vmlinux_guest_sees_boot_params_cmdline_and_initramfs() {
+    require_kvm();
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = write_guest(dir.path(), "vmlinux", &boot_params_probe());
+    check_boot_params(kernel, &dir);
+}
+
+#[test]
+fn bzimage_guest_sees_boot_params_cmdline_and_initramfs() {
+    require_kvm();
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = dir.path().join("bzImage");
+    std::fs::write(&kernel, support::tiny_bzimage(&boot_params_probe().code)).unwrap();
+    check_boot_params(kernel, &dir);
+}

@@ -113,6 +113,19 @@ impl Asm {
             .mov_dx(0x3f8)
             .out_dx_al()
     }
+    /// Writes the byte at [rsi + off] (a boot_params field) to the serial port.
+    pub fn print_boot_param_byte(&mut self, off: u32) -> &mut Self {
+        self.code.extend_from_slice(&[0x8a, 0x86]); // mov al, [rsi + disp32]
+        self.code.extend_from_slice(&off.to_le_bytes());
+        self.mov_dx(0x3f8).out_dx_al()
+    }
+    /// Writes the first byte at the 32-bit guest address stored at [rsi + off] to serial.
+    pub fn print_byte_pointed_by_boot_param(&mut self, off: u32) -> &mut Self {
+        self.code.extend_from_slice(&[0x8b, 0x9e]); // mov ebx, [rsi + disp32]
+        self.code.extend_from_slice(&off.to_le_bytes());
+        self.code.extend_from_slice(&[0x8a, 0x03]); // mov al, [rbx]
+        self.mov_dx(0x3f8).out_dx_al()
+    }
     /// ud2 (invalid opcode)
     pub fn ud2(&mut self) -> &mut Self {
         self.code.extend_from_slice(&[0x0f, 0x0b]);
@@ -173,6 +186,24 @@ pub fn tiny_elf(code: &[u8]) -> Vec<u8> {
     f.extend_from_slice(&(code.len() as u64).to_le_bytes()); // memsz
     f.extend_from_slice(&0x1000u64.to_le_bytes()); // align
     f.resize(offset as usize, 0);
+    f.extend_from_slice(code);
+    f
+}
+
+/// Wraps `code` in a minimal bzImage (boot protocol 2.15, 64-bit capable): one setup sector,
+/// then the protected-mode part loaded at 1 MiB whose 64-bit entry (offset 0x200) is `code`.
+pub fn tiny_bzimage(code: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 1024]; // boot sector + 1 setup sector
+    f[0x1f1] = 1; // setup_sects
+    f[0x1fe..0x200].copy_from_slice(&0xaa55u16.to_le_bytes());
+    f[0x202..0x206].copy_from_slice(b"HdrS");
+    f[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    f[0x211] = 1; // loadflags: LOADED_HIGH
+    f[0x214..0x218].copy_from_slice(&0x10_0000u32.to_le_bytes()); // code32_start
+    f[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes()); // initrd_addr_max
+    f[0x236..0x238].copy_from_slice(&1u16.to_le_bytes()); // xloadflags: XLF_KERNEL_64
+    f[0x238..0x23c].copy_from_slice(&2048u32.to_le_bytes()); // cmdline_size
+    f.resize(1024 + 0x200, 0x90);
     f.extend_from_slice(code);
     f
 }
