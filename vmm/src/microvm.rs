@@ -12,7 +12,9 @@ use vm_memory::GuestMemoryMmap;
 use crate::boot::{self, LinuxBoot};
 use crate::config::{SerialOutput, VmConfig};
 use crate::devices::bus::Bus;
-use crate::devices::legacy::{DebugExit, DEBUG_EXIT_PORT, I8042, I8042_BASE, I8042_LEN};
+use crate::devices::legacy::{
+    DebugExit, DEBUG_EXIT_PORT, I8042, I8042_BASE, I8042_KBD_IRQ, I8042_LEN,
+};
 use crate::devices::serial::{
     SerialDevice, SerialSink, SERIAL_IRQ, SERIAL_PORT_BASE, SERIAL_PORT_LEN,
 };
@@ -86,11 +88,8 @@ impl MicroVm {
             serial_sink(&config.serial)?,
         )));
         pio.insert(SERIAL_PORT_BASE, SERIAL_PORT_LEN, serial.clone())?;
-        pio.insert(
-            I8042_BASE,
-            I8042_LEN,
-            Arc::new(Mutex::new(I8042::new(exit.clone()))),
-        )?;
+        let i8042 = I8042::new(exit.clone(), Some(vm.irqfd(I8042_KBD_IRQ)?));
+        pio.insert(I8042_BASE, I8042_LEN, Arc::new(Mutex::new(i8042)))?;
         pio.insert(
             DEBUG_EXIT_PORT,
             1,
