@@ -113,18 +113,31 @@ pub fn run(
         .map_err(|e| BenchError::Io(format!("create {}", work.display()), e))?;
     let args: Vec<String> = inner_args.iter().map(|a| shell_quote(a)).collect();
     let overlay = overlay_module();
+    // The harness's root is the initramfs (rootfs), where pivot_root(2) is refused, so
+    // the bench runs chrooted into a copy of it on a tmpfs, as containers run on real hosts.
     let script = format!(
         "mount -t cgroup2 none /sys/fs/cgroup 2>/dev/null\n\
          echo '+memory +pids +cpu' > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null\n\
          insmod /lib/hull-bench/overlay.ko 2>/dev/null\n\
-         export HULL_IN_HARNESS=1\n\
+         mkdir -p /newroot && mount -t tmpfs -o size=90% tmpfs /newroot || exit 125\n\
+         for d in bin sbin usr lib lib64 etc root state; do\n\
+             [ -e /$d ] && cp -a /$d /newroot/\n\
+         done\n\
+         mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/tmp /newroot/run\n\
+         mount -t proc proc /newroot/proc && mount --rbind /sys /newroot/sys \\\n\
+             && mount --rbind /dev /newroot/dev && mount -t tmpfs tmpfs /newroot/tmp \\\n\
+             && mount -t tmpfs tmpfs /newroot/run || exit 125\n\
+         cat > /newroot/run-bench.sh <<'HULL_BENCH_EOF'\n\
+         export HULL_IN_HARNESS=1 PATH=/usr/local/bin:/usr/bin:/usr/sbin:/bin:/sbin\n\
          hull --root /state bench {} --format json > /tmp/bench.json 2> /tmp/bench.err\n\
          rc=$?\n\
          echo {BEGIN}\n\
          cat /tmp/bench.json\n\
          echo {END}\n\
          cat /tmp/bench.err\n\
-         exit $rc\n",
+         exit $rc\n\
+         HULL_BENCH_EOF\n\
+         chroot /newroot /bin/sh /run-bench.sh\n",
         args.join(" ")
     );
     let script_path = work.join("harness-script.sh");

@@ -153,31 +153,26 @@ pub fn render(report: &BenchReport) -> String {
             format!("Ran inside the nested harness (QEMU/TCG, emulated AMD-V) on {outer}"),
         );
     }
-    let shorten = |text: &str| {
-        let short: String = text.chars().take(140).collect();
-        if text.chars().count() > 140 {
-            format!("{short}...")
-        } else {
-            short
-        }
-    };
     for s in &report.subjects {
         for note in &s.notes {
-            notes.push(format!("{}: {}", s.name, shorten(note)));
+            notes.push(format!("{}: {note}", s.name));
         }
     }
     for s in &unavailable {
         let reason = s.unavailable_reason.as_deref().unwrap_or("unknown");
-        notes.push(format!("{}: not measured: {}", s.name, shorten(reason)));
+        notes.push(format!("{}: not measured: {reason}", s.name));
     }
     y += 10.0;
     for note in &notes {
-        let _ = writeln!(
-            body,
-            r#"<text x="20" y="{y:.0}" class="note">{}</text>"#,
-            esc(note)
-        );
-        y += 17.0;
+        for (i, line) in wrap(note, NOTE_CHARS).iter().enumerate() {
+            let indent = if i == 0 { 20.0 } else { 36.0 };
+            let _ = writeln!(
+                body,
+                r#"<text x="{indent:.0}" y="{y:.0}" class="note">{}</text>"#,
+                esc(line)
+            );
+            y += 16.0;
+        }
     }
     let height = y + 10.0;
 
@@ -304,6 +299,33 @@ fn draw_panel(out: &mut String, panel: &Panel, report: &BenchReport, top: f64) -
     plot_top + rows_h + PANEL_BOTTOM
 }
 
+/// Characters per line of a note (11px text across the chart's width).
+const NOTE_CHARS: usize = 150;
+
+/// Splits `text` into lines of at most `width` characters at spaces (at most 6 lines; a
+/// longer note is cut with an ellipsis, it came from an error message and the JSON has it).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    if lines.len() > 6 {
+        lines.truncate(6);
+        lines[5].push_str(" ...");
+    }
+    lines
+}
+
 /// An axis label with no more decimals than the step needs.
 fn tick_label(v: f64, step: f64) -> String {
     let decimals = if step >= 1.0 {
@@ -332,6 +354,13 @@ mod tests {
     #[test]
     fn escapes_markup() {
         assert_eq!(esc(r#"<a & "b">"#), "&lt;a &amp; &quot;b&quot;&gt;");
+    }
+
+    #[test]
+    fn notes_wrap_at_spaces() {
+        assert_eq!(wrap("aa bb cc", 5), vec!["aa bb", "cc"]);
+        assert_eq!(wrap("", 5), Vec::<String>::new());
+        assert_eq!(wrap(&"w ".repeat(100), 3).len(), 6);
     }
 
     #[test]
