@@ -215,12 +215,16 @@ fn capabilities_seccomp_and_no_new_privs_are_in_force() {
         "no CAP_NET_ADMIN: {out}"
     );
 
-    // Devices outside the allow-list cannot be used even after mknod (devices cgroup).
+    // mknod works (CAP_MKNOD, as in docker) but no node it creates can be opened: every
+    // writable filesystem is nodev. The provided /dev nodes work.
+    let vol = tempfile::tempdir().unwrap();
     let (out, _, _) = env.sh(
-        &[],
-        "mknod /tmp/sda b 8 0 && head -c1 /tmp/sda >/dev/null 2>&1; echo read=$?",
+        &["-v", &format!("{}:/vol", vol.path().display())],
+        "for d in /tmp /dev /dev/shm /vol; do mknod $d/sda b 8 0 && mknod $d/mem c 1 1 || echo mknod-failed; \
+           head -c1 $d/sda >/dev/null 2>&1; a=$?; head -c1 $d/mem >/dev/null 2>&1; echo $d=$a$?; done; \
+         echo ok > /dev/null && head -c3 /dev/zero | wc -c",
     );
-    assert_eq!(out.trim(), "read=1");
+    assert_eq!(out, "/tmp=11\n/dev=11\n/dev/shm=11\n/vol=11\n3\n");
     // Kernel tunables are read-only, /sys is read-only, sensitive /proc files are masked.
     let (out, _, _) = env.sh(
         &[],

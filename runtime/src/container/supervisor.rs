@@ -326,10 +326,15 @@ fn pump(
                                 }
                             }
                             if foreground {
-                                let _ = match stream {
-                                    Stream::Stdout => write_all(1, &buf[..n]),
-                                    Stream::Stderr => write_all(2, &buf[..n]),
-                                };
+                                let target = if stream == Stream::Stdout { 1 } else { 2 };
+                                if let Err(e) = write_all(target, &buf[..n]) {
+                                    // Our reader went away (`hull run ... | head`): close
+                                    // the container's end too, so it gets SIGPIPE like any
+                                    // process in a pipeline.
+                                    if e.raw_os_error() == Some(libc::EPIPE) {
+                                        *slot = None;
+                                    }
+                                }
                             }
                         }
                     }

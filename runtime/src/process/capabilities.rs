@@ -25,14 +25,9 @@ pub const DEFAULT: &[Capability] = &[
     Capability::CAP_AUDIT_WRITE,
 ];
 
-/// The capability set a container process keeps. Without a devices cgroup to confine
-/// device nodes (cgroup v2), CAP_MKNOD is left out.
-pub fn container_set(allow_mknod: bool) -> CapsHashSet {
-    DEFAULT
-        .iter()
-        .copied()
-        .filter(|c| allow_mknod || *c != Capability::CAP_MKNOD)
-        .collect()
+/// The capability set a container process keeps.
+pub fn container_set() -> CapsHashSet {
+    DEFAULT.iter().copied().collect()
 }
 
 /// Drops every capability outside `keep` from the bounding set and empties the

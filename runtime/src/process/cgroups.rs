@@ -1,6 +1,7 @@
-//! Control groups for one container: memory, CPU (CFS quota) and PID limits, plus the
-//! device allow-list on cgroup v1, on both cgroup v1 (this machine: one hierarchy per
-//! controller) and v2 (one unified hierarchy).
+//! Control groups for one container: memory, CPU (CFS quota) and PID limits, on both
+//! cgroup v1 (this machine: one hierarchy per controller) and v2 (one unified hierarchy).
+//! A container without limits gets no cgroup at all: its PID namespace already ties every
+//! process to its init, and device access is confined by `nodev` mounts (see `rootfs`).
 //!
 //! The cgroup directories are named after the container id (`.../hull/<id>`), so cleanup
 //! finds them from the id alone, even after a crash.
@@ -15,22 +16,6 @@ use crate::isolation::Limits;
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// CFS period used for `--cpus` (docker's default).
 const CFS_PERIOD_US: u64 = 100_000;
-
-/// Devices a container may use (cgroup v1 `devices.allow` lines): mknod of anything, and
-/// read/write only of null, zero, full, tty, random, urandom, ptmx and pty slaves.
-const ALLOWED_DEVICES: &[&str] = &[
-    "c *:* m",
-    "b *:* m",
-    "c 1:3 rwm",
-    "c 1:5 rwm",
-    "c 1:7 rwm",
-    "c 1:8 rwm",
-    "c 1:9 rwm",
-    "c 5:0 rwm",
-    "c 5:1 rwm",
-    "c 5:2 rwm",
-    "c 136:* rwm",
-];
 
 /// Which cgroup layout the host uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,17 +35,11 @@ pub fn version() -> Version {
     }
 }
 
-/// Whether the devices controller confines device access (v1 only; on v2 the backend
-/// drops CAP_MKNOD instead, as device control there needs a BPF program).
-pub fn confines_devices() -> bool {
-    version() == Version::V1
-}
-
 /// Every directory a container with this id may have (for creation and cleanup).
 fn dirs(id: &str) -> Vec<(&'static str, PathBuf)> {
     match version() {
         Version::V2 => vec![("", Path::new(CGROUP_ROOT).join("hull").join(id))],
-        Version::V1 => ["devices", "memory", "cpu", "pids"]
+        Version::V1 => ["memory", "cpu", "pids"]
             .into_iter()
             .map(|c| (c, Path::new(CGROUP_ROOT).join(c).join("hull").join(id)))
             .collect(),
@@ -95,7 +74,7 @@ fn mkdir(path: &Path) -> io::Result<()> {
 }
 
 /// Creates the container's cgroups and sets its limits. Controllers without a limit are
-/// not created on v1 (the PID namespace already ties every process to the init process).
+/// not created (on v2: no directory at all when nothing is limited).
 pub fn create(id: &str, limits: &Limits) -> io::Result<Cgroups> {
     let result = match version() {
         Version::V1 => create_v1(id, limits),
@@ -111,7 +90,6 @@ fn create_v1(id: &str, limits: &Limits) -> io::Result<Cgroups> {
     let mut procs_files = Vec::new();
     for (controller, dir) in dirs(id) {
         let wanted = match controller {
-            "devices" => true,
             "memory" => limits.memory_bytes.is_some(),
             "cpu" => limits.nano_cpus.is_some(),
             "pids" => limits.pids.is_some(),
@@ -122,12 +100,6 @@ fn create_v1(id: &str, limits: &Limits) -> io::Result<Cgroups> {
         }
         mkdir(&dir)?;
         match controller {
-            "devices" => {
-                write(&dir.join("devices.deny"), "a")?;
-                for rule in ALLOWED_DEVICES {
-                    write(&dir.join("devices.allow"), rule)?;
-                }
-            }
             "memory" => {
                 let bytes = limits.memory_bytes.unwrap_or_default().to_string();
                 write(&dir.join("memory.limit_in_bytes"), &bytes)?;
@@ -154,6 +126,11 @@ fn create_v1(id: &str, limits: &Limits) -> io::Result<Cgroups> {
 }
 
 fn create_v2(id: &str, limits: &Limits) -> io::Result<Cgroups> {
+    if *limits == Limits::default() {
+        return Ok(Cgroups {
+            procs_files: Vec::new(),
+        });
+    }
     let parent = Path::new(CGROUP_ROOT).join("hull");
     mkdir(&parent)?;
     // Delegate the controllers we use to our subtree (ignored when already enabled).

@@ -257,7 +257,7 @@ impl ProcessIsolation {
             .map_err(os("set up cgroups"))?;
         let (parent_sock, child_sock) = sync_pair()?;
         let stdio = child_stdio(&io);
-        let caps = capabilities::container_set(cgroups::confines_devices());
+        let caps = capabilities::container_set();
 
         // SAFETY: `hull` is single-threaded whenever it starts a container (documented
         // precondition of Isolation::start); the child only runs `init::child_main`.
@@ -346,7 +346,7 @@ impl Isolation for ProcessIsolation {
             .map_err(os("enter container PID namespace"))?;
         let (parent_sock, child_sock) = sync_pair()?;
         let stdio = child_stdio(&io);
-        let caps = capabilities::container_set(cgroups::confines_devices());
+        let caps = capabilities::container_set();
         // SAFETY: `hull exec` is single-threaded; the child only runs `init::child_main`.
         let forked = unsafe { syscalls::fork_into(0, 0) }.map_err(os("fork exec process"))?;
         let (pid, pidfd) = match forked {

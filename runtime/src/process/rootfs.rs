@@ -6,7 +6,8 @@
 //! 2. overlayfs of the image layers plus the container's upper/work directories;
 //! 3. host sources of volumes are opened (O_PATH) while the host is still visible;
 //! 4. pivot_root into the overlay; the old root is detached;
-//! 5. /proc, a minimal /dev (tmpfs with null zero full random urandom tty, devpts with its
+//! 5. /proc, a minimal /dev (nodev tmpfs with null zero full random urandom tty bound from
+//!    the host, devpts with its
 //!    own ptmx, shm, mqueue), /sys read-only;
 //! 6. volumes, then docker's masked and read-only paths, then `--read-only`.
 //!
@@ -21,11 +22,10 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 
 use crate::isolation::Volume;
 
-use super::syscalls::{attach_mount, clone_mount, make_mount_read_only, open_in_root};
+use super::syscalls::{attach_mount, clone_mount, open_in_root, restrict_mount};
 
 /// Paths docker hides from containers (kernel internals, host hardware details).
 const MASKED: &[&str] = &[
@@ -52,15 +52,10 @@ const READ_ONLY: &[&str] = &[
     "/proc/sysrq-trigger",
 ];
 
-/// Device nodes of the minimal /dev: (name, major, minor).
-const DEVICES: &[(&str, u64, u64)] = &[
-    ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
-    ("random", 1, 8),
-    ("urandom", 1, 9),
-    ("tty", 5, 0),
-];
+/// Device nodes of the minimal /dev, bind-mounted from the host's /dev. Every other
+/// filesystem the container can write to is `nodev`, so a node it creates with mknod
+/// (CAP_MKNOD is in docker's default set) cannot be opened: no devices cgroup is needed.
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
 /// Largest overlay option string the kernel takes in one mount call.
 const MAX_MOUNT_DATA: usize = 4000;
@@ -104,17 +99,23 @@ pub fn enter(plan: &RootfsPlan<'_>) -> Result<(), String> {
         .map(|v| {
             let mount = clone_mount(&v.host)
                 .map_err(|e| err(format!("volume source {}", v.host.display()), e))?;
-            if v.read_only {
-                make_mount_read_only(mount.as_fd())
-                    .map_err(|e| err(format!("make volume {} read-only", v.container), e))?;
-            }
+            restrict_mount(mount.as_fd(), v.read_only)
+                .map_err(|e| err(format!("restrict volume {}", v.container), e))?;
             let is_dir = v.host.is_dir();
             Ok((mount, is_dir))
         })
         .collect::<Result<Vec<_>, String>>()?;
+    let devices = DEVICES
+        .iter()
+        .map(|name| {
+            clone_mount(Path::new("/dev").join(name).as_path())
+                .map_err(|e| err(format!("host device /dev/{name}"), e))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     pivot(plan.rootfs)?;
     mount_proc()?;
-    mount_dev()?;
+    mount_dev(&devices)?;
+    drop(devices);
     mount_sys()?;
     for (volume, (mount, is_dir)) in plan.volumes.iter().zip(&sources) {
         attach_volume(volume, mount, *is_dir)?;
@@ -154,8 +155,11 @@ fn mount_overlay(plan: &RootfsPlan<'_>) -> Result<(), String> {
         }
         lower.push_str(s);
     }
+    // `volatile`: no syncfs of the upper filesystem on unmount. The writable layer is
+    // thrown away when the container exits, so durability buys nothing and costs a
+    // journal commit per container.
     let data = format!(
-        "lowerdir={lower},upperdir={},workdir={}",
+        "lowerdir={lower},upperdir={},workdir={},volatile",
         plan.upper.display(),
         plan.work.display()
     );
@@ -169,7 +173,7 @@ fn mount_overlay(plan: &RootfsPlan<'_>) -> Result<(), String> {
         Some("overlay"),
         plan.rootfs,
         Some("overlay"),
-        MsFlags::empty(),
+        MsFlags::MS_NODEV,
         Some(data.as_str()),
     )
     .map_err(|e| err("mount overlay root filesystem", e))
@@ -339,24 +343,19 @@ fn mount_at(
     .map_err(|e| err(format!("mount {target}"), e))
 }
 
-fn mount_dev() -> Result<(), String> {
+fn mount_dev(devices: &[OwnedFd]) -> Result<(), String> {
     let nosuid_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
     mount_at(
         "tmpfs",
         "/dev",
         "tmpfs",
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        nosuid_noexec | MsFlags::MS_NODEV | MsFlags::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
     )?;
-    for (name, major, minor) in DEVICES {
-        let path = format!("/dev/{name}");
-        mknod(
-            path.as_str(),
-            SFlag::S_IFCHR,
-            Mode::from_bits_truncate(0o666),
-            makedev(*major, *minor),
-        )
-        .map_err(|e| err(format!("mknod {path}"), e))?;
+    for (name, device) in DEVICES.iter().zip(devices) {
+        let target = ensure_in_root(&format!("/dev/{name}"), false)?;
+        attach_mount(device.as_fd(), target.as_fd())
+            .map_err(|e| err(format!("bind /dev/{name}"), e))?;
     }
     mount_at(
         "devpts",

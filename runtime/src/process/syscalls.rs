@@ -239,6 +239,7 @@ const AT_RECURSIVE: libc::c_uint = 0x8000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
 
 /// `struct mount_attr` of mount_setattr(2).
 #[repr(C)]
@@ -270,10 +271,11 @@ pub fn clone_mount(path: &Path) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// Makes a detached mount tree (from [`clone_mount`]) read-only, recursively.
-pub fn make_mount_read_only(mount: BorrowedFd<'_>) -> io::Result<()> {
+/// Sets `nodev` (and `ro` when `read_only`) on a detached mount tree (from
+/// [`clone_mount`]), recursively.
+pub fn restrict_mount(mount: BorrowedFd<'_>, read_only: bool) -> io::Result<()> {
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
+        attr_set: MOUNT_ATTR_NODEV | if read_only { MOUNT_ATTR_RDONLY } else { 0 },
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
