@@ -139,6 +139,9 @@ pub fn run(cmd: ImageCommand, paths: &StatePaths) -> Result<i32> {
                 let removed = store.remove(&name)?;
                 println!("removed {} ({})", removed.name, short_id(&removed.id));
             }
+            // The VM disk images of images that are gone (another tag may keep an id).
+            let live: Vec<String> = store.list()?.into_iter().map(|i| i.id).collect();
+            hull_runtime::vm::disk::prune(paths, &live)?;
             Ok(0)
         }
     }

@@ -32,6 +32,32 @@ pub fn disk_path(paths: &StatePaths, image_id: &str) -> Result<PathBuf, VmError>
     Ok(disks_dir(paths).join(format!("{hex}.erofs")))
 }
 
+/// Removes the cached disk images of images no longer in the store (`live_ids` are the
+/// ids still present). Returns how many were removed.
+pub fn prune(paths: &StatePaths, live_ids: &[String]) -> Result<usize, VmError> {
+    let dir = disks_dir(paths);
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(VmError::io(format!("read {}", dir.display()), e)),
+    };
+    let live: Vec<PathBuf> = live_ids
+        .iter()
+        .filter_map(|id| disk_path(paths, id).ok())
+        .collect();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_disk = path.extension().is_some_and(|e| e == "erofs");
+        if is_disk && !live.contains(&path) {
+            fs::remove_file(&path)
+                .map_err(|e| VmError::io(format!("remove {}", path.display()), e))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// The overlay `lowerdir=` option for layers given lowest first (overlay wants topmost
 /// first).
 pub fn lowerdir_option(layers: &[PathBuf]) -> Result<String, VmError> {
@@ -220,6 +246,23 @@ mod tests {
         assert_eq!(keep.unwrap(), "kept");
         assert!(!gone, "the whiteout must hide a/gone");
         assert_eq!(new.unwrap(), "new");
+    }
+
+    #[test]
+    fn prune_removes_only_disks_of_removed_images() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = StatePaths::new(Some(tmp.path()));
+        fs::create_dir_all(disks_dir(&paths)).unwrap();
+        let (kept, gone) = (
+            format!("sha256:{}", "a".repeat(64)),
+            format!("sha256:{}", "b".repeat(64)),
+        );
+        for id in [&kept, &gone] {
+            fs::write(disk_path(&paths, id).unwrap(), "disk").unwrap();
+        }
+        assert_eq!(prune(&paths, std::slice::from_ref(&kept)).unwrap(), 1);
+        assert!(disk_path(&paths, &kept).unwrap().exists());
+        assert!(!disk_path(&paths, &gone).unwrap().exists());
     }
 
     #[test]
