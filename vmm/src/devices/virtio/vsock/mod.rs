@@ -457,6 +457,14 @@ mod tests {
             (OP_RESPONSE, 5000, 49152)
         );
         let (mut conn, _) = listener.accept().unwrap();
+        // The host side may speak first: the request's buf_alloc is the guest's credit.
+        conn.write_all(b"banner").unwrap();
+        r.step();
+        let pkts = r.received();
+        assert_eq!(
+            (pkts[0].0.op, pkts[0].1.as_slice()),
+            (OP_RW, &b"banner"[..])
+        );
         let mut h = guest_hdr(49152, 5000, OP_RW);
         h.len = 5;
         r.send(h, b"hello");

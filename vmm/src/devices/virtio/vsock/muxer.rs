@@ -345,7 +345,7 @@ impl Muxer {
             conn.peer_fwd_cnt = hdr.fwd_cnt;
         }
         match hdr.op {
-            OP_REQUEST => self.guest_connect(key),
+            OP_REQUEST => self.guest_connect(key, &hdr),
             OP_RESPONSE => match self.conns.get_mut(&key) {
                 Some(conn) if matches!(conn.state, ConnState::Connecting(_)) => {
                     conn.state = ConnState::Established;
@@ -410,7 +410,7 @@ impl Muxer {
     }
 
     /// The guest connects to host port `key.0`: connect to the Unix socket `PATH_<port>`.
-    fn guest_connect(&mut self, key: ConnKey) {
+    fn guest_connect(&mut self, key: ConnKey, request: &Header) {
         if self.conns.contains_key(&key) || self.connection_count() >= MAX_CONNECTIONS {
             self.reset_to_guest(key.0, key.1);
             return;
@@ -419,8 +419,11 @@ impl Muxer {
         path.push(format!("_{}", key.0));
         match UnixStream::connect(&path).and_then(|s| s.set_nonblocking(true).map(|_| s)) {
             Ok(stream) => {
-                self.conns
-                    .insert(key, Conn::new(stream, ConnState::Established));
+                let mut conn = Conn::new(stream, ConnState::Established);
+                // The request carries the guest's receive buffer: the host may speak first.
+                conn.peer_buf_alloc = request.buf_alloc;
+                conn.peer_fwd_cnt = request.fwd_cnt;
+                self.conns.insert(key, conn);
                 let hdr = self.header(key, OP_RESPONSE);
                 self.queue_control(hdr);
             }
