@@ -93,3 +93,21 @@ fn bzimage_guest_sees_boot_params_cmdline_and_initramfs() {
     std::fs::write(&kernel, support::tiny_bzimage(&boot_params_probe().code)).unwrap();
     check_boot_params(kernel, &dir);
 }
+
+#[test]
+fn memory_beyond_the_mmio_gap_is_mapped_above_4_gib() {
+    require_kvm();
+    let dir = tempfile::tempdir().unwrap();
+    let mut asm = Asm::new();
+    asm.print_boot_param_byte(0x1e8) // e820_entries
+        // e820[3].addr (entries are 20 bytes at 0x2d0): byte 7 is 0 and byte 4 is 1,
+        // i.e. the RAM past the MMIO gap starts at 0x1_0000_0000.
+        .print_boot_param_byte(0x2d0 + 3 * 20 + 7)
+        .print_boot_param_byte(0x2d0 + 3 * 20 + 4)
+        .debug_exit(0);
+    let (mut c, serial) = config(&dir, &asm);
+    c.memory_mib = 4096 + 64;
+    let reason = MicroVm::new(&c).unwrap().run(TIMEOUT).unwrap();
+    assert_eq!(reason, ExitReason::DebugExit(0));
+    assert_eq!(std::fs::read(serial).unwrap(), vec![4, 0, 1]);
+}
