@@ -87,6 +87,9 @@ pub enum Error {
     /// The device event loop failed.
     #[error("device event loop failed: {0}")]
     EventLoop(String),
+    /// The VMM was asked to stop by this signal (SIGTERM, SIGINT, SIGHUP).
+    #[error("stopped by signal {0}")]
+    Stopped(i32),
     /// The guest did not end the VM within the caller's time limit.
     #[error("the guest did not stop within {0:?}")]
     Timeout(std::time::Duration),
@@ -107,6 +110,7 @@ impl Error {
             Error::Vcpu { .. } => EXIT_VCPU,
             Error::EventLoop(_) => EXIT_EVENT_LOOP,
             Error::Timeout(_) => EXIT_TIMEOUT,
+            Error::Stopped(signal) => 128 + signal,
         }
     }
 }

@@ -122,7 +122,10 @@ fn main() -> ExitCode {
     };
     let outcome = build_config(args)
         .and_then(|config| MicroVm::new(&config))
-        .and_then(|vm| vm.run(None));
+        .and_then(|vm| {
+            hull_vmm::microvm::install_stop_signal_handlers()?;
+            vm.run(None)
+        });
     match outcome {
         Ok(reason) => {
             tracing::info!(?reason, "guest stopped");

@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::os::unix::thread::JoinHandleExt;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -204,14 +205,7 @@ impl MicroVm {
                     .report(Err(Error::EventLoop("startup failed".into())));
                 o
             }
-            None => match self.exit.wait(timeout) {
-                Some(o) => o,
-                None => {
-                    let t = timeout.unwrap_or_default();
-                    self.exit.report(Err(Error::Timeout(t)));
-                    Err(Error::Timeout(t))
-                }
-            },
+            None => self.wait_for_outcome(timeout),
         };
         stop_threads(threads);
         self.serial
@@ -220,6 +214,59 @@ impl MicroVm {
             .flush();
         outcome
     }
+}
+
+impl MicroVm {
+    /// Waits for the guest's outcome in short slices, so a stop signal (see
+    /// [`install_stop_signal_handlers`]) or the time limit ends the wait too.
+    fn wait_for_outcome(&self, timeout: Option<Duration>) -> Result<ExitReason> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(outcome) = self.exit.wait(Some(WAIT_SLICE)) {
+                return outcome;
+            }
+            let signal = STOP_SIGNAL.load(Ordering::SeqCst);
+            if signal != 0 {
+                self.exit.report(Err(Error::Stopped(signal)));
+                return Err(Error::Stopped(signal));
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                let t = timeout.unwrap_or_default();
+                self.exit.report(Err(Error::Timeout(t)));
+                return Err(Error::Timeout(t));
+            }
+        }
+    }
+}
+
+/// How often the waiting thread checks for stop signals and the time limit.
+const WAIT_SLICE: Duration = Duration::from_millis(20);
+
+/// The stop signal received (0: none).
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn stop_signal_handler(
+    signal: libc::c_int,
+    _: *mut libc::siginfo_t,
+    _: *mut libc::c_void,
+) {
+    // Only an atomic store: async-signal-safe.
+    STOP_SIGNAL.store(signal, Ordering::SeqCst);
+}
+
+/// Makes SIGTERM, SIGINT and SIGHUP stop a running [`MicroVm`] cleanly (threads stopped,
+/// serial flushed, vsock socket removed; `run` returns [`Error::Stopped`]) instead of killing
+/// the process outright. For the `hull-vmm` binary; a library user may keep its own handlers.
+pub fn install_stop_signal_handlers() -> Result<()> {
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        vmm_sys_util::signal::register_signal_handler(signal, stop_signal_handler).map_err(
+            |e| Error::Os {
+                what: "installing the stop signal handlers",
+                source: std::io::Error::from_raw_os_error(e.errno()),
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// Kicks every thread (vCPUs out of KVM_RUN; the event loop polls the exit flag) and joins

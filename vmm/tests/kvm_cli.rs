@@ -143,3 +143,42 @@ fn missing_disk_image_is_reported() {
         assert_eq!(out.status.code(), Some(102), "{}", stderr(&out));
     }
 }
+
+#[test]
+fn sigterm_stops_the_vm_cleanly() {
+    require_kvm();
+    let dir = tempfile::tempdir().unwrap();
+    let mut asm = Asm::new();
+    asm.serial_print(b"up").spin();
+    let kernel = write_guest(dir.path(), "g.elf", &asm);
+    let sock = dir.path().join("v.sock");
+    let serial = dir.path().join("console");
+    let child = Command::new(env!("CARGO_BIN_EXE_hull-vmm"))
+        .args(["--kernel", kernel.to_str().unwrap(), "--memory", "32"])
+        .args([
+            "--vsock",
+            sock.to_str().unwrap(),
+            "--serial",
+            serial.to_str().unwrap(),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read(&serial).unwrap_or_default() != b"up" {
+        assert!(Instant::now() < deadline, "guest never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(sock.exists(), "vsock socket listening while the VM runs");
+    // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(128 + libc::SIGTERM),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("signal"), "{}", stderr(&out));
+    assert!(!sock.exists(), "vsock socket removed after SIGTERM");
+}
