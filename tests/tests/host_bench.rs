@@ -118,11 +118,29 @@ fn assert_nothing_left(root: &TestRoot) {
         .unwrap_or_default();
     assert!(leftovers.is_empty(), "scratch left behind: {leftovers:#?}");
 
+    let ids = root.ok(["ps", "-a", "-q"]);
+    assert!(ids.trim().is_empty(), "hull containers left behind: {ids}");
     let containers = root.path().join("run/containers");
     let left: Vec<_> = std::fs::read_dir(&containers)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    !p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "container state left behind: {left:#?}");
+    let names = containers.join(".names");
+    let names_left: Vec<_> = std::fs::read_dir(&names)
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
-    assert!(left.is_empty(), "hull containers left behind: {left:#?}");
+    assert!(
+        names_left.is_empty(),
+        "container names left behind: {names_left:#?}"
+    );
 
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();

@@ -207,6 +207,21 @@ pub fn run(
     };
     let mut report: BenchReport = serde_json::from_str(json)
         .map_err(|e| BenchError::Protocol(format!("{}\n(report did not parse: {e})", explain())))?;
+    // QEMU is not carried in: say so rather than "not installed".
+    for subject in report
+        .subjects
+        .iter_mut()
+        .filter(|s| s.name == "qemu-microvm")
+    {
+        if !subject.available {
+            subject.unavailable_reason = Some(
+                "not carried into the harness by hull bench, and this peer is not wired in \
+                 yet (tests/benches/harness_boot compares hull-vmm with QEMU microvm boots \
+                 inside the harness)"
+                    .into(),
+            );
+        }
+    }
     let host = super::env::Environment::collect(paths);
     report.environment.nested_harness = true;
     report.environment.outer_host = Some(format!(

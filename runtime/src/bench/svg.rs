@@ -191,8 +191,14 @@ pub fn render(report: &BenchReport) -> String {
     let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         svg,
-        r#"<text x="20" y="32" class="title">hull bench: what each isolation model costs on {}</text>"#,
-        esc(&env.hostname)
+        r#"<text x="20" y="32" class="title">hull bench: what each isolation model costs {}</text>"#,
+        esc(&match &env.outer_host {
+            Some(outer) => format!(
+                "inside the nested harness on {}",
+                outer.split_whitespace().next().unwrap_or("?")
+            ),
+            None => format!("on {}", env.hostname),
+        })
     );
     // Legend.
     let mut x = 20.0;
