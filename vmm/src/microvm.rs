@@ -179,7 +179,7 @@ impl MicroVm {
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
         let mut outcome = None;
         if let Some(event_loop) = self.vsock_loop.take() {
-            match event_loop.spawn(self.mem.clone(), self.exit.clone()) {
+            match event_loop.spawn(self.exit.clone()) {
                 Ok(t) => threads.push(t),
                 Err(e) => outcome = Some(Err(e)),
             }

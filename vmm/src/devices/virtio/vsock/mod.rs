@@ -217,7 +217,7 @@ impl VsockState {
 
 impl VsockEventLoop {
     /// Starts the event loop thread; it ends when `exit` is reported.
-    pub fn spawn(self, _mem: GuestMemoryMmap, exit: Arc<ExitNotifier>) -> Result<JoinHandle<()>> {
+    pub fn spawn(self, exit: Arc<ExitNotifier>) -> Result<JoinHandle<()>> {
         std::thread::Builder::new()
             .name("vsock".into())
             .spawn(move || {
