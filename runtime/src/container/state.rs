@@ -424,7 +424,7 @@ mod tests {
     }
 
     #[test]
-    fn names_are_unique_and_resolve() {
+    fn names_are_unique_while_reserved() {
         let dir = tempfile::tempdir().unwrap();
         let store = ContainerStore::new(&StatePaths::new(Some(dir.path())));
         let (id, name) = store.allocate(Some("web")).unwrap();
