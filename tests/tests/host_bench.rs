@@ -250,6 +250,24 @@ fn every_subject_is_measured_or_says_why_and_nothing_is_left() {
 
     let measured = subjects.iter().any(|s| s["runs_ok"].as_u64() > Some(0));
     assert_eq!(out.status.code(), Some(if measured { 0 } else { 1 }));
+
+    // A saved report renders again, identically, without measuring anything.
+    let saved = root.path().join("saved.json");
+    std::fs::write(&saved, &out.stdout).unwrap();
+    let again = root.run([
+        "bench",
+        "--from-json",
+        saved.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(again.status.success());
+    assert_eq!(json_of(&again), report);
+    let table = root.ok(["bench", "--from-json", saved.to_str().unwrap()]);
+    assert!(
+        table.starts_with("hull bench: hull/busybox:latest"),
+        "{table}"
+    );
     assert_nothing_left(&root);
 }
 
@@ -348,5 +366,12 @@ fn bad_flags_give_clear_errors_and_measure_nothing() {
         &["/nonexistent-dir", "does not exist"],
     );
     assert_usage_error(&root, &["bench", "no/such:image"], &["no/such:image"]);
+    let junk = root.path().join("junk.json");
+    std::fs::write(&junk, "{\"not\": \"a report\"}").unwrap();
+    assert_usage_error(
+        &root,
+        &["bench", "--from-json", junk.to_str().unwrap()],
+        &["not a hull bench JSON report"],
+    );
     assert_nothing_left(&root);
 }

@@ -91,6 +91,11 @@ pub struct BenchArgs {
     #[arg(long)]
     pub harness: bool,
 
+    /// Measure nothing: print (and chart with --svg) a report saved earlier with
+    /// `--format json`.
+    #[arg(long, value_name = "FILE", conflicts_with = "harness")]
+    pub from_json: Option<PathBuf>,
+
     /// With --harness: longest the whole nested run may take, in seconds.
     #[arg(
         long,
@@ -237,6 +242,21 @@ pub fn run(args: BenchArgs, paths: &StatePaths) -> Result<i32> {
     let config = args.config()?;
     if let Some(svg) = &args.svg {
         check_output_file(svg)?;
+    }
+    if let Some(saved) = &args.from_json {
+        let text =
+            std::fs::read_to_string(saved).with_context(|| format!("read {}", saved.display()))?;
+        let report: bench::report::BenchReport = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a hull bench JSON report", saved.display()))?;
+        if report.schema != bench::report::SCHEMA {
+            bail!(
+                "{} has report layout {:?}; this hull reads {:?}",
+                saved.display(),
+                report.schema,
+                bench::report::SCHEMA
+            );
+        }
+        return output(&args, &report);
     }
     // The image must exist before anything is measured.
     let store = hull_runtime::image::ImageStore::open(paths)
