@@ -331,7 +331,8 @@ impl Harness {
             .arg(host_kernel.join("vmlinuz"))
             .arg("-initrd")
             .arg(&archive)
-            .args(["-append", OUTER_CMDLINE])
+            .arg("-append")
+            .arg(outer_cmdline())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&qemu_err).expect("create qemu stderr file"));
@@ -399,6 +400,15 @@ impl fmt::Display for HarnessRun {
             writeln!(f, "--- qemu stderr ---\n{}", self.qemu_stderr.trim_end())?;
         }
         Ok(())
+    }
+}
+
+/// The outer kernel's command line; `$HULL_HARNESS_APPEND` adds to it (e.g. `loglevel=7`
+/// to see the whole outer boot when diagnosing).
+fn outer_cmdline() -> String {
+    match std::env::var("HULL_HARNESS_APPEND") {
+        Ok(extra) if !extra.trim().is_empty() => format!("{OUTER_CMDLINE} {}", extra.trim()),
+        _ => OUTER_CMDLINE.to_string(),
     }
 }
 
