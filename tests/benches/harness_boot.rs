@@ -25,8 +25,10 @@ struct Boot {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; `cargo test --benches` passes nothing else useful.
-    if std::env::args().any(|a| a == "--list") {
+    // `cargo bench` passes --bench; under `cargo test --benches/--all-targets` (no --bench)
+    // this is no test and does nothing, rather than boot machines for a minute.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("harness_boot: a benchmark; run it with `cargo bench --bench harness_boot`");
         return;
     }
     if let Err(why) = Harness::available() {
