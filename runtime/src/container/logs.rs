@@ -25,30 +25,41 @@ pub enum Stream {
     Stderr = 2,
 }
 
-/// Appends records to a container log.
+/// Appends records to a container log. The file is created on the first write, so a
+/// silent container costs no file.
 pub struct LogWriter {
-    file: File,
+    path: std::path::PathBuf,
+    file: Option<File>,
     written: u64,
     full: bool,
 }
 
 impl LogWriter {
-    /// Opens (creating) the log in `dir` for appending.
+    /// A writer appending to the log in `dir`.
     pub fn open(dir: &Path) -> io::Result<LogWriter> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join(LOG_FILE))?;
-        let written = file.metadata()?.len();
         Ok(LogWriter {
-            file,
-            written,
+            path: dir.join(LOG_FILE),
+            file: None,
+            written: 0,
             full: false,
         })
     }
 
+    fn file(&mut self) -> io::Result<&mut File> {
+        if self.file.is_none() {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            self.written = file.metadata()?.len();
+            self.file = Some(file);
+        }
+        Ok(self.file.as_mut().expect("opened above"))
+    }
+
     /// Records `data` from `stream`.
     pub fn write(&mut self, stream: Stream, data: &[u8]) -> io::Result<()> {
+        self.file()?;
         for chunk in data.chunks(MAX_RECORD) {
             if self.written + chunk.len() as u64 + 5 > MAX_LOG_BYTES {
                 if !self.full {
@@ -68,7 +79,7 @@ impl LogWriter {
         rec.push(stream as u8);
         rec.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
         rec.extend_from_slice(chunk);
-        self.file.write_all(&rec)?;
+        self.file()?.write_all(&rec)?;
         self.written += rec.len() as u64;
         Ok(())
     }

@@ -10,7 +10,7 @@
 //! - `syscalls`: clone3/pidfd/openat2 wrappers.
 //!
 //! Per-container files (in the container's state dir): `process.json` (init pid and start
-//! time), `upper/` and `work/` (the writable overlay layer), `rootfs/` (the mount point,
+//! time) and `rootfs/` (the mount point of the writable tmpfs and the overlay on top of it,
 //! used only inside the container's own mount namespace). Cgroups are named by id.
 
 pub mod capabilities;
@@ -91,15 +91,11 @@ fn init_pidfd(ctx: &ContainerContext) -> Result<OwnedFd, IsolationError> {
 
 struct Dirs {
     rootfs: PathBuf,
-    upper: PathBuf,
-    work: PathBuf,
 }
 
 fn dirs(ctx: &ContainerContext) -> Dirs {
     Dirs {
         rootfs: ctx.file("rootfs"),
-        upper: ctx.file("upper"),
-        work: ctx.file("work"),
     }
 }
 
@@ -232,10 +228,8 @@ impl ProcessIsolation {
         io: ProcessIo,
     ) -> Result<Started, IsolationError> {
         let d = dirs(ctx);
-        for dir in [&d.rootfs, &d.upper, &d.work] {
-            fs::create_dir(dir)
-                .map_err(|e| IsolationError::os(format!("create {}", dir.display()), e))?;
-        }
+        fs::create_dir(&d.rootfs)
+            .map_err(|e| IsolationError::os(format!("create {}", d.rootfs.display()), e))?;
         for layer in &spec.layers {
             if !layer.is_dir() {
                 return Err(IsolationError::InvalidSpec(format!(
@@ -270,8 +264,6 @@ impl ProcessIsolation {
                     rootfs: rootfs::RootfsPlan {
                         rootfs: &d.rootfs,
                         layers: &spec.layers,
-                        upper: &d.upper,
-                        work: &d.work,
                         read_only: spec.read_only,
                         volumes: &spec.volumes,
                     },
@@ -405,16 +397,6 @@ impl Isolation for ProcessIsolation {
             first_err.get_or_insert(IsolationError::os("remove cgroups", e));
         }
         let d = dirs(ctx);
-        for dir in [&d.upper, &d.work] {
-            match fs::remove_dir_all(dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    first_err
-                        .get_or_insert(IsolationError::os(format!("remove {}", dir.display()), e));
-                }
-            }
-        }
         for file in [
             d.rootfs,
             ctx.file(STATE_FILE),

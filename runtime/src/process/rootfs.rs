@@ -3,7 +3,8 @@
 //! namespace when the container's last process exits):
 //!
 //! 1. `/` becomes private, so nothing propagates back to the host;
-//! 2. overlayfs of the image layers plus the container's upper/work directories;
+//! 2. a tmpfs for the container's writable layer (upper/work dirs), then overlayfs of the
+//!    image layers plus that layer, mounted on top of it;
 //! 3. host sources of volumes are opened (O_PATH) while the host is still visible;
 //! 4. pivot_root into the overlay; the old root is detached;
 //! 5. /proc, a minimal /dev (nodev tmpfs with null zero full random urandom tty bound from
@@ -66,10 +67,6 @@ pub struct RootfsPlan<'a> {
     pub rootfs: &'a Path,
     /// Image layers, lowest first.
     pub layers: &'a [PathBuf],
-    /// Per-container writable layer and overlay work directory.
-    pub upper: &'a Path,
-    /// Overlay work directory (same filesystem as `upper`).
-    pub work: &'a Path,
     /// Remount the root read-only at the end.
     pub read_only: bool,
     /// Bind mounts.
@@ -144,6 +141,23 @@ fn mount_overlay(plan: &RootfsPlan<'_>) -> Result<(), String> {
     if plan.layers.is_empty() {
         return Err("image has no layers".into());
     }
+    // The writable layer lives on a tmpfs that exists only in this mount namespace: it is
+    // charged to the container's memory cgroup, costs no disk journal operations to create
+    // or remove, and vanishes with the container's last process (the layer is per run,
+    // as `hull start` of an exited container starts from the image again).
+    mount(
+        Some("tmpfs"),
+        plan.rootfs,
+        Some("tmpfs"),
+        MsFlags::MS_NODEV | MsFlags::MS_NOSUID,
+        Some("mode=755"),
+    )
+    .map_err(|e| err("mount tmpfs for the writable layer", e))?;
+    let upper = plan.rootfs.join("upper");
+    let work = plan.rootfs.join("work");
+    for dir in [&upper, &work] {
+        std::fs::create_dir(dir).map_err(|e| err(format!("create {}", dir.display()), e))?;
+    }
     let mut lower = String::new();
     for layer in plan.layers.iter().rev() {
         let s = layer.to_str().ok_or("layer path is not UTF-8")?;
@@ -155,13 +169,12 @@ fn mount_overlay(plan: &RootfsPlan<'_>) -> Result<(), String> {
         }
         lower.push_str(s);
     }
-    // `volatile`: no syncfs of the upper filesystem on unmount. The writable layer is
-    // thrown away when the container exits, so durability buys nothing and costs a
-    // journal commit per container.
+    // `volatile`: no syncfs of the upper filesystem; the writable layer is thrown away
+    // when the container exits, so durability buys nothing.
     let data = format!(
         "lowerdir={lower},upperdir={},workdir={},volatile",
-        plan.upper.display(),
-        plan.work.display()
+        upper.display(),
+        work.display()
     );
     if data.len() > MAX_MOUNT_DATA {
         return Err(format!(
