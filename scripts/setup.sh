@@ -17,7 +17,7 @@ fi
 # Debian packages, each for a reason:
 #   busybox-static              the default image's userland, and the harness shells
 #   qemu-system-x86             the nested harness (outer machine), QEMU microvm peer
-#   linux-source-6.12 bc bison flex libelf-dev libssl-dev xz-utils cpio
+#   build-essential linux-source-6.12 bc bison flex libelf-dev libssl-dev xz-utils cpio
 #                               the guest kernel build
 #   erofs-utils e2fsprogs       block-device images of container roots for the VM mode
 #   crun runc                   peers for the process-mode benchmark
@@ -28,7 +28,7 @@ fi
 #   librsvg2-bin                renders `hull bench --svg` charts to PNG for checking
 PACKAGES=(
     busybox-static qemu-system-x86
-    linux-source-6.12 bc bison flex libelf-dev libssl-dev xz-utils cpio
+    build-essential linux-source-6.12 bc bison flex libelf-dev libssl-dev xz-utils cpio
     erofs-utils e2fsprogs crun runc skopeo umoci hyperfine
     iproute2 kmod util-linux socat librsvg2-bin
 )
@@ -47,6 +47,16 @@ fi
 
 log "building hull (release)"
 cargo build --release --workspace --bins
+# The guest agent is PID 1 of a microVM with no libc of its own: link it statically (no
+# musl target here, so glibc with crt-static; it lands in target/x86_64-unknown-linux-gnu/).
+log "building the static guest agent"
+RUSTFLAGS="-C target-feature=+crt-static" \
+    cargo build --release -p hull-agent --target x86_64-unknown-linux-gnu
+TARGET=${CARGO_TARGET_DIR:-target}
+log "installing hull, hull-vmm and hull-agent"
+install -D -m 0755 "$TARGET"/release/hull /usr/local/bin/hull
+install -D -m 0755 "$TARGET"/release/hull-vmm /usr/local/lib/hull/hull-vmm
+install -D -m 0755 "$TARGET"/x86_64-unknown-linux-gnu/release/hull-agent /usr/local/lib/hull/hull-agent
 
 if [[ -x kernel-config/build.sh ]]; then
     log "guest kernel (cached by configuration hash)"
