@@ -1,30 +1,33 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): `hull image import` of a layer vs `tar -x` of the same archive,
-# side by side with hyperfine, medians reported.
+# measured side by side, medians reported.
 #
 # usage: scripts/bench-import.sh [HULL_BINARY]      (default: target/release/hull)
-# env:   BENCH_DIR (scratch dir, default a temp dir under /var/tmp), RUNS (default 10)
+# env:   BENCH_DIR  scratch dir (default: a temp dir under /var/tmp; use /dev/shm/... to
+#                   take the disk out of the measurement)
+#        RUNS       rounds per archive (default 11)
 #
-# Two layers: 10,000 small files (1 KiB each, 100 directories) and a few large files
-# (4 x 128 MiB, incompressible). Each is measured as an uncompressed tar and as
-# tar.gz (hull: `image import --rootfs`, a one-layer image; tar: `tar -xf` / `tar -xzf`
-# into an empty directory, as root, so it also restores owners and modes).
-# Both sides start from an empty destination; the archives are in the page cache.
-# hull's number includes what tar does not do: sha256 of the stream, the layer
-# bookkeeping and one syncfs before the image is named in the index.
+# Archives: a layer of 10,000 small files (1 KiB each, 100 directories) and a layer of a
+# few large files (4 x 128 MiB, incompressible), each as .tar and .tar.gz.
+# tar side:  `tar -xf A -C out` (or -xzf), as root, so it also restores owners and modes.
+# hull side: `hull --root R image import --rootfs -q --tag bench A`: sha256 of the blob
+#            and of the uncompressed stream, safe unpack, blob/index writes with fsync.
+# Both start from an empty destination with the archive in the page cache. Runs are
+# interleaved (tar, hull, hull, tar, ...) so load from other processes hits both sides
+# alike; hyperfine (if installed) is then run once per command for its summary.
 set -euo pipefail
 
 HULL=${1:-$(cd "$(dirname "$0")/.." && pwd)/target/release/hull}
-RUNS=${RUNS:-10}
-command -v hyperfine >/dev/null || { echo "bench-import: hyperfine is not installed (apt-get install hyperfine)" >&2; exit 1; }
+RUNS=${RUNS:-11}
 [ -x "$HULL" ] || { echo "bench-import: $HULL not found; cargo build --release -p hull" >&2; exit 1; }
+HULL=$(realpath "$HULL")
 
 BENCH_DIR=${BENCH_DIR:-$(mktemp -d /var/tmp/hull-bench.XXXXXX)}
+mkdir -p "$BENCH_DIR"
 trap 'rm -rf "$BENCH_DIR"' EXIT
 cd "$BENCH_DIR"
 
 echo "generating archives in $BENCH_DIR ..." >&2
-mkdir -p src-small src-large
 python3 - <<'PY'
 import os
 for d in range(100):
@@ -32,6 +35,7 @@ for d in range(100):
     for f in range(100):
         with open(f"src-small/d{d:03}/f{f:03}", "wb") as fh:
             fh.write(os.urandom(1024))
+os.makedirs("src-large", exist_ok=True)
 for i in range(4):
     with open(f"src-large/big{i}", "wb") as fh:
         for _ in range(128):
@@ -42,26 +46,54 @@ for set in small large; do
     gzip -1 -c "$set.tar" > "$set.tar.gz"
 done
 rm -rf src-small src-large
-cat small.tar small.tar.gz large.tar large.tar.gz > /dev/null  # warm the page cache
 
-results=()
-for archive in small.tar small.tar.gz large.tar large.tar.gz; do
-    flag=-xf; [[ $archive == *.gz ]] && flag=-xzf
-    hyperfine --runs "$RUNS" --warmup 1 --export-json "$archive.json" --style basic \
-        --prepare "rm -rf out root && mkdir out" \
-        -n "tar $flag $archive" "tar $flag $archive -C out" \
-        -n "hull import $archive" "$HULL --root root image import --rootfs -q --tag bench $archive" \
-        >&2
-    results+=("$archive.json")
-done
+python3 - "$HULL" "$RUNS" <<'PY'
+import os, shutil, statistics, subprocess, sys, time
+hull, runs = sys.argv[1], int(sys.argv[2])
 
-echo
-printf '%-14s %14s %14s %8s\n' archive "tar -x median" "hull median" ratio
-for json in "${results[@]}"; do
-    python3 - "$json" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))["results"]
-tar, hull = r[0]["median"], r[1]["median"]
-print(f"{sys.argv[1][:-5]:<14} {tar*1000:11.1f} ms {hull*1000:11.1f} ms {hull/tar:7.2f}x")
+def reset():
+    for d in ("out", "root"):
+        shutil.rmtree(d, ignore_errors=True)
+    os.mkdir("out")
+    subprocess.run(["sync"], check=True)  # start each run with no dirty pages
+
+def timed(cmd):
+    """Wall time and CPU time (user+sys of the process, its threads and children)."""
+    reset()
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t
+    if status != 0:
+        sys.exit(f"{cmd} failed")
+    return wall, ru.ru_utime + ru.ru_stime
+
+print(f"{'archive':<14} {'tar -x median':>14} {'hull median':>14} {'ratio':>7}"
+      f"   {'tar CPU':>9} {'hull CPU':>9} {'ratio':>6}   (n={runs}, medians)")
+for archive in ("small.tar", "small.tar.gz", "large.tar", "large.tar.gz"):
+    flag = "-xzf" if archive.endswith(".gz") else "-xf"
+    tar_cmd = ["tar", flag, archive, "-C", "out"]
+    hull_cmd = [hull, "--root", "root", "image", "import", "--rootfs", "-q", "--tag", "bench", archive]
+    open(archive, "rb").read()  # page cache
+    tar_t, hull_t = [], []
+    timed(tar_cmd); timed(hull_cmd)  # warm-up
+    for i in range(runs):
+        order = [(tar_t, tar_cmd), (hull_t, hull_cmd)]
+        if i % 2:
+            order.reverse()
+        for acc, cmd in order:
+            acc.append(timed(cmd))
+    t = statistics.median(w for w, _ in tar_t)
+    h = statistics.median(w for w, _ in hull_t)
+    tc = statistics.median(c for _, c in tar_t)
+    hc = statistics.median(c for _, c in hull_t)
+    print(f"{archive:<14} {t*1000:11.1f} ms {h*1000:11.1f} ms {h/t:6.2f}x"
+          f"   {tc*1000:6.0f} ms {hc*1000:6.0f} ms {hc/tc:5.2f}x", flush=True)
+reset()
 PY
-done
+
+if command -v hyperfine >/dev/null; then
+    hyperfine --runs 5 --style basic --prepare "rm -rf out root && mkdir out && sync" \
+        "tar -xf small.tar -C out" \
+        "$HULL --root root image import --rootfs -q --tag bench small.tar" >&2
+fi

@@ -66,19 +66,22 @@ impl Compression {
 }
 
 enum Decoder<R: Read> {
-    Plain(BufReader<R>),
+    /// Read straight into the chunk buffers: a BufReader would only add a copy.
+    Plain(R),
     Gzip(flate2::bufread::MultiGzDecoder<BufReader<R>>),
     Zstd(zstd::stream::read::Decoder<'static, BufReader<R>>),
 }
 
 impl<R: Read> Decoder<R> {
     fn new(compression: Compression, inner: R) -> Result<Self, ImageError> {
-        let buffered = BufReader::with_capacity(READ_BUFFER, inner);
+        let buffered = |inner| BufReader::with_capacity(READ_BUFFER, inner);
         Ok(match compression {
-            Compression::None => Decoder::Plain(buffered),
-            Compression::Gzip => Decoder::Gzip(flate2::bufread::MultiGzDecoder::new(buffered)),
+            Compression::None => Decoder::Plain(inner),
+            Compression::Gzip => {
+                Decoder::Gzip(flate2::bufread::MultiGzDecoder::new(buffered(inner)))
+            }
             Compression::Zstd => Decoder::Zstd(
-                zstd::stream::read::Decoder::with_buffer(buffered)
+                zstd::stream::read::Decoder::with_buffer(buffered(inner))
                     .map_err(|e| ImageError::io("start zstd decoder", e))?,
             ),
         })
@@ -87,7 +90,7 @@ impl<R: Read> Decoder<R> {
     /// The blob reader, for draining what the decoder did not consume.
     fn into_inner(self) -> R {
         match self {
-            Decoder::Plain(r) => r.into_inner(),
+            Decoder::Plain(r) => r,
             Decoder::Gzip(d) => d.into_inner().into_inner(),
             Decoder::Zstd(d) => d.finish().into_inner(),
         }
@@ -195,29 +198,72 @@ pub(crate) fn bring_layer(
     let dir = txn.new_layer_dir().map_err(wrap)?;
     let reader = progress.wrap(input.reader);
     let compression = input.compression;
-    // Two threads: one reads, hashes and decompresses the blob, the other unpacks (and
-    // hashes the uncompressed stream), like `gzip -d | tar -x` but with digests.
-    let (unpacked, drained, plain_over, plain_digest, produced) = std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel(CHANNEL_DEPTH);
-        let producer = scope.spawn(move || produce(reader, compression, raw_limit, tx));
+    let threaded = input.length.map_or(true, |len| len >= PIPELINE_THRESHOLD);
+    let (unpacked, drained, plain_over, plain_digest, produced) = if threaded {
+        // Two threads: one reads, hashes and decompresses the blob, the other unpacks
+        // (and hashes the uncompressed stream), like `gzip -d | tar -x` with digests.
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(CHANNEL_DEPTH);
+            // Spent buffers go back to the reader thread, so chunks are not reallocated.
+            let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel(CHANNEL_DEPTH + 2);
+            let producer =
+                scope.spawn(move || produce(reader, compression, raw_limit, tx, recycle_rx));
+            let mut plain = Tracked::new(
+                ChannelReader::new(rx, recycle_tx),
+                compression != Compression::None,
+                limits.max_layer_bytes,
+            );
+            let plain_over = plain.over_limit();
+            let unpacked = unpack_layer(&mut plain, &dir, &limits);
+            // The rest of the stream (tar end blocks, padding) counts toward the digests.
+            let drained = if unpacked.is_ok() {
+                plain.drain()
+            } else {
+                Ok(())
+            };
+            let (plain_digest, _, channel) = plain.finish();
+            drop(channel); // stops a producer still sending after an unpack error
+            let produced = producer.join().expect("layer reader thread panicked");
+            (unpacked, drained, plain_over.hit(), plain_digest, produced)
+        })
+    } else {
+        // Small blobs: one thread; handing chunks between threads would cost more. The
+        // buffer spares a read(2) per 512-byte tar header.
+        let raw = Tracked::new(
+            BufReader::with_capacity(READ_BUFFER, reader),
+            true,
+            raw_limit,
+        );
+        let raw_over = raw.over_limit();
+        let decoder = Decoder::new(compression, raw).map_err(wrap)?;
         let mut plain = Tracked::new(
-            ChannelReader::new(rx),
+            decoder,
             compression != Compression::None,
             limits.max_layer_bytes,
         );
         let plain_over = plain.over_limit();
         let unpacked = unpack_layer(&mut plain, &dir, &limits);
-        // The rest of the stream (tar end blocks, padding) counts toward the digests.
         let drained = if unpacked.is_ok() {
             plain.drain()
         } else {
             Ok(())
         };
-        let (plain_digest, _, channel) = plain.finish();
-        drop(channel); // stops a producer still sending after an unpack error
-        let produced = producer.join().expect("layer reader thread panicked");
+        let (plain_digest, _, decoder) = plain.finish();
+        let mut raw = decoder.into_inner();
+        let error = if unpacked.is_ok() && drained.is_ok() {
+            raw.drain().err()
+        } else {
+            None
+        };
+        let (digest, size, _) = raw.finish();
+        let produced = Produced {
+            digest: digest.expect("raw stream is hashed"),
+            size,
+            over_limit: raw_over.hit(),
+            error,
+        };
         (unpacked, drained, plain_over.hit(), plain_digest, produced)
-    });
+    };
     progress.finish();
 
     if produced.over_limit {
@@ -294,10 +340,12 @@ pub(crate) fn bring_layer(
     ))
 }
 
+/// Blobs at least this large (or of unknown length) are read on a second thread.
+const PIPELINE_THRESHOLD: u64 = 64 << 20;
 /// Chunks in flight between the reader and the unpacker.
 const CHANNEL_DEPTH: usize = 8;
 /// Size of one chunk of uncompressed data.
-const CHUNK: usize = 256 << 10;
+const CHUNK: usize = 1 << 20;
 
 type Chunk = std::io::Result<Vec<u8>>;
 
@@ -316,6 +364,7 @@ fn produce(
     compression: Compression,
     raw_limit: u64,
     tx: std::sync::mpsc::SyncSender<Chunk>,
+    recycled: std::sync::mpsc::Receiver<Vec<u8>>,
 ) -> Produced {
     let raw = Tracked::new(reader, true, raw_limit);
     let over = raw.over_limit();
@@ -341,7 +390,8 @@ fn produce(
         }
     };
     loop {
-        let mut chunk = vec![0u8; CHUNK];
+        let mut chunk = recycled.try_recv().unwrap_or_default();
+        chunk.resize(CHUNK, 0);
         let mut filled = 0;
         let result = loop {
             match decoder.read(&mut chunk[filled..]) {
@@ -378,14 +428,19 @@ fn produce(
 /// The unpacker's end of the channel, as a reader.
 struct ChannelReader {
     rx: std::sync::mpsc::Receiver<Chunk>,
+    recycle: std::sync::mpsc::SyncSender<Vec<u8>>,
     chunk: Vec<u8>,
     pos: usize,
 }
 
 impl ChannelReader {
-    fn new(rx: std::sync::mpsc::Receiver<Chunk>) -> Self {
+    fn new(
+        rx: std::sync::mpsc::Receiver<Chunk>,
+        recycle: std::sync::mpsc::SyncSender<Vec<u8>>,
+    ) -> Self {
         ChannelReader {
             rx,
+            recycle,
             chunk: Vec::new(),
             pos: 0,
         }
@@ -397,7 +452,11 @@ impl Read for ChannelReader {
         while self.pos == self.chunk.len() {
             match self.rx.recv() {
                 Ok(Ok(chunk)) => {
-                    self.chunk = chunk;
+                    let spent = std::mem::replace(&mut self.chunk, chunk);
+                    if spent.capacity() > 0 {
+                        // Full or closed: the reader thread allocates instead.
+                        let _ = self.recycle.try_send(spent);
+                    }
                     self.pos = 0;
                 }
                 Ok(Err(e)) => return Err(e),
