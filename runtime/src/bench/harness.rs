@@ -59,21 +59,16 @@ fn dir_size(dir: &Path) -> u64 {
     total
 }
 
-/// The overlayfs module for the harness's kernel, when one was kept: hull's process mode
-/// (overlay root) and vm mode (layers merged into the VM disk) both need overlayfs inside,
-/// and Debian's cloud kernel has it as a module. Looked for beside the harness's KVM modules,
-/// then as `extra/overlay-RELEASE.ko` in the harness cache.
+/// The overlayfs module for the harness's kernel (tests/harness/prepare.sh keeps it beside
+/// the KVM modules): hull's process mode (overlay root), vm mode (layers merged into the VM
+/// disk) and the OCI peers all need overlayfs inside, and Debian's cloud kernel has it as a
+/// module.
 fn overlay_module() -> Option<PathBuf> {
     let cache = std::env::var_os("HULL_HARNESS_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/cache/hull/harness"));
-    let beside = cache.join("current/modules/overlay.ko");
-    if beside.is_file() {
-        return Some(beside);
-    }
-    let release = std::fs::read_to_string(cache.join("current/release")).ok()?;
-    let extra = cache.join(format!("extra/overlay-{}.ko", release.trim()));
-    extra.is_file().then_some(extra)
+    let module = cache.join("current/modules/overlay.ko");
+    module.is_file().then_some(module)
 }
 
 /// Single-quotes `arg` for /bin/sh.
@@ -207,6 +202,13 @@ pub fn run(
     };
     let mut report: BenchReport = serde_json::from_str(json)
         .map_err(|e| BenchError::Protocol(format!("{}\n(report did not parse: {e})", explain())))?;
+    if overlay.is_none() {
+        report.settings.method.push(
+            "no overlayfs module for the harness's kernel was found (run \
+             tests/harness/prepare.sh): hull and the OCI peers need overlayfs inside the harness"
+                .into(),
+        );
+    }
     // QEMU is not carried in: say so rather than "not installed".
     for subject in report
         .subjects
