@@ -79,7 +79,7 @@ pub fn import(
     opts: &ImportOptions,
 ) -> Result<ImportOutcome, ImageError> {
     let meta = std::fs::metadata(path)
-        .map_err(|e| ImageError::io(format!("import {}", path.display()), e))?;
+        .map_err(|e| ImageError::io(format!("open {}", path.display()), e))?;
     if let Some(tag) = &opts.tag {
         Reference::parse(tag)?;
     }
