@@ -22,6 +22,10 @@
 # mount namespace in which /sys/fs/cgroup/unified is unmounted: the host is untouched and
 # all three see the same pure cgroup v1 layout.
 #
+# STATE_ON_TMPFS=1 keeps all three runtimes' state on a tmpfs (hull's run root, crun's and
+# runc's --root), as on a standard system where /run is a tmpfs; by default their state goes
+# to /tmp and the runtimes' own defaults.
+#
 # Differences in the work done, all at hull's expense: hull mounts an overlayfs (image layer
 # + fresh writable layer) and removes the writable layer afterwards, installs a seccomp
 # filter, and writes/removes its container records; the crun/runc bundles use the rootfs
@@ -63,25 +67,34 @@ EOF
 
 root="$work/hull-root"
 "$HULL" --root "$root" image import --rootfs "$rootfs" --tag bench/busybox -q >/dev/null
+rt_state=""
+if [ "${STATE_ON_TMPFS:-0}" = 1 ]; then
+    rt_state=$(mktemp -d /dev/shm/hull-bench-XXXXXX)
+    trap 'rm -rf "$work" "$rt_state"' EXIT
+    mkdir -p "$rt_state/hull-run" "$rt_state/crun" "$rt_state/runc"
+    ln -s "$rt_state/hull-run" "$root/run"
+fi
 
 cat > "$work/inner.sh" <<'INNER'
 set -euo pipefail
-HULL=$1; root=$2; work=$3; runs=$4
+HULL=$1; root=$2; work=$3; runs=$4; rt_state=${5:-}
+crun_root=(); runc_root=()
+if [ -n "$rt_state" ]; then crun_root=(--root "$rt_state/crun"); runc_root=(--root "$rt_state/runc"); fi
 if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; fi
 "$HULL" --root "$root" run --rm bench/busybox true </dev/null
-crun run -b "$work/bundle" bench-warmup </dev/null
-runc run -b "$work/bundle" bench-warmup </dev/null
+crun "${crun_root[@]}" run -b "$work/bundle" bench-warmup </dev/null
+runc "${runc_root[@]}" run -b "$work/bundle" bench-warmup </dev/null
 if [ "${BENCH_RT:-0}" = 1 ]; then
     chrt -f 10 hyperfine -N --warmup 20 --runs "$runs" --export-json "$work/result.json" \
         -n hull "$HULL --root $root run --rm bench/busybox true" \
-        -n crun "crun --cgroup-manager=disabled run -b $work/bundle bench-crun"
+        -n crun "crun ${crun_root[*]} --cgroup-manager=disabled run -b $work/bundle bench-crun"
 else
     prefix=()
     if [ "${BENCH_NICE:-0}" = 1 ]; then prefix=(nice -n -19); fi
     "${prefix[@]}" hyperfine -N --warmup 20 --runs "$runs" --export-json "$work/result.json" \
         -n hull "$HULL --root $root run --rm bench/busybox true" \
-        -n crun "crun run -b $work/bundle bench-crun" \
-        -n runc "runc run -b $work/bundle bench-runc"
+        -n crun "crun ${crun_root[*]} run -b $work/bundle bench-crun" \
+        -n runc "runc ${runc_root[*]} run -b $work/bundle bench-runc"
 fi
 python3 - "$work/result.json" <<'EOF'
 import json, sys
@@ -94,4 +107,4 @@ for other in ("crun", "runc"):
         print(f"hull/{other} = {med['hull']/med[other]:.2f}")
 EOF
 INNER
-BENCH_RT=${BENCH_RT:-0} BENCH_NICE=${BENCH_NICE:-0} unshare -m --propagation private bash "$work/inner.sh" "$HULL" "$root" "$work" "$RUNS" </dev/null
+BENCH_RT=${BENCH_RT:-0} BENCH_NICE=${BENCH_NICE:-0} unshare -m --propagation private bash "$work/inner.sh" "$HULL" "$root" "$work" "$RUNS" "$rt_state" </dev/null
