@@ -96,6 +96,7 @@ pub fn all(facts: &HostFacts) -> Vec<Check> {
         check_vmm(facts),
         check_guest_kernel(facts),
         check_guest_agent(facts),
+        check_vm_disk_tool(facts),
         check_nested_harness(facts),
     ]
 }
@@ -743,6 +744,29 @@ fn check_guest_agent(facts: &HostFacts) -> Check {
              nor in $PATH"
                 .into(),
             BUILD.into(),
+        ),
+    }
+}
+
+fn check_vm_disk_tool(facts: &HostFacts) -> Check {
+    const ID: &str = "vm-disk-tool";
+    const TITLE: &str = "VM disk builder";
+    match facts.which("mkfs.erofs") {
+        Some(path) => ok(
+            ID,
+            TITLE,
+            Affects::Vm,
+            format!("{} turns images into read-only VM disks", path.display()),
+        ),
+        None => problem(
+            ID,
+            TITLE,
+            Status::Fail,
+            Affects::Vm,
+            "mkfs.erofs is not installed: the vm backend turns each image into an erofs disk \
+             for the guest with it"
+                .into(),
+            "apt-get install erofs-utils".into(),
         ),
     }
 }

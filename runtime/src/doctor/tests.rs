@@ -57,6 +57,7 @@ impl FakeHost {
         host.executable("/usr/local/lib/hull/hull-vmm");
         host.static_elf("/usr/local/lib/hull/hull-agent");
         host.executable("/usr/bin/qemu-system-x86_64");
+        host.executable("/usr/bin/mkfs.erofs");
         host
     }
 
@@ -311,6 +312,7 @@ fn seccomp_without_filter_mode_or_at_all_fails() {
 #[test]
 fn missing_guest_kernel_agent_or_vmm_block_vm_mode() {
     for (path, id) in [
+        ("/usr/bin/mkfs.erofs", "vm-disk-tool"),
         (GUEST_KERNEL_PATH, "guest-kernel"),
         ("/usr/local/lib/hull/hull-agent", "guest-agent"),
         ("/usr/local/lib/hull/hull-vmm", "vmm"),
