@@ -21,7 +21,7 @@ use vm_common::{vm_harness, Results, GUEST_KERNEL_PREFIX};
 fn vm_containers_give_process_mode_results_with_their_own_kernel() {
     let rootfs = vm_common::busybox_rootfs();
     let body = r#"
-uname -r > /tmp/r/host_kernel.out
+record host_kernel "$(uname -r)"
 t streams hull run --rm --isolation=vm $I sh -c 'echo out; echo err >&2; exit 3'
 t truecmd hull run --rm --isolation=vm $I true
 t image_cmd hull run --rm --isolation=vm $I
@@ -53,9 +53,9 @@ t pids hull run --rm --isolation=vm --pids-limit 20 $I sh -c '(while :; do sleep
 t cpu hull run --rm --isolation=vm --cpus 0.2 $I sh -c 'cat /sys/fs/cgroup/cpu.max; timeout 2 sh -c "while :; do :; done"; grep -E "^(nr_periods|nr_throttled) " /sys/fs/cgroup/cpu.stat'
 t sized hull run --rm --isolation=vm --memory 512m --cpus 2 $I sh -c 'grep -c ^processor /proc/cpuinfo; grep MemTotal /proc/meminfo'
 t small hull run --rm --isolation=vm $I sh -c 'grep -c ^processor /proc/cpuinfo; grep MemTotal /proc/meminfo'
-ls /var/lib/hull/run/containers | grep -v '^\.' | wc -l > /tmp/r/left_containers.out
-ps -o comm | grep -c '^hull-vmm' > /tmp/r/left_vmms.out
-ls /var/lib/hull/vm/disks | wc -l > /tmp/r/disks.out
+record left_containers "$(ls /var/lib/hull/run/containers | grep -v '^\.' | wc -l)"
+record left_vmms "$(ps -o comm | grep -c '^hull-vmm')"
+record disks "$(ls /var/lib/hull/vm/disks | wc -l)"
 "#;
     let mut r = Results::collect(&vm_harness(rootfs), body);
 
@@ -254,10 +254,10 @@ t rm_later hull rm later
 
 t run_crash hull run -d --isolation=vm --name crash $I sleep 1000
 sup=$(for p in /proc/[0-9]*; do tr '\0' ' ' < $p/cmdline 2>/dev/null | grep -q -- 'run -d --isolation=vm --name crash' && echo ${p#/proc/}; done | head -n1)
-echo "$sup" > /tmp/r/crash_supervisor.out
+record crash_supervisor "$sup"
 kill -9 $sup
 sleep 2
-ps -o comm | grep -c '^hull-vmm' > /tmp/r/vmms_after_crash.out
+record vmms_after_crash "$(ps -o comm | grep -c '^hull-vmm')"
 t ps_crash hull ps -a
 t rm_crash hull rm -f crash
 
@@ -271,10 +271,10 @@ t kernel_for_process hull run --rm --isolation=process --kernel /usr/local/lib/h
 echo garbage > /tmp/not-a-kernel
 t kernel_bad hull run --rm --isolation=vm --kernel /tmp/not-a-kernel $I true
 
-ls /var/lib/hull/run/containers | grep -v '^\.' | wc -l > /tmp/r/left_containers.out
-ls /var/lib/hull/run/containers/.names 2>/dev/null | wc -l > /tmp/r/left_names.out
-ps -o comm | grep -c '^hull-vmm' > /tmp/r/left_vmms.out
-find /var/lib/hull -name '*.sock*' | wc -l > /tmp/r/left_sockets.out
+record left_containers "$(ls /var/lib/hull/run/containers | grep -v '^\.' | wc -l)"
+record left_names "$(ls /var/lib/hull/run/containers/.names 2>/dev/null | wc -l)"
+record left_vmms "$(ps -o comm | grep -c '^hull-vmm')"
+record left_sockets "$(find /var/lib/hull -name '*.sock*' | wc -l)"
 "#;
     let mut r = Results::collect(&vm_harness(rootfs), body);
 

@@ -40,13 +40,14 @@ bench() {{
         [ $rc -eq 0 ] || echo "$name run $i failed: $rc" >> /tmp/r/failures.out
         times="$times $((b - a))"; i=$((i + 1))
     done
-    echo "$times" > /tmp/r/bench_$name.out
+    record bench_$name "$times"
 }}
 touch /tmp/r/failures.out
-bench process hull run --rm --isolation=process $I true
+bench process P hull run --rm --isolation=process $I true
 bench vm hull run --rm --isolation=vm $I true
 bench hull_vmm_initramfs hull-vmm --kernel /usr/local/lib/hull/vmlinux --initramfs /guest/true-initramfs.cpio --cmdline '{GUEST_CMDLINE}' --memory 256 --serial none
 bench qemu_microvm qemu-system-x86_64 -M microvm,acpi=off -enable-kvm -cpu host -smp 1 -m 256 -nodefaults -no-user-config -display none -no-reboot -serial none -kernel /usr/local/lib/hull/vmlinux -initrd /guest/true-initramfs.cpio -append '{GUEST_CMDLINE} reboot=t'
+emit /tmp/r/failures.out
 "#
     );
     let mut r = vm_common::Results::collect(&harness, &body);

@@ -17,7 +17,7 @@ use std::time::Duration;
 use hull_tests::harness::{Harness, HarnessPaths, HarnessRun};
 
 /// Everything inside runs under TCG; a loaded machine is slower still.
-pub const RUN_TIMEOUT: Duration = Duration::from_secs(1200);
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(2400);
 /// The guest kernel release `kernel-config/build.sh` builds (linux-source-6.12).
 pub const GUEST_KERNEL_PREFIX: &str = "6.12.";
 
@@ -85,17 +85,44 @@ pub fn vm_harness(rootfs: &Path) -> Harness {
         .dir(rootfs, "/images/busybox")
 }
 
-/// Shell prelude: the image imported as in the process tests, cgroup2 for process-mode
-/// containers, and `t NAME CMD...` recording CMD's stdout, stderr and status under NAME.
+/// Shell prelude: the image imported as in the process tests, cgroup2 and overlayfs for
+/// process-mode containers, and `t NAME CMD...` recording CMD's stdout, stderr and status
+/// under NAME (each step bounded by `STEP_TIMEOUT` seconds, default 300).
 pub const PRELUDE: &str = r#"
 export HULL_ROOT=/var/lib/hull
 I=hull/busybox
 mkdir -p /tmp/r
-t() { n=$1; shift; "$@" >/tmp/r/$n.out 2>/tmp/r/$n.err </dev/null; echo $? >/tmp/r/$n.code; }
-# like t, but stdin comes from the caller
-ti() { n=$1; shift; "$@" >/tmp/r/$n.out 2>/tmp/r/$n.err; echo $? >/tmp/r/$n.code; }
+# Prints one recorded file as `@@@NAME HEX` (hex keeps bytes exact), as soon as it exists,
+# so a run that times out still reports what it did.
+emit() { for f in "$@"; do [ -f "$f" ] && printf '@@@%s %s\n' "${f##*/}" "$(od -An -tx1 -v "$f" | tr -d ' \n')"; done; }
+# On a step that timed out: the VMs' consoles and logs, and the process list.
+diag() {
+    for f in /var/lib/hull/run/containers/*/console.log /var/lib/hull/run/containers/*/vmm.log; do
+        [ -f "$f" ] && { echo "== $f"; tail -n 15 "$f"; }
+    done > /tmp/r/$1.diag 2>&1
+    ps >> /tmp/r/$1.diag
+    emit /tmp/r/$1.diag
+}
+# t NAME CMD...: runs CMD (bounded) with stdin from /dev/null and records stdout, stderr
+# and status under NAME; ti: the same with the caller's stdin.
+run_step() {
+    n=$1; shift
+    limit=${STEP_TIMEOUT:-300}
+    a=$(cut -d. -f1 /proc/uptime)
+    timeout -s KILL $limit "$@" >/tmp/r/$n.out 2>/tmp/r/$n.err
+    c=$?; echo $c >/tmp/r/$n.code
+    b=$(cut -d. -f1 /proc/uptime)
+    emit /tmp/r/$n.out /tmp/r/$n.err /tmp/r/$n.code
+    [ $((b - a)) -ge $limit ] && diag $n
+    return 0
+}
+t() { run_step "$@" </dev/null; }
+ti() { run_step "$@"; }
+# A value computed by the script itself.
+record() { n=$1; shift; printf '%s\n' "$*" > /tmp/r/$n.out; emit /tmp/r/$n.out; }
 mount -t cgroup2 none /sys/fs/cgroup
 sh /lib/hull-extra/load.sh
+t import hull image import --rootfs /images/busybox -t hull/busybox --cmd '["sh"]' -q
 # Process-mode containers pivot_root out of their parent's root, which the kernel refuses
 # when that root is the initramfs itself: `P CMD...` runs CMD chrooted into a tmpfs mount
 # holding bind mounts of the harness's directories (the same files, the same state root).
@@ -107,15 +134,13 @@ for d in /*; do
     elif [ -L "$d" ]; then cp -a "$d" /newroot/; fi
 done
 for d in /proc /sys /dev; do mkdir -p "/newroot$d"; mount --rbind "$d" "/newroot$d"; done
-P() { chroot /newroot "$@"; }
-t import hull image import --rootfs /images/busybox -t hull/busybox --cmd '["sh"]' -q
+printf '#!/bin/sh\nexec chroot /newroot "$@"\n' > /usr/local/bin/P
+chmod 755 /usr/local/bin/P
 "#;
 
-/// Shell epilogue: every recorded file as `@@@NAME HEX` (hex keeps bytes exact).
+/// Shell epilogue: marks that the script ran to its end.
 pub const EPILOGUE: &str = r#"
-for f in /tmp/r/*; do
-    printf '@@@%s %s\n' "${f##*/}" "$(od -An -tx1 -v "$f" | tr -d ' \n')"
-done
+record script_end done
 "#;
 
 /// The recorded results of one harness run.
@@ -150,7 +175,7 @@ impl Results {
             run,
             failures: Vec::new(),
         };
-        if r.run.status != Some(0) || r.run.timed_out {
+        if r.run.status != Some(0) || r.run.timed_out || !r.files.contains_key("script_end.out") {
             let why = format!(
                 "harness script did not finish (status {:?}, timed out {})",
                 r.run.status, r.run.timed_out
@@ -228,7 +253,8 @@ impl Results {
         self.check(self.err(name).contains(needle), what);
     }
 
-    /// Panics listing every failed check (with the run's output tail for context).
+    /// Panics listing every failed check (with the run's output tail and the
+    /// diagnostics of steps that timed out, for context).
     pub fn finish(self) {
         if self.failures.is_empty() {
             return;
@@ -236,6 +262,15 @@ impl Results {
         let mut msg = format!("{} check(s) failed:\n", self.failures.len());
         for f in &self.failures {
             let _ = writeln!(msg, "- {f}");
+        }
+        let mut diags: Vec<_> = self
+            .files
+            .iter()
+            .filter(|(k, _)| k.ends_with(".diag"))
+            .collect();
+        diags.sort();
+        for (name, text) in diags {
+            let _ = writeln!(msg, "--- {name} (step killed after its timeout)\n{text}");
         }
         let tail: Vec<&str> = self
             .run
