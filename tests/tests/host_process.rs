@@ -111,7 +111,7 @@ fn environment_workdir_and_user_apply_like_docker() {
 
     // The image's own WorkingDir, User and Env apply when no flag overrides them.
     env.import(
-        process_common::busybox_rootfs(),
+        &env.rootfs,
         "hull/configured",
         &[
             "--workdir",

@@ -1,5 +1,6 @@
-//! Helpers for the `--isolation=process` tests: a busybox image imported into each test's
-//! own state root (as a user would, with `hull image import --rootfs`), and leak checks
+//! Helpers for the `--isolation=process` tests: a busybox image built from Debian's
+//! busybox-static and imported into each test's own state root (as a user would, with
+//! `hull image import --rootfs`; removed with the root), and leak checks
 //! run after every test: no mounts, cgroups, processes or state files left behind.
 
 #![allow(dead_code)]
@@ -8,24 +9,12 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub use hull_tests::TestRoot;
 
 /// Image name used by the tests.
 pub const IMAGE: &str = "hull/busybox";
-
-/// A busybox root filesystem (built once per test binary from Debian's busybox-static).
-pub fn busybox_rootfs() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("hull-process-rootfs-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        build_rootfs(&dir, &[]);
-        dir
-    })
-}
 
 /// Builds a busybox rootfs in `dir`, plus extra symlinks `(path, target)`.
 pub fn build_rootfs(dir: &Path, symlinks: &[(&str, &str)]) {
@@ -77,16 +66,19 @@ pub fn build_rootfs(dir: &Path, symlinks: &[(&str, &str)]) {
 /// A test's own hull state root with the busybox image imported.
 pub struct Env {
     pub root: TestRoot,
+    /// The busybox root filesystem the image was imported from (inside the test root).
+    pub rootfs: PathBuf,
 }
 
 impl Env {
     /// A fresh root with `hull/busybox` (Cmd `sh`).
     pub fn new() -> Env {
         assert!(hull_tests::is_root(), "process isolation tests need root");
-        let env = Env {
-            root: TestRoot::new(),
-        };
-        env.import(busybox_rootfs(), IMAGE, &[]);
+        let root = TestRoot::new();
+        let rootfs = root.path().join("busybox-rootfs");
+        build_rootfs(&rootfs, &[]);
+        let env = Env { root, rootfs };
+        env.import(&env.rootfs, IMAGE, &[]);
         env
     }
 
