@@ -29,8 +29,19 @@ struct Cli {
     command: cli::Command,
 }
 
+/// Exit status for hull's own failures (bad flags included), as docker and podman use.
+const EXIT_HULL_ERROR: i32 = 125;
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // --help and --version are not errors; a bad flag is hull's error, like docker's.
+            let code = if err.use_stderr() { EXIT_HULL_ERROR } else { 0 };
+            let _ = err.print();
+            std::process::exit(code);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log_level))
         .with_writer(std::io::stderr)
@@ -40,7 +51,7 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(err) => {
             eprintln!("hull: error: {err:#}");
-            std::process::exit(125);
+            std::process::exit(EXIT_HULL_ERROR);
         }
     }
 }

@@ -151,7 +151,7 @@ fn unwritable_state_root_is_reported_and_nothing_is_created() {
 fn bad_flags_give_clear_errors() {
     let root = TestRoot::new();
     let out = root.run(["doctor", "--format", "yaml"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(125));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("yaml") && err.contains("table"), "{err}");
 

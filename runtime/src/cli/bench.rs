@@ -43,8 +43,8 @@ end-to-end `run --rm` time, teardown (last output to exit), and with --density M
 containers alive at once (time to start them, host memory per container by PSS, each \
 answering a ping). Subjects that cannot run here are listed with the reason.
 
-Exit status: 0 when at least one subject was measured, 1 when none could be, 2 on a usage \
-error, 125 when the bench itself failed.")]
+Exit status: 0 when at least one subject was measured, 1 when none could be, 125 on a usage \
+error or when the bench itself failed.")]
 pub struct BenchArgs {
     /// Image to run (must be in the store: `hull image import`).
     #[arg(default_value = bench::DEFAULT_IMAGE)]

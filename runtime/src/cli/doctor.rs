@@ -25,8 +25,7 @@ Exit status:
   4    --isolation=process is not usable (bit value 4)
   8    --isolation=vm cannot run directly on this host (bit value 8)
   12   neither is usable
-  2    usage error (bad flag)
-  125  the doctor itself failed
+  125  usage error (bad flag) or the doctor itself failed
 Warnings never change the exit status.")]
 pub struct DoctorArgs {
     /// Output format.
