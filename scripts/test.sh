@@ -32,7 +32,7 @@ run_tier() {
     fi
     bold "==== tier $tier (${NAMES[$tier]}): cargo test $*"
     local log=$LOGDIR/tier$tier.log
-    cargo test $PROFILE_FLAG "$@" 2>&1 | tee "$log"
+    cargo test $PROFILE_FLAG --no-fail-fast "$@" 2>&1 | tee "$log"
     local rc=${PIPESTATUS[0]}
     # Only cargo's own summary lines count: "test result: ok. 3 passed; 0 failed; 1 ignored; ..."
     local results
