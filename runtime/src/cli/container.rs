@@ -179,8 +179,7 @@ pub struct ContainersArgs {
     containers: Vec<String>,
 }
 
-fn image_facts(paths: &StatePaths, image: &str) -> Result<ImageFacts> {
-    let store = ImageStore::open(paths).context("open image store")?;
+fn image_facts(store: &ImageStore, image: &str) -> Result<ImageFacts> {
     let img = store.get(image).with_context(|| format!("image {image}"))?;
     Ok(img.into())
 }
@@ -231,7 +230,11 @@ fn create_container(
     let config = Config::load(paths)?;
     let kind = config.isolation_for(&a.image, a.isolation);
     let backend = isolation::backend(kind)?;
-    let image = image_facts(paths, &a.image)?;
+    let images = ImageStore::open(paths).context("open image store")?;
+    // Held until the record naming the image's layers is saved: `hull image rm` either
+    // ran before (the image is gone) or sees this container.
+    let _image_users = images.lock_users_shared()?;
+    let image = image_facts(&images, &a.image)?;
     let opts = run_options(a);
     let (id, name) = store.allocate(a.name.as_deref())?;
     let spec = match spec::build(&id, &image, &opts)

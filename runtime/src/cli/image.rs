@@ -26,8 +26,13 @@ pub enum ImageCommand {
         /// Image name (`namespace/name:tag`, `name`) or id (prefix).
         name: String,
     },
-    /// Remove an image, and the blobs and layers no other image uses.
+    /// Remove an image, and the blobs and layers no other image and no container uses.
+    /// Refused while containers made from it exist, unless --force.
     Rm {
+        /// Remove the name even if containers use the image; their layers stay until
+        /// the containers are removed.
+        #[arg(short = 'f', long)]
+        force: bool,
         /// Image names or ids.
         #[arg(required = true)]
         names: Vec<String>,
@@ -134,15 +139,45 @@ pub fn run(cmd: ImageCommand, paths: &StatePaths) -> Result<i32> {
             println!("{}", serde_json::to_string_pretty(&doc)?);
             Ok(0)
         }
-        ImageCommand::Rm { names } => {
+        ImageCommand::Rm { names, force } => {
+            let mut failed = false;
             for name in names {
-                let removed = store.remove(&name)?;
-                println!("removed {} ({})", removed.name, short_id(&removed.id));
+                match store.remove(&name, force) {
+                    Ok(removed) => {
+                        let r = &removed.record;
+                        println!("removed {} ({})", r.name, short_id(&r.id));
+                        if !removed.kept_for.is_empty() {
+                            eprintln!(
+                                "hull: layers of {} kept while in use by {}",
+                                r.name,
+                                removed.kept_for.join(", ")
+                            );
+                        }
+                    }
+                    // Like `docker rmi`: report each failure, go on with the rest.
+                    Err(e) => {
+                        eprintln!("hull: error: {e}");
+                        failed = true;
+                    }
+                }
             }
-            // The VM disk images of images that are gone (another tag may keep an id).
-            let live: Vec<String> = store.list()?.into_iter().map(|i| i.id).collect();
+            // The VM disk images of images that are gone (another tag may keep an id, a
+            // container may still use a removed one).
+            let containers = hull_runtime::container::state::ContainerStore::new(paths);
+            let live: Vec<String> = store
+                .list()?
+                .into_iter()
+                .map(|i| i.id)
+                .chain(
+                    containers
+                        .ids()
+                        .into_iter()
+                        .filter_map(|id| containers.load(&id).ok())
+                        .map(|c| c.spec.image_id),
+                )
+                .collect();
             hull_runtime::vm::disk::prune(paths, &live)?;
-            Ok(0)
+            Ok(if failed { 1 } else { 0 })
         }
     }
 }

@@ -74,6 +74,20 @@ pub enum ImageError {
     /// The store directory is not usable.
     #[error("image store at {path}: {reason}")]
     Store { path: PathBuf, reason: String },
+
+    /// `image rm` without force of an image that containers were made from.
+    #[error(
+        "image {image} is being used by container{} {} (remove {} first, or use -f)",
+        if containers.len() == 1 { "" } else { "s" },
+        containers.join(", "),
+        if containers.len() == 1 { "it" } else { "them" }
+    )]
+    InUse {
+        /// The image name.
+        image: String,
+        /// `shortid (name)` of each container.
+        containers: Vec<String>,
+    },
 }
 
 impl ImageError {

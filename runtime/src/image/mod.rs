@@ -28,7 +28,7 @@ pub use digest::Sha256Digest;
 pub use error::ImageError;
 pub use limits::Limits;
 pub use reference::Reference;
-pub use store::{ImageRecord, ImageStore, LayerRecord};
+pub use store::{ImageRecord, ImageStore, LayerRecord, Removal, UsersLock};
 
 use std::path::PathBuf;
 
@@ -88,7 +88,7 @@ mod tests {
             store.get("Bad Name"),
             Err(ImageError::NotFound(_))
         ));
-        store.remove("hull/unit").unwrap();
+        store.remove("hull/unit", false).unwrap();
         assert!(!image.layers[0].exists());
     }
 }

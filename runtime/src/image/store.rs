@@ -5,6 +5,13 @@
 //! because `index.json` is only ever replaced by an atomic rename and blobs/layers are
 //! moved into place before the index names them.
 //!
+//! Containers: a container's overlay uses the layer directories of its image, so layers
+//! named by any container record count as in use when garbage is collected, and
+//! `remove` refuses (without force) an image that containers were made from. Checking the
+//! records and deleting layers happen under an exclusive flock on `users.lock`;
+//! `hull create`/`run` hold it shared from resolving the image until the container record
+//! is saved (`lock_users`), so no container can start using layers being removed.
+//!
 //! Failure: an import works in `tmp/<work>/` and moves its layers and blobs into place
 //! only at commit; a failed import removes its work dir, and anything a crash left in
 //! `tmp/` or unreferenced in `blobs/`/`layers/` is collected by the next import or rm.
@@ -21,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::reference::Reference;
 use super::{ImageError, Limits, Sha256Digest, StoredImage};
+use crate::container::state::ContainerStore;
 use crate::paths::StatePaths;
 
 /// Format version of `index.json`.
@@ -69,12 +77,33 @@ struct Index {
 pub struct ImageStore {
     dir: PathBuf,
     limits: Limits,
+    /// The container records whose layers must be kept; `None` for a store opened
+    /// without a state root (`open_dir`).
+    containers: Option<ContainerStore>,
+}
+
+/// A lock held while containers are being made from images (shared) or while layers are
+/// being checked and removed (exclusive). Released on drop.
+pub struct UsersLock {
+    _lock: Flock<File>,
+}
+
+/// What `ImageStore::remove` did.
+#[derive(Debug, Clone)]
+pub struct Removal {
+    /// The index record that was removed.
+    pub record: ImageRecord,
+    /// `shortid (name)` of containers still using the image (only with force); its
+    /// layers stay until they are removed.
+    pub kept_for: Vec<String>,
 }
 
 impl ImageStore {
     /// Opens (creating if needed) the store under `paths.images()`.
     pub fn open(paths: &StatePaths) -> Result<ImageStore, ImageError> {
-        Self::open_dir(&paths.images(), Limits::from_env())
+        let mut store = Self::open_dir(&paths.images(), Limits::from_env())?;
+        store.containers = Some(ContainerStore::new(paths));
+        Ok(store)
     }
 
     /// Opens the store in `dir` with explicit limits.
@@ -82,6 +111,7 @@ impl ImageStore {
         let store = ImageStore {
             dir: dir.to_path_buf(),
             limits,
+            containers: None,
         };
         // 0700: layers hold setuid binaries and device nodes of arbitrary images.
         for sub in [
@@ -232,15 +262,94 @@ impl ImageStore {
     }
 
     /// Removes the image named by `reference` (the name only; other names of the same
-    /// id stay) and every blob and layer no remaining image uses.
-    pub fn remove(&self, reference: &str) -> Result<ImageRecord, ImageError> {
+    /// id stay) and every blob and layer no remaining image and no container uses.
+    ///
+    /// Removing the last name of an image that containers were made from is refused
+    /// unless `force`; with `force` the name goes but layers those containers use stay
+    /// until a later import or rm finds them unused.
+    pub fn remove(&self, reference: &str, force: bool) -> Result<Removal, ImageError> {
         let _lock = self.lock()?;
+        let _users = self.lock_users(FlockArg::LockExclusive)?;
         let record = self.find(reference)?;
         let mut index = self.load_index()?;
         index.images.retain(|i| i.name != record.name);
+        let other_name = index.images.iter().any(|i| i.id == record.id);
+        let users = if other_name {
+            Vec::new()
+        } else {
+            self.containers_using(&record.id)
+        };
+        if !users.is_empty() && !force {
+            return Err(ImageError::InUse {
+                image: record.name,
+                containers: users,
+            });
+        }
         self.save_index(&index)?;
-        self.collect_garbage(&index)?;
-        Ok(record)
+        self.collect_garbage_locked(&index)?;
+        Ok(Removal {
+            record,
+            kept_for: users,
+        })
+    }
+
+    /// Takes the users lock shared: hold it from resolving an image until the record of
+    /// the container made from it is saved, so `remove` sees that container.
+    pub fn lock_users_shared(&self) -> Result<UsersLock, ImageError> {
+        Ok(UsersLock {
+            _lock: self.lock_users(FlockArg::LockShared)?,
+        })
+    }
+
+    fn lock_users(&self, how: FlockArg) -> Result<Flock<File>, ImageError> {
+        let path = self.dir.join("users.lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| ImageError::io(format!("open {}", path.display()), e))?;
+        Flock::lock(file, how)
+            .map_err(|(_, e)| ImageError::io(format!("lock {}", path.display()), e.into()))
+    }
+
+    /// `shortid (name)` of every container record made from image `id`.
+    fn containers_using(&self, id: &str) -> Vec<String> {
+        let Some(containers) = &self.containers else {
+            return Vec::new();
+        };
+        let mut users: Vec<String> = containers
+            .ids()
+            .into_iter()
+            .filter_map(|cid| containers.load(&cid).ok())
+            .filter(|c| c.spec.image_id == id)
+            .map(|c| format!("{} ({})", &c.id[..12.min(c.id.len())], c.name))
+            .collect();
+        users.sort();
+        users
+    }
+
+    /// Names (hex of the diff_id) of the layers of this store that container records use.
+    fn layers_of_containers(&self) -> HashSet<String> {
+        let mut layers = HashSet::new();
+        let Some(containers) = &self.containers else {
+            return layers;
+        };
+        for cid in containers.ids() {
+            match containers.load(&cid) {
+                // By name only: the same root may be spelled differently by different
+                // invocations, and keeping a layer too many is harmless.
+                Ok(c) => layers.extend(c.spec.layers.iter().filter_map(|layer| {
+                    layer.file_name().map(|n| n.to_string_lossy().into_owned())
+                })),
+                // A record that cannot be read cannot be run either.
+                Err(e) => {
+                    tracing::warn!(container = %cid, error = %e, "unreadable container record")
+                }
+            }
+        }
+        layers
     }
 
     /// Starts an import: takes the store lock, clears leftovers of crashed imports and
@@ -308,10 +417,16 @@ impl ImageStore {
         write_atomic(&self.dir.join("index.json"), &bytes)
     }
 
-    /// Removes blobs and layers that no image in `index` references.
+    /// Removes blobs and layers that no image in `index` and no container references.
     fn collect_garbage(&self, index: &Index) -> Result<(), ImageError> {
+        let _users = self.lock_users(FlockArg::LockExclusive)?;
+        self.collect_garbage_locked(index)
+    }
+
+    /// `collect_garbage` for a caller that holds the users lock exclusively.
+    fn collect_garbage_locked(&self, index: &Index) -> Result<(), ImageError> {
         let mut blobs = HashSet::new();
-        let mut layers = HashSet::new();
+        let mut layers = self.layers_of_containers();
         for image in &index.images {
             blobs.insert(image.id.trim_start_matches("sha256:").to_string());
             blobs.insert(
