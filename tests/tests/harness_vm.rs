@@ -57,7 +57,7 @@ record left_containers "$(ls /var/lib/hull/run/containers | grep -v '^\.' | wc -
 record left_vmms "$(ps -o comm | grep -c '^hull-vmm')"
 record disks "$(ls /var/lib/hull/vm/disks | wc -l)"
 "#;
-    let mut r = Results::collect(&vm_harness(rootfs), body);
+    let mut r = Results::collect(&vm_harness(rootfs.path()), body);
 
     r.expect_code("streams", 3);
     r.expect_out("streams", "out\n");
@@ -276,7 +276,7 @@ record left_names "$(ls /var/lib/hull/run/containers/.names 2>/dev/null | wc -l)
 record left_vmms "$(ps -o comm | grep -c '^hull-vmm')"
 record left_sockets "$(find /var/lib/hull -name '*.sock*' | wc -l)"
 "#;
-    let mut r = Results::collect(&vm_harness(rootfs), body);
+    let mut r = Results::collect(&vm_harness(rootfs.path()), body);
 
     r.expect_code("run_d", 0);
     let id = r.out("run_d").trim().to_string();

@@ -23,7 +23,7 @@ fn bench_vm_start_against_process_and_qemu_microvm() {
     let initramfs = dir.path().join("true-initramfs.cpio");
     guest::write_initramfs(&initramfs, &hull_tests::binary("hull-probe"), "/bin/true");
     let rootfs = vm_common::busybox_rootfs();
-    let harness = vm_common::vm_harness(rootfs)
+    let harness = vm_common::vm_harness(rootfs.path())
         .qemu()
         .file(&initramfs, "/guest/true-initramfs.cpio");
     let body = format!(

@@ -293,7 +293,13 @@ fn last_lines(s: &str, n: usize) -> String {
     v[v.len().saturating_sub(n)..].join("\n")
 }
 
-/// The busybox root filesystem the process-mode tests use (built once per test binary).
-pub fn busybox_rootfs() -> &'static Path {
-    process_common::busybox_rootfs()
+/// The busybox root filesystem the process-mode tests use, in a temporary directory that
+/// goes when the returned guard is dropped.
+pub fn busybox_rootfs() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("hull-vm-rootfs-")
+        .tempdir()
+        .expect("temp dir for the rootfs");
+    process_common::build_rootfs(dir.path(), &[]);
+    dir
 }
