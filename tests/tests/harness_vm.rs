@@ -253,7 +253,7 @@ t logs_later hull logs later
 t rm_later hull rm later
 
 t run_crash hull run -d --isolation=vm --name crash $I sleep 1000
-sup=$(for p in /proc/[0-9]*; do tr '\0' ' ' < $p/cmdline 2>/dev/null | grep -q -- 'run -d --isolation=vm --name crash' && echo ${p#/proc/}; done | head -n1)
+sup=$(hull inspect crash | tr -d ' \n' | sed -n 's/.*"supervisor":{"pid":\([0-9]*\).*/\1/p')
 record crash_supervisor "$sup"
 kill -9 $sup
 sleep 2
