@@ -72,7 +72,8 @@ emit /tmp/r/failures.out
     for s in subjects {
         let med = median(s, &r);
         println!(
-            "  {s:<20} {med:>8.2?}   raw: {}",
+            "  {s:<20} {:>8.2}   raw (centiseconds): {}",
+            med.unwrap_or(f64::NAN),
             r.out(&format!("bench_{s}")).trim()
         );
         r.check(med.is_some(), format!("no timings for {s}"));
