@@ -181,7 +181,11 @@ record disks "$(ls /var/lib/hull/vm/disks | wc -l)"
         cpu.starts_with("20000 100000\n")
             && field("nr_periods ") > 0
             && field("nr_throttled ") * 2 > field("nr_periods "),
-        format!("0.2 CPU throttles a busy loop in most periods: {cpu:?}"),
+        format!(
+            "0.2 CPU throttles a busy loop in most periods: {cpu:?} (exit {:?}, stderr {:?})",
+            r.code("cpu"),
+            r.err("cpu")
+        ),
     );
     // --memory and --cpus size the VM: 512 MiB + room for the guest kernel, 2 vCPUs.
     let mem_kib = |name: &str, r: &Results| -> u64 {

@@ -90,6 +90,8 @@ pub fn vm_harness(rootfs: &Path) -> Harness {
 /// under NAME (each step bounded by `STEP_TIMEOUT` seconds, default 300).
 pub const PRELUDE: &str = r#"
 export HULL_ROOT=/var/lib/hull
+# Under TCG (and on a loaded machine) a guest boot can take far longer than on hardware.
+export HULL_VM_BOOT_TIMEOUT=180
 I=hull/busybox
 mkdir -p /tmp/r
 # Prints one recorded file as `@@@NAME HEX` (hex keeps bytes exact), as soon as it exists,
