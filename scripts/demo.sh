@@ -2,7 +2,7 @@
 # hull's main job on a fresh machine: install and build everything, import the built-in
 # default image, and run the same container in both isolation models.
 #
-# usage: sudo scripts/demo.sh         (state root: $HULL_ROOT, default /var/lib/hull)
+# usage: scripts/demo.sh (as root)       (state root: $HULL_ROOT, default /var/lib/hull)
 #
 # Where this host's KVM cannot boot the guest kernel itself (PVM, or no KVM), the vm run
 # happens inside the nested QEMU harness (a test host with an emulated AMD-V CPU), and the
