@@ -32,8 +32,8 @@ heading "hull run --rm --isolation=vm hull/busybox"
 doctor_rc=0
 "$HULL" doctor >/dev/null 2>&1 || doctor_rc=$?
 if ((doctor_rc & 8)) || ((doctor_rc >= 125)); then
-    kvm=$("$HULL" doctor --format json 2>/dev/null |
-        sed -n 's/.*"kvm_kind" *: *"\([^"]*\)".*/\1/p' | head -n 1)
+    kvm=$({ "$HULL" doctor --format json 2>/dev/null || true; } |
+        grep -o '"kvm": *"[^"]*"' | head -n 1 | cut -d'"' -f4)
     echo "this host's KVM (${kvm:-unknown}) cannot boot a Linux guest itself (see 'hull doctor');"
     echo "running the vm container inside the nested QEMU harness instead"
     script=$(mktemp)
