@@ -2,4 +2,5 @@
 //! backend) and the pure pieces of the agent that unit tests can reach without a VM.
 
 pub mod protocol;
+pub mod seccomp;
 pub mod user;

@@ -2,11 +2,10 @@
 //! a seccomp filter. Everything here is computed in the agent before the child is created;
 //! the child only applies it with raw syscalls.
 
-use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use anyhow::{anyhow, Context, Result};
-use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+use seccompiler::BpfProgram;
 
 /// Bit mask of capabilities to keep, from names like `CAP_CHOWN` (or `chown`).
 pub fn capability_mask(names: &[String]) -> Result<u64> {
@@ -34,63 +33,10 @@ pub fn last_cap() -> u32 {
         .min(63)
 }
 
-/// Syscalls a container never needs and that widen the guest kernel's attack surface; they
-/// fail with EPERM (the same policy idea as Docker's default profile, as a deny list).
-const DENIED_SYSCALLS: &[i64] = &[
-    libc::SYS_acct,
-    libc::SYS_add_key,
-    libc::SYS_bpf,
-    libc::SYS_clock_adjtime,
-    libc::SYS_clock_settime,
-    libc::SYS_delete_module,
-    libc::SYS_finit_module,
-    libc::SYS_init_module,
-    libc::SYS_iopl,
-    libc::SYS_ioperm,
-    libc::SYS_kexec_file_load,
-    libc::SYS_kexec_load,
-    libc::SYS_keyctl,
-    libc::SYS_lookup_dcookie,
-    libc::SYS_mount,
-    libc::SYS_move_mount,
-    libc::SYS_open_tree,
-    libc::SYS_fsopen,
-    libc::SYS_fsmount,
-    libc::SYS_fspick,
-    libc::SYS_name_to_handle_at,
-    libc::SYS_open_by_handle_at,
-    libc::SYS_perf_event_open,
-    libc::SYS_pivot_root,
-    libc::SYS_process_vm_readv,
-    libc::SYS_process_vm_writev,
-    libc::SYS_ptrace,
-    libc::SYS_quotactl,
-    libc::SYS_reboot,
-    libc::SYS_request_key,
-    libc::SYS_setns,
-    libc::SYS_settimeofday,
-    libc::SYS_swapoff,
-    libc::SYS_swapon,
-    libc::SYS_syslog,
-    libc::SYS_umount2,
-    libc::SYS_unshare,
-    libc::SYS_userfaultfd,
-    libc::SYS_uselib,
-    libc::SYS_vhangup,
-];
-
-/// Compiles the default seccomp filter.
-pub fn default_seccomp() -> Result<BpfProgram> {
-    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> =
-        DENIED_SYSCALLS.iter().map(|nr| (*nr, Vec::new())).collect();
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        TargetArch::x86_64,
-    )
-    .context("build seccomp filter")?;
-    BpfProgram::try_from(filter).context("compile seccomp filter")
+/// Compiles the default seccomp filters: the same policy the process backend installs on
+/// the host ([`hull_agent::seccomp`]), so a container is confined alike in both models.
+pub fn default_seccomp() -> Result<Vec<BpfProgram>> {
+    hull_agent::seccomp::build().context("build seccomp filter")
 }
 
 #[cfg(test)]
@@ -106,6 +52,7 @@ mod tests {
 
     #[test]
     fn seccomp_filter_compiles() {
-        assert!(!default_seccomp().unwrap().is_empty());
+        let filters = default_seccomp().unwrap();
+        assert!(!filters.is_empty() && filters.iter().all(|f| !f.is_empty()));
     }
 }

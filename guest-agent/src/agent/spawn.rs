@@ -138,7 +138,7 @@ struct Prepared {
     groups: Vec<libc::gid_t>,
     keep_caps: u64,
     last_cap: u32,
-    seccomp: Option<seccompiler::BpfProgram>,
+    seccomp: Vec<seccompiler::BpfProgram>,
     no_new_privs: bool,
     child_stdio: [OwnedFd; 3],
     tty: bool,
@@ -321,9 +321,9 @@ pub fn spawn(
         keep_caps: confine::capability_mask(&spec.capabilities)?,
         last_cap: confine::last_cap(),
         seccomp: if spec.seccomp {
-            Some(confine::default_seccomp()?)
+            confine::default_seccomp()?
         } else {
-            None
+            Vec::new()
         },
         no_new_privs: spec.no_new_privs,
         child_stdio,
@@ -684,8 +684,10 @@ fn child_main(p: &Prepared) -> ! {
         }
         // Without no_new_privs a filter can only be loaded while we still hold
         // CAP_SYS_ADMIN; a deny list does not affect the steps that follow.
-        if let (Some(filter), false) = (&p.seccomp, p.no_new_privs) {
-            load_seccomp(p, filter);
+        if !p.no_new_privs {
+            for filter in &p.seccomp {
+                load_seccomp(p, filter);
+            }
         }
         if libc::setgroups(p.groups.len(), p.groups.as_ptr()) < 0
             || libc::setgid(p.gid) < 0
@@ -725,7 +727,7 @@ fn child_main(p: &Prepared) -> ! {
             if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
                 fail(p, Stage::NoNewPrivs);
             }
-            if let Some(filter) = &p.seccomp {
+            for filter in &p.seccomp {
                 load_seccomp(p, filter);
             }
         }
