@@ -155,8 +155,10 @@ pub struct HarnessRun {
     pub qemu_stderr: String,
     /// Wall time from starting QEMU until it exited or was killed.
     pub elapsed: Duration,
-    /// The run hit its timeout and QEMU was killed.
+    /// The run hit its timeout, or the outer machine locked up, and QEMU was killed.
     pub timed_out: bool,
+    /// The outer kernel reported a soft lockup (a fault of the emulated test host).
+    pub outer_lockup: bool,
 }
 
 impl Default for Harness {
@@ -267,6 +269,24 @@ impl Harness {
     /// set up (harness unavailable, a file missing); a failing script is reported in the
     /// returned [`HarnessRun`].
     pub fn run(&self, script: &str, timeout: Duration) -> HarnessRun {
+        let run = self.run_once(script, timeout);
+        let Some(fault) = run.outer_fault() else {
+            return run;
+        };
+        // The outer kernel hung or crashed under TCG's emulation of SVM (seen with QEMU and
+        // with hull-vmm as the inner VMM): a fault of the emulated test host, not of the code
+        // under test. Say so loudly and give the script one fresh machine more.
+        eprintln!(
+            "harness: WARNING: the outer machine failed ({fault:?} on its console) after \
+             {:.0?}; this is a fault of the emulated test host; retrying once on a fresh \
+             machine. Console tail:\n{}",
+            run.elapsed,
+            tail_lines(&run.console, 15)
+        );
+        self.run_once(script, timeout)
+    }
+
+    fn run_once(&self, script: &str, timeout: Duration) -> HarnessRun {
         Self::require();
         let paths = HarnessPaths::resolve();
         let qemu = paths.qemu.expect("checked by available()");
@@ -342,7 +362,7 @@ impl Harness {
             .spawn()
             .unwrap_or_else(|e| panic!("harness: start {}: {e}", qemu.display()));
         let mut guard = KillOnDrop(Some(child));
-        let timed_out = guard.wait_until(start + timeout);
+        let end = guard.wait_until(start + timeout, &console_log);
         let elapsed = start.elapsed();
         drop(guard);
 
@@ -361,7 +381,8 @@ impl Harness {
             console,
             qemu_stderr,
             elapsed,
-            timed_out,
+            timed_out: end != WaitEnd::Exited,
+            outer_lockup: end == WaitEnd::Lockup,
         }
     }
 }
@@ -512,24 +533,72 @@ fn tail(text: &str, lines: usize) -> String {
 }
 
 /// A QEMU process that is killed and reaped however the run ends (timeout, panic).
+/// What the outer kernel prints when a CPU is stuck; under TCG's SVM emulation it does not
+/// recover, so waiting on would only burn the run's whole timeout.
+const OUTER_LOCKUP: &str = "soft lockup - CPU#";
+/// How often the console is scanned for [`OUTER_LOCKUP`].
+const LOCKUP_CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// How a wait for QEMU ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WaitEnd {
+    Exited,
+    TimedOut,
+    Lockup,
+}
+
+/// What the outer kernel prints when it hangs or crashes. Its console carries only the
+/// outer kernel's own messages (the script's output and the inner guests' consoles go
+/// elsewhere), so one of these there means the emulated test host failed.
+const OUTER_FAULTS: &[&str] = &[OUTER_LOCKUP, "Kernel panic", "Oops:", "BUG: ", "RIP: 0010:"];
+
+impl HarnessRun {
+    /// The outer-kernel fault signature on the console, when the script did not finish.
+    pub fn outer_fault(&self) -> Option<&'static str> {
+        if self.status.is_some() && !self.outer_lockup {
+            return None;
+        }
+        OUTER_FAULTS
+            .iter()
+            .copied()
+            .find(|sig| self.console.contains(sig))
+    }
+}
+
+/// The last `n` lines of `text`.
+fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 struct KillOnDrop(Option<Child>);
 
 impl KillOnDrop {
     /// Waits for the child until `deadline`; true when the deadline passed first (the child
     /// is then killed).
-    fn wait_until(&mut self, deadline: Instant) -> bool {
+    /// Waits for QEMU to exit; kills it at `deadline` ([`WaitEnd::TimedOut`]) or as soon as
+    /// the outer kernel reports a soft lockup on `console` ([`WaitEnd::Lockup`]).
+    fn wait_until(&mut self, deadline: Instant, console: &Path) -> WaitEnd {
         let Some(child) = self.0.as_mut() else {
-            return false;
+            return WaitEnd::Exited;
         };
+        let mut next_console_check = Instant::now() + LOCKUP_CHECK_EVERY;
         loop {
             match child.try_wait() {
                 Ok(Some(_)) => {
                     self.0 = None;
-                    return false;
+                    return WaitEnd::Exited;
                 }
                 Ok(None) if Instant::now() >= deadline => {
                     self.kill();
-                    return true;
+                    return WaitEnd::TimedOut;
+                }
+                Ok(None) if Instant::now() >= next_console_check => {
+                    next_console_check = Instant::now() + LOCKUP_CHECK_EVERY;
+                    if read_bounded(console).contains(OUTER_LOCKUP) {
+                        self.kill();
+                        return WaitEnd::Lockup;
+                    }
                 }
                 Ok(None) => thread::sleep(Duration::from_millis(20)),
                 Err(e) => panic!("harness: waiting for QEMU: {e}"),
