@@ -6,6 +6,7 @@
 //! vsock. [`microvm::MicroVm`] ties them together; `docs/vmm.md` describes the design.
 
 pub mod boot;
+pub mod cli;
 pub mod config;
 pub mod devices;
 pub mod error;

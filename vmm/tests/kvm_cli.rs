@@ -9,7 +9,17 @@ use std::time::{Duration, Instant};
 use support::{require_kvm, write_guest, Asm};
 
 fn hull_vmm(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hull-vmm"))
+    hull_vmm_with_log(args, None)
+}
+
+/// Runs hull-vmm with `RUST_LOG` set to `log` (or unset).
+fn hull_vmm_with_log(args: &[&str], log: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hull-vmm"));
+    match log {
+        Some(spec) => cmd.env("RUST_LOG", spec),
+        None => cmd.env_remove("RUST_LOG"),
+    };
+    let mut child = cmd
         .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -40,6 +50,45 @@ fn guest_status_becomes_the_exit_code_and_serial_goes_to_stdout() {
     let out = hull_vmm(&["--kernel", kernel.to_str().unwrap(), "--memory", "32"]);
     assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "tiny guest says hi\n");
+}
+
+#[test]
+fn rust_log_turns_on_more_logging_and_help_and_version_exit_zero() {
+    require_kvm();
+    let dir = tempfile::tempdir().unwrap();
+    let mut asm = Asm::new();
+    asm.debug_exit(0);
+    let kernel = write_guest(dir.path(), "g.elf", &asm);
+    let args = ["--kernel", kernel.to_str().unwrap(), "--memory", "32"];
+    let quiet = hull_vmm_with_log(&args, None);
+    assert_eq!(quiet.status.code(), Some(0), "stderr: {}", stderr(&quiet));
+    assert_eq!(stderr(&quiet), "", "warnings only by default");
+    let verbose = hull_vmm_with_log(&args, Some("hull_vmm=info"));
+    assert_eq!(
+        verbose.status.code(),
+        Some(0),
+        "stderr: {}",
+        stderr(&verbose)
+    );
+    assert!(
+        stderr(&verbose).contains("guest stopped"),
+        "{}",
+        stderr(&verbose)
+    );
+    let bad = hull_vmm_with_log(&args, Some("[span]=x"));
+    assert_eq!(bad.status.code(), Some(0), "a bad RUST_LOG is not fatal");
+    assert!(
+        stderr(&bad).contains("ignoring RUST_LOG"),
+        "{}",
+        stderr(&bad)
+    );
+
+    let help = hull_vmm(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--kernel <PATH>"));
+    let version = hull_vmm(&["--version"]);
+    assert_eq!(version.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("hull-vmm "));
 }
 
 #[test]
