@@ -7,6 +7,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -20,6 +21,11 @@ use super::spawn::Child;
 /// After the process ends, keep forwarding output that is still buffered, but stop when the
 /// pipes have been quiet this long (a background process may hold them open).
 const DRAIN_QUIET: Duration = Duration::from_millis(300);
+/// After the exit code is sent, how long to wait for the host to close the connection,
+/// which says it has read the code. Without that wait the main process's code could be
+/// lost: the VM powers off right after, and data still queued in the guest's vsock
+/// driver would never reach the host. A host that never closes only delays power-off.
+const HOST_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Relays until the process ends; returns its exit code (already reported to the host).
 pub fn relay(conn: UnixStream, child: Child) -> Result<i32> {
@@ -35,9 +41,14 @@ pub fn relay(conn: UnixStream, child: Child) -> Result<i32> {
     } else {
         None
     };
+    // Dropped when the host's side of the connection is closed (the reader thread ends).
+    let (host_closed_tx, host_closed) = std::sync::mpsc::channel::<()>();
     std::thread::Builder::new()
         .name(format!("host-frames-{pid}"))
-        .spawn(move || apply_host_frames(reader_conn, pid, stdin, tty_master))?;
+        .spawn(move || {
+            apply_host_frames(reader_conn, pid, stdin, tty_master);
+            drop(host_closed_tx);
+        })?;
 
     let mut out = conn;
     let mut sources: Vec<(File, bool)> = vec![(stdio.stdout, false)];
@@ -105,6 +116,12 @@ pub fn relay(conn: UnixStream, child: Child) -> Result<i32> {
     }
     let code = code.unwrap_or(255);
     protocol::write_message(&mut out, &Message::Exit { code })?;
+    if host_closed.recv_timeout(HOST_CLOSE_TIMEOUT) == Err(RecvTimeoutError::Timeout) {
+        super::log(&format!(
+            "the host did not close the connection of pid {pid} within {HOST_CLOSE_TIMEOUT:?} \
+             of its exit code"
+        ));
+    }
     Ok(code)
 }
 
@@ -158,5 +175,60 @@ fn apply_host_frames(
             }
             other => super::log(&format!("unexpected frame from host: {other:?}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::spawn::ParentStdio;
+    use std::time::Duration;
+
+    fn pipe() -> (File, File) {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        (File::from(r), File::from(w))
+    }
+
+    /// The process's output and exit code reach the host, and the relay (after which the
+    /// agent powers the VM off) waits until the host has closed the connection.
+    #[test]
+    fn the_exit_code_is_sent_and_the_relay_waits_for_the_host_to_close() {
+        let (host, guest) = UnixStream::pair().unwrap();
+        let (out_r, mut out_w) = pipe();
+        let (exit_r, mut exit_w) = pipe();
+        let child = Child {
+            pid: i32::MAX,
+            stdio: ParentStdio {
+                stdin: None,
+                stdout: out_r,
+                stderr: None,
+                tty: false,
+            },
+            exit: exit_r,
+        };
+        let relay = std::thread::spawn(move || relay(guest, child).unwrap());
+        out_w.write_all(b"bye\n").unwrap();
+        drop(out_w);
+        exit_w.write_all(&7i32.to_ne_bytes()).unwrap();
+
+        let mut host_reader = host.try_clone().unwrap();
+        host_reader
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        assert_eq!(
+            protocol::read_frame(&mut host_reader).unwrap(),
+            Frame::Stdout(b"bye\n".to_vec())
+        );
+        assert_eq!(
+            protocol::read_frame(&mut host_reader).unwrap(),
+            Frame::Control(Message::Exit { code: 7 })
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            !relay.is_finished(),
+            "the relay ended before the host closed the connection"
+        );
+        host.shutdown(std::net::Shutdown::Both).unwrap();
+        assert_eq!(relay.join().unwrap(), 7);
     }
 }

@@ -75,7 +75,10 @@ impl VmProcess {
         let output = std::thread::Builder::new()
             .name("vm-output".into())
             .spawn(move || {
-                let code = relay_output(reader, stdout, stderr);
+                let code = relay_output(&reader, stdout, stderr);
+                // Closing tells the agent the exit code arrived: it waits for that before
+                // powering the VM off, so the code cannot be lost in the guest's queues.
+                let _ = reader.shutdown(std::net::Shutdown::Both);
                 if let Some(sock) = shutdown_on_exit {
                     let _ = sock.shutdown(std::net::Shutdown::Both);
                 }
@@ -109,7 +112,7 @@ impl VmProcess {
 
 /// Output frames to the sinks until the exit code arrives; `None` if the stream ended
 /// without one (the VM died).
-fn relay_output(mut conn: UnixStream, mut stdout: File, mut stderr: Option<File>) -> Option<i32> {
+fn relay_output(mut conn: &UnixStream, mut stdout: File, mut stderr: Option<File>) -> Option<i32> {
     // A sink that fails (reader gone) is dropped; the process keeps running, as with a pipe
     // whose reader left in process mode.
     let mut out_ok = true;
@@ -290,5 +293,29 @@ mod tests {
             let (status, _) = host_against(guest.clone());
             assert_eq!(status, ExitStatus::Signal(libc::SIGKILL), "{guest:?}");
         }
+    }
+
+    /// The agent waits for the host to close the connection before it powers the VM off
+    /// (so the exit code is never lost): the host closes as soon as it has the code.
+    #[test]
+    fn the_host_closes_the_connection_once_it_has_the_exit_code() {
+        let (host, mut fake_guest) = UnixStream::pair().unwrap();
+        let (_out_r, out_w) = UnixStream::pair().unwrap();
+        let io = RelayIo {
+            input: None,
+            stdout: File::from(OwnedFd::from(out_w)),
+            stderr: None,
+            shutdown_on_exit: None,
+        };
+        let mut p = VmProcess::start(host, io, 1, None).unwrap();
+        protocol::write_message(&mut fake_guest, &Message::Exit { code: 5 }).unwrap();
+        fake_guest
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // The fake guest keeps its end open: end-of-file can only come from the host.
+        let mut rest = Vec::new();
+        fake_guest.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "{rest:?}");
+        assert_eq!(p.wait().unwrap(), ExitStatus::Code(5));
     }
 }
