@@ -159,6 +159,9 @@ pub struct HarnessRun {
     pub timed_out: bool,
     /// The outer kernel reported a soft lockup (a fault of the emulated test host).
     pub outer_lockup: bool,
+    /// The outer machine stopped printing its heartbeat: it froze (a fault of the
+    /// emulated test host; the script's own step timeouts run inside it and stop too).
+    pub outer_silent: bool,
 }
 
 impl Default for Harness {
@@ -367,7 +370,7 @@ impl Harness {
         drop(guard);
 
         let output = read_bounded(&output_log).replace('\r', "");
-        let console = read_bounded(&console_log).replace('\r', "");
+        let console = without_heartbeats(&read_bounded(&console_log).replace('\r', ""));
         // TCG lacks a few EPYC features and says so at every start: noise, not news.
         let qemu_stderr = read_bounded(&qemu_err)
             .lines()
@@ -383,6 +386,7 @@ impl Harness {
             elapsed,
             timed_out: end != WaitEnd::Exited,
             outer_lockup: end == WaitEnd::Lockup,
+            outer_silent: end == WaitEnd::Silent,
         }
     }
 }
@@ -449,6 +453,8 @@ mkdir -p /dev/pts /dev/shm /root
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /run
+# A heartbeat on the console tells the host this machine is alive (see WaitEnd::Silent).
+(n=0; while :; do n=$((n + 1)); echo "{HEARTBEAT} $n" >/dev/ttyS0; sleep {HEARTBEAT_EVERY_SECS}; done) &
 out=/dev/ttyS1
 status=0
 for m in {modules}; do
@@ -536,8 +542,18 @@ fn tail(text: &str, lines: usize) -> String {
 /// What the outer kernel prints when a CPU is stuck; under TCG's SVM emulation it does not
 /// recover, so waiting on would only burn the run's whole timeout.
 const OUTER_LOCKUP: &str = "soft lockup - CPU#";
-/// How often the console is scanned for [`OUTER_LOCKUP`].
+/// How often the console is scanned for [`OUTER_LOCKUP`] and the heartbeat.
 const LOCKUP_CHECK_EVERY: Duration = Duration::from_secs(2);
+/// What the outer /init prints on its console every [`HEARTBEAT_EVERY_SECS`], numbered.
+const HEARTBEAT: &str = "hull-harness-heartbeat";
+const HEARTBEAT_EVERY_SECS: u32 = 5;
+/// A machine whose heartbeat stopped for this long has frozen. Seen under TCG's SVM
+/// emulation: the outer machine stops dead (no console output, no timer: the script's
+/// own step timeouts never fire), and without this the run would sit out its whole
+/// timeout. Generous against a merely slow machine (a heartbeat is due every 5 s).
+const HEARTBEAT_SILENCE_LIMIT: Duration = Duration::from_secs(150);
+/// The first heartbeat comes after the outer kernel booted; booting is slower still.
+const FIRST_HEARTBEAT_LIMIT: Duration = Duration::from_secs(600);
 
 /// How a wait for QEMU ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -545,6 +561,24 @@ enum WaitEnd {
     Exited,
     TimedOut,
     Lockup,
+    Silent,
+}
+
+/// The number of the last heartbeat on `console`.
+fn last_heartbeat(console: &str) -> Option<u64> {
+    console
+        .lines()
+        .rev()
+        .find_map(|line| line.trim().strip_prefix(HEARTBEAT)?.trim().parse().ok())
+}
+
+/// `console` without the heartbeat lines (noise in a failure report).
+fn without_heartbeats(console: &str) -> String {
+    console
+        .lines()
+        .filter(|line| !line.trim().starts_with(HEARTBEAT))
+        .map(|line| format!("{line}\n"))
+        .collect()
 }
 
 /// What the outer kernel prints when it hangs or crashes. Its console carries only the
@@ -557,6 +591,9 @@ impl HarnessRun {
     pub fn outer_fault(&self) -> Option<&'static str> {
         if self.status.is_some() && !self.outer_lockup {
             return None;
+        }
+        if self.outer_silent {
+            return Some("the heartbeat stopped: the machine froze");
         }
         OUTER_FAULTS
             .iter()
@@ -574,15 +611,16 @@ fn tail_lines(text: &str, n: usize) -> String {
 struct KillOnDrop(Option<Child>);
 
 impl KillOnDrop {
-    /// Waits for the child until `deadline`; true when the deadline passed first (the child
-    /// is then killed).
-    /// Waits for QEMU to exit; kills it at `deadline` ([`WaitEnd::TimedOut`]) or as soon as
-    /// the outer kernel reports a soft lockup on `console` ([`WaitEnd::Lockup`]).
+    /// Waits for QEMU to exit; kills it at `deadline` ([`WaitEnd::TimedOut`]), as soon as
+    /// the outer kernel reports a soft lockup on `console` ([`WaitEnd::Lockup`]), or when
+    /// the machine's heartbeat stops ([`WaitEnd::Silent`]).
     fn wait_until(&mut self, deadline: Instant, console: &Path) -> WaitEnd {
         let Some(child) = self.0.as_mut() else {
             return WaitEnd::Exited;
         };
         let mut next_console_check = Instant::now() + LOCKUP_CHECK_EVERY;
+        let mut heartbeat: Option<u64> = None;
+        let mut heartbeat_deadline = Instant::now() + FIRST_HEARTBEAT_LIMIT;
         loop {
             match child.try_wait() {
                 Ok(Some(_)) => {
@@ -595,9 +633,18 @@ impl KillOnDrop {
                 }
                 Ok(None) if Instant::now() >= next_console_check => {
                     next_console_check = Instant::now() + LOCKUP_CHECK_EVERY;
-                    if read_bounded(console).contains(OUTER_LOCKUP) {
+                    let text = read_bounded(console);
+                    if text.contains(OUTER_LOCKUP) {
                         self.kill();
                         return WaitEnd::Lockup;
+                    }
+                    let beat = last_heartbeat(&text);
+                    if beat.is_some() && beat != heartbeat {
+                        heartbeat = beat;
+                        heartbeat_deadline = Instant::now() + HEARTBEAT_SILENCE_LIMIT;
+                    } else if Instant::now() >= heartbeat_deadline {
+                        self.kill();
+                        return WaitEnd::Silent;
                     }
                 }
                 Ok(None) => thread::sleep(Duration::from_millis(20)),
@@ -629,6 +676,14 @@ mod tests {
         let (out, status) = split_marker("a\nb\nHULL-HARNESS-END-x1 status=3\n", "x1");
         assert_eq!(out, "a\nb\n");
         assert_eq!(status, Some(3));
+    }
+
+    #[test]
+    fn heartbeats_are_counted_and_left_out_of_the_console() {
+        let console = format!("boot\n{HEARTBEAT} 1\nwarning\n{HEARTBEAT} 2\n");
+        assert_eq!(last_heartbeat(&console), Some(2));
+        assert_eq!(last_heartbeat("boot\n"), None);
+        assert_eq!(without_heartbeats(&console), "boot\nwarning\n");
     }
 
     #[test]
