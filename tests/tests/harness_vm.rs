@@ -18,7 +18,6 @@ use vm_common::{vm_harness, Results, GUEST_KERNEL_PREFIX};
 /// confinement, limits and VM sizing: the same results as process mode, and the guest's
 /// own kernel.
 #[test]
-#[ignore = "flaky in the nested harness (intermittent hangs and empty step output, issue 5 stays open until fixed); run with --ignored"]
 fn vm_containers_give_process_mode_results_with_their_own_kernel() {
     let rootfs = vm_common::busybox_rootfs();
     let body = r#"
