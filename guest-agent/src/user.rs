@@ -1,7 +1,17 @@
 //! Resolving `--user` against the image's /etc/passwd and /etc/group.
 //!
-//! The agent is a static binary without NSS, so it reads the files itself. Their contents
-//! come from the image and are bounded by the caller.
+//! Shared by both isolation models, so `--user` means the same in a process container and
+//! in a VM. The agent is a static binary without NSS, and the runtime must not trust the
+//! image's NSS setup either, so the files are parsed here. Their contents are hostile:
+//! [`resolve_in_root`] reads them through [`crate::in_root`], bounded.
+
+use std::path::Path;
+
+/// Largest /etc/passwd or /etc/group read.
+pub const MAX_ACCOUNT_FILE: u64 = 1 << 20;
+/// At most this many groups go to setgroups(2) (the kernel allows 65536; no real image
+/// needs more, and a hostile group file cannot make the list huge).
+pub const MAX_GROUPS: usize = 64;
 
 /// Who a process runs as after resolution.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +24,34 @@ pub struct ResolvedUser {
     pub groups: Vec<u32>,
     /// Home directory from /etc/passwd, if the user is listed.
     pub home: Option<String>,
+}
+
+impl ResolvedUser {
+    /// The list for setgroups(2): the primary group, then the supplementary ones, at most
+    /// [`MAX_GROUPS`] (as initgroups(3) would give).
+    pub fn setgroups_list(&self) -> Vec<u32> {
+        let mut all = vec![self.gid];
+        all.extend(self.groups.iter().copied().filter(|&g| g != self.gid));
+        all.truncate(MAX_GROUPS);
+        all
+    }
+
+    /// `HOME` for the process: the passwd entry's home, `/` when unlisted or empty.
+    pub fn home_or_root(&self) -> &str {
+        self.home
+            .as_deref()
+            .filter(|h| !h.is_empty())
+            .unwrap_or("/")
+    }
+}
+
+/// Resolves `spec` against /etc/passwd and /etc/group of the root filesystem at `root`
+/// (missing or unsuitable files count as empty).
+pub fn resolve_in_root(spec: &str, root: &Path) -> Result<ResolvedUser, UserError> {
+    let read = |path: &str| {
+        crate::in_root::read_small_file(root, Path::new(path), MAX_ACCOUNT_FILE).unwrap_or_default()
+    };
+    resolve(spec, &read("/etc/passwd"), &read("/etc/group"))
 }
 
 /// Errors resolving a user spec.
@@ -130,6 +168,39 @@ mod tests {
         assert_eq!((u.uid, u.gid, u.groups), (1234, 5678, vec![]));
         let u = resolve("daemon:wheel", PASSWD, GROUP).unwrap();
         assert_eq!((u.uid, u.gid), (1, 10));
+    }
+
+    #[test]
+    fn setgroups_gets_the_primary_group_first_and_home_defaults_to_root() {
+        let u = resolve("nobody", PASSWD, GROUP).unwrap();
+        assert_eq!(u.setgroups_list(), vec![65534, 10]);
+        assert_eq!(u.home_or_root(), "/nonexistent");
+        let raw = resolve("4242:4343", PASSWD, GROUP).unwrap();
+        assert_eq!(raw.setgroups_list(), vec![4343]);
+        assert_eq!(raw.home_or_root(), "/");
+        // A hostile group file cannot make the list long.
+        let many: String = (1..=500).map(|g| format!("g{g}:x:{g}:nobody\n")).collect();
+        assert_eq!(
+            resolve("nobody", PASSWD, &many)
+                .unwrap()
+                .setgroups_list()
+                .len(),
+            MAX_GROUPS
+        );
+    }
+
+    #[test]
+    fn files_are_read_from_inside_the_given_root() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("etc")).unwrap();
+        std::fs::write(root.path().join("etc/passwd"), PASSWD).unwrap();
+        std::os::unix::fs::symlink("/nonexistent/group", root.path().join("etc/group")).unwrap();
+        let u = resolve_in_root("daemon", root.path()).unwrap();
+        assert_eq!((u.uid, u.gid, u.groups.clone()), (1, 1, vec![]));
+        assert_eq!(
+            resolve_in_root("daemon:wheel", root.path()),
+            Err(UserError::NoGroup("wheel".into()))
+        );
     }
 
     #[test]

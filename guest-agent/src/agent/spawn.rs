@@ -168,15 +168,6 @@ fn cstring(s: &str) -> Result<CString> {
     CString::new(s).with_context(|| format!("{s:?} contains a NUL byte"))
 }
 
-/// Reads a small text file of the image (at most 1 MiB), empty if absent.
-fn read_image_file(root: &Path, rel: &str) -> String {
-    let mut s = String::new();
-    if let Ok(f) = File::open(root.join(rel)) {
-        let _ = f.take(1 << 20).read_to_string(&mut s);
-    }
-    s
-}
-
 fn env_value<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
     env.iter()
         .rev()
@@ -224,19 +215,14 @@ pub fn spawn(
     cgroup_procs: &OwnedFd,
 ) -> Result<Child> {
     spec.validate()?;
-    let passwd = read_image_file(container_root, "etc/passwd");
-    let group = read_image_file(container_root, "etc/group");
-    let who = user::resolve(&spec.user.user, &passwd, &group)?;
+    let who = user::resolve_in_root(&spec.user.user, container_root)?;
 
     let mut env = spec.env.clone();
     if env_value(&env, "PATH").is_none() {
         env.push(format!("PATH={DEFAULT_PATH}"));
     }
     if env_value(&env, "HOME").is_none() {
-        env.push(format!(
-            "HOME={}",
-            who.home.clone().unwrap_or_else(|| "/".into())
-        ));
+        env.push(format!("HOME={}", who.home_or_root()));
     }
     if spec.tty && env_value(&env, "TERM").is_none() {
         env.push("TERM=xterm".into());
@@ -317,7 +303,7 @@ pub fn spawn(
         cwd: cstring(cwd)?,
         uid: who.uid,
         gid: who.gid,
-        groups: who.groups.clone(),
+        groups: who.setgroups_list(),
         keep_caps: confine::capability_mask(&spec.capabilities)?,
         last_cap: confine::last_cap(),
         seccomp: if spec.seccomp {

@@ -20,7 +20,8 @@ use caps::CapsHashSet;
 use crate::isolation::{ProcessSpec, WinSize};
 
 use super::rootfs::{self, RootfsPlan};
-use super::{capabilities, cgroups, namespaces, seccomp, syscalls, tty, user};
+use super::{capabilities, cgroups, namespaces, seccomp, syscalls, tty};
+use hull_agent::user::{self, ResolvedUser};
 
 /// Default PATH when the image sets none (docker's).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -224,7 +225,9 @@ fn setup_stdio(stdio: &ChildStdio, sync: BorrowedFd<'_>) -> Result<(), Failure> 
 
 fn finish_and_exec(launch: &Launch<'_>) -> Result<std::convert::Infallible, Failure> {
     let process = launch.process;
-    let identity = user::resolve(&process.user).map_err(setup_err)?;
+    // After pivot_root: the files read are the container's own.
+    let identity = user::resolve_in_root(&process.user, std::path::Path::new("/"))
+        .map_err(|e| setup_err(e.to_string()))?;
     let env = build_env(process, &identity, launch.hostname);
 
     let cwd = if process.cwd.is_empty() {
@@ -279,11 +282,11 @@ fn check_cwd_inside_root() -> Result<(), Failure> {
     }
 }
 
-fn switch_user(id: &user::Identity) -> Result<(), Failure> {
+fn switch_user(id: &ResolvedUser) -> Result<(), Failure> {
     let groups: Vec<nix::unistd::Gid> = id
-        .groups
-        .iter()
-        .map(|&g| nix::unistd::Gid::from_raw(g))
+        .setgroups_list()
+        .into_iter()
+        .map(nix::unistd::Gid::from_raw)
         .collect();
     nix::unistd::setgroups(&groups).map_err(|e| setup_err(format!("setgroups: {e}")))?;
     nix::unistd::setresgid(
@@ -302,7 +305,7 @@ fn switch_user(id: &user::Identity) -> Result<(), Failure> {
 }
 
 /// The process environment: the spec's, plus PATH, HOSTNAME, HOME and TERM defaults.
-fn build_env(process: &ProcessSpec, id: &user::Identity, hostname: &str) -> Vec<CString> {
+fn build_env(process: &ProcessSpec, id: &ResolvedUser, hostname: &str) -> Vec<CString> {
     let mut env: Vec<String> = Vec::with_capacity(process.env.len() + 4);
     let has = |env: &[String], key: &str| {
         env.iter()
@@ -317,7 +320,7 @@ fn build_env(process: &ProcessSpec, id: &user::Identity, hostname: &str) -> Vec<
         env.push("TERM=xterm".into());
     }
     if !has(&env, "HOME") {
-        env.push(format!("HOME={}", id.home));
+        env.push(format!("HOME={}", id.home_or_root()));
     }
     env.into_iter()
         .filter_map(|e| CString::new(e).ok())

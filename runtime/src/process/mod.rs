@@ -5,7 +5,8 @@
 //! - `namespaces`: which namespaces, joining them for exec, loopback;
 //! - `rootfs`: overlayfs, pivot_root, /proc, /dev, /sys, volumes, masked paths;
 //! - `cgroups`: limits (v1 and v2);
-//! - `capabilities`, `seccomp`, `user`: privileges;
+//! - `capabilities`, `seccomp`: privileges (`--user` is resolved by `hull_agent::user`,
+//!   shared with the vm backend's agent so both models agree);
 //! - `tty`: pseudo-terminals created inside the container;
 //! - `syscalls`: clone3/pidfd/openat2 wrappers.
 //!
@@ -21,7 +22,6 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod syscalls;
 pub mod tty;
-pub mod user;
 
 use std::fs;
 use std::io::{self, Read};

@@ -188,31 +188,7 @@ pub fn open_verified(pid: i32, recorded_start: u64) -> Option<OwnedFd> {
     is_same_process_alive(pid, recorded_start).then_some(fd)
 }
 
-/// openat2(2) of `path` beneath `dirfd`, treating `dirfd` as the root: `..` and absolute
-/// symlinks stay inside it and magic links (/proc/self/fd/...) are refused.
-pub fn open_in_root(dirfd: BorrowedFd<'_>, path: &Path, flags: i32) -> io::Result<OwnedFd> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
-    // SAFETY: open_how is plain data; zero is valid for all fields.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: valid dirfd, NUL-terminated path, open_how of the size passed.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dirfd.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel returned a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
+pub use hull_agent::in_root::open_in_root;
 
 /// Closes every descriptor from `first` up, except `keep` (which stays open).
 pub fn close_fds_from(first: RawFd, keep: &[RawFd]) {
