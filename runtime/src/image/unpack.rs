@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
@@ -54,6 +54,56 @@ pub fn unpack_layer<R: Read>(
     dest: &Path,
     limits: &Limits,
 ) -> Result<UnpackStats, ImageError> {
+    let mut archive = tar::Archive::new(reader);
+    let entries = archive
+        .entries()
+        .map_err(|e| ImageError::invalid("layer tar", e.to_string()))?;
+    unpack_entries(entries, None, dest, limits)
+}
+
+/// A layer stream whose file contents the unpacker can write out straight from the
+/// stream's own buffers, instead of copying them through the tar parser.
+pub trait DirectStream {
+    /// How many bytes of the stream the tar parser has consumed.
+    fn parser_position(&self) -> u64;
+    /// Writes the next `len` bytes of the stream to `out`. The parser has not seen them
+    /// and skips them with a forward seek.
+    fn write_next_to(&self, len: u64, out: &mut File) -> Result<(), DirectError>;
+}
+
+/// Why a direct write failed.
+#[derive(Debug)]
+pub enum DirectError {
+    /// Reading the layer stream (truncated, unreadable, over its limit).
+    Read(std::io::Error),
+    /// Writing the destination file.
+    Write(std::io::Error),
+}
+
+/// Like [`unpack_layer`], with regular files' contents written directly from `stream`
+/// (which must seek forward over them for the parser).
+pub fn unpack_layer_direct<S>(
+    stream: &S,
+    dest: &Path,
+    limits: &Limits,
+) -> Result<UnpackStats, ImageError>
+where
+    S: DirectStream,
+    for<'s> &'s S: Read + Seek,
+{
+    let mut archive = tar::Archive::new(stream);
+    let entries = archive
+        .entries_with_seek()
+        .map_err(|e| ImageError::invalid("layer tar", e.to_string()))?;
+    unpack_entries(entries, Some(stream), dest, limits)
+}
+
+fn unpack_entries<R: Read>(
+    entries: tar::Entries<'_, R>,
+    direct: Option<&dyn DirectStream>,
+    dest: &Path,
+    limits: &Limits,
+) -> Result<UnpackStats, ImageError> {
     let root = open_dir_path(dest)?;
     let mut unpacker = Unpacker {
         root,
@@ -61,13 +111,10 @@ pub fn unpack_layer<R: Read>(
         seen: HashMap::new(),
         dir_times: Vec::new(),
         parent_cache: None,
-        buffer: vec![0u8; COPY_BUFFER],
+        buffer: Vec::new(),
+        direct,
         stats: UnpackStats::default(),
     };
-    let mut archive = tar::Archive::new(reader);
-    let entries = archive
-        .entries()
-        .map_err(|e| ImageError::invalid("layer tar", e.to_string()))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| ImageError::invalid("layer tar", e.to_string()))?;
         unpacker.stats.entries += 1;
@@ -87,7 +134,7 @@ pub fn unpack_layer<R: Read>(
 /// Whether a path is the same as or under another, both as component lists.
 type Components = Vec<Vec<u8>>;
 
-struct Unpacker {
+struct Unpacker<'s> {
     root: OwnedFd,
     limits: Limits,
     /// Explicit entries so far: normalized path -> is a directory.
@@ -96,11 +143,14 @@ struct Unpacker {
     dir_times: Vec<(Components, i64)>,
     /// The last parent directory opened, reused by consecutive entries.
     parent_cache: Option<(Components, OwnedFd)>,
+    /// Copy buffer for contents read through the parser (allocated on first use).
     buffer: Vec<u8>,
+    /// Where file contents can be written from without the parser.
+    direct: Option<&'s dyn DirectStream>,
     stats: UnpackStats,
 }
 
-impl Unpacker {
+impl Unpacker<'_> {
     fn apply<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), ImageError> {
         let raw_path = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw_path).into_owned();
@@ -188,7 +238,33 @@ impl Unpacker {
                 )
                 .map_err(|e| sys_error(&shown, "create file", e))?;
                 let mut file = File::from(fd);
-                let written = copy_data(entry, &mut file, &mut self.buffer, &self.limits, &shown)?;
+                let written = match self.direct {
+                    // Plain data right behind the headers (not a sparse map): write it
+                    // from the stream's buffers.
+                    Some(direct)
+                        if kind != EntryType::GNUSparse
+                            && entry.raw_file_position() == direct.parser_position() =>
+                    {
+                        direct
+                            .write_next_to(entry.size(), &mut file)
+                            .map_err(|e| match e {
+                                DirectError::Read(e) => ImageError::invalid(
+                                    format!("layer tar at {shown:?}"),
+                                    e.to_string(),
+                                ),
+                                DirectError::Write(e) => {
+                                    ImageError::io(format!("write {shown}"), e)
+                                }
+                            })?;
+                        entry.size()
+                    }
+                    _ => {
+                        if self.buffer.is_empty() {
+                            self.buffer = vec![0u8; COPY_BUFFER];
+                        }
+                        copy_data(entry, &mut file, &mut self.buffer, &self.limits, &shown)?
+                    }
+                };
                 self.stats.file_bytes += written;
                 meta.apply_to_fd(&file, &shown)?;
             }

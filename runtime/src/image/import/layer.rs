@@ -1,11 +1,15 @@
 //! One layer blob through one pass: read -> sha256 + count (blob digest and size) ->
 //! decompress -> sha256 + count (diff_id, bounded) -> safe unpack into the work dir.
+//!
+//! An uncompressed blob is its own diff_id: it is read once by the unpacker and hashed on
+//! a second thread behind it (`plain`). A compressed blob of some size is read, hashed
+//! and decompressed on a second thread while the unpacker hashes the tar stream.
 
 use std::io::{BufReader, Read};
 
 use super::super::digest::Tracked;
 use super::super::store::{LayerRecord, Transaction};
-use super::super::unpack::unpack_layer;
+use super::super::unpack::{unpack_layer, unpack_layer_direct};
 use super::super::{ImageError, Sha256Digest};
 use crate::image::progress::Progress;
 
@@ -199,71 +203,93 @@ pub(crate) fn bring_layer(
     let reader = progress.wrap(input.reader);
     let compression = input.compression;
     let threaded = input.length.map_or(true, |len| len >= PIPELINE_THRESHOLD);
-    let (unpacked, drained, plain_over, plain_digest, produced) = if threaded {
-        // Two threads: one reads, hashes and decompresses the blob, the other unpacks
-        // (and hashes the uncompressed stream), like `gzip -d | tar -x` with digests.
-        std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel(CHANNEL_DEPTH);
-            // Spent buffers go back to the reader thread, so chunks are not reallocated.
-            let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel(CHANNEL_DEPTH + 2);
-            let producer =
-                scope.spawn(move || produce(reader, compression, raw_limit, tx, recycle_rx));
+    let (unpacked, drained, plain_over, plain_digest, produced) =
+        if compression == Compression::None {
+            // One read of the blob, by the unpacker; a second thread hashes behind it. The
+            // blob is also the uncompressed layer: one bound for both.
+            let limit = raw_limit.min(limits.max_layer_bytes);
+            let (unpacked, consumed) = super::plain::unpack_hashed(reader, limit, |stream| {
+                unpack_layer_direct(stream, &dir, &limits)
+            });
+            let over_raw = consumed.over_limit && raw_limit <= limits.max_layer_bytes;
+            let produced = Produced {
+                digest: consumed.digest,
+                size: consumed.size,
+                over_limit: over_raw,
+                error: consumed.error,
+            };
+            (
+                unpacked,
+                Ok(()),
+                consumed.over_limit && !over_raw,
+                None,
+                produced,
+            )
+        } else if threaded {
+            // Two threads: one reads, hashes and decompresses the blob, the other unpacks
+            // (and hashes the uncompressed stream), like `gzip -d | tar -x` with digests.
+            std::thread::scope(|scope| {
+                let (tx, rx) = std::sync::mpsc::sync_channel(CHANNEL_DEPTH);
+                // Spent buffers go back to the reader thread, so chunks are not reallocated.
+                let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel(CHANNEL_DEPTH + 2);
+                let producer =
+                    scope.spawn(move || produce(reader, compression, raw_limit, tx, recycle_rx));
+                let mut plain = Tracked::new(
+                    ChannelReader::new(rx, recycle_tx),
+                    compression != Compression::None,
+                    limits.max_layer_bytes,
+                );
+                let plain_over = plain.over_limit();
+                let unpacked = unpack_layer(&mut plain, &dir, &limits);
+                // The rest of the stream (tar end blocks, padding) counts toward the digests.
+                let drained = if unpacked.is_ok() {
+                    plain.drain()
+                } else {
+                    Ok(())
+                };
+                let (plain_digest, _, channel) = plain.finish();
+                drop(channel); // stops a producer still sending after an unpack error
+                let produced = producer.join().expect("layer reader thread panicked");
+                (unpacked, drained, plain_over.hit(), plain_digest, produced)
+            })
+        } else {
+            // Small blobs: one thread; handing chunks between threads would cost more. The
+            // buffer spares a read(2) per 512-byte tar header.
+            let raw = Tracked::new(
+                BufReader::with_capacity(READ_BUFFER, reader),
+                true,
+                raw_limit,
+            );
+            let raw_over = raw.over_limit();
+            let decoder = Decoder::new(compression, raw).map_err(wrap)?;
             let mut plain = Tracked::new(
-                ChannelReader::new(rx, recycle_tx),
+                decoder,
                 compression != Compression::None,
                 limits.max_layer_bytes,
             );
             let plain_over = plain.over_limit();
             let unpacked = unpack_layer(&mut plain, &dir, &limits);
-            // The rest of the stream (tar end blocks, padding) counts toward the digests.
             let drained = if unpacked.is_ok() {
                 plain.drain()
             } else {
                 Ok(())
             };
-            let (plain_digest, _, channel) = plain.finish();
-            drop(channel); // stops a producer still sending after an unpack error
-            let produced = producer.join().expect("layer reader thread panicked");
+            let (plain_digest, _, decoder) = plain.finish();
+            let mut raw = decoder.into_inner();
+            let error = if unpacked.is_ok() && drained.is_ok() {
+                raw.drain().err()
+            } else {
+                None
+            };
+            let (digest, size, _) = raw.finish();
+            let produced = Produced {
+                digest: digest.expect("raw stream is hashed"),
+                size,
+                over_limit: raw_over.hit(),
+                error,
+            };
             (unpacked, drained, plain_over.hit(), plain_digest, produced)
-        })
-    } else {
-        // Small blobs: one thread; handing chunks between threads would cost more. The
-        // buffer spares a read(2) per 512-byte tar header.
-        let raw = Tracked::new(
-            BufReader::with_capacity(READ_BUFFER, reader),
-            true,
-            raw_limit,
-        );
-        let raw_over = raw.over_limit();
-        let decoder = Decoder::new(compression, raw).map_err(wrap)?;
-        let mut plain = Tracked::new(
-            decoder,
-            compression != Compression::None,
-            limits.max_layer_bytes,
-        );
-        let plain_over = plain.over_limit();
-        let unpacked = unpack_layer(&mut plain, &dir, &limits);
-        let drained = if unpacked.is_ok() {
-            plain.drain()
-        } else {
-            Ok(())
         };
-        let (plain_digest, _, decoder) = plain.finish();
-        let mut raw = decoder.into_inner();
-        let error = if unpacked.is_ok() && drained.is_ok() {
-            raw.drain().err()
-        } else {
-            None
-        };
-        let (digest, size, _) = raw.finish();
-        let produced = Produced {
-            digest: digest.expect("raw stream is hashed"),
-            size,
-            over_limit: raw_over.hit(),
-            error,
-        };
-        (unpacked, drained, plain_over.hit(), plain_digest, produced)
-    };
     progress.finish();
 
     if produced.over_limit {
@@ -340,7 +366,8 @@ pub(crate) fn bring_layer(
     ))
 }
 
-/// Blobs at least this large (or of unknown length) are read on a second thread.
+/// Compressed blobs at least this large (or of unknown length) are read on a second
+/// thread.
 const PIPELINE_THRESHOLD: u64 = 64 << 20;
 /// Chunks in flight between the reader and the unpacker.
 const CHANNEL_DEPTH: usize = 8;
@@ -473,4 +500,98 @@ impl Read for ChannelReader {
 fn short_label(label: &str) -> String {
     let hex = label.trim_start_matches("sha256:");
     hex.chars().take(12).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{ImageStore, Limits};
+
+    fn plain_tar(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o640);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(1);
+            header.set_entry_type(tar::EntryType::Regular);
+            builder.append_data(&mut header, name, &data[..]).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn input(blob: &[u8], declared: Option<(Sha256Digest, u64)>) -> LayerInput<'_> {
+        LayerInput {
+            reader: Box::new(blob),
+            length: Some(blob.len() as u64),
+            compression: Compression::None,
+            declared,
+            expected_diff_id: None,
+            media_type: Compression::None.media_type().into(),
+            label: "test".into(),
+        }
+    }
+
+    /// Imports `blob` as an uncompressed layer; the error if any, and whether the work
+    /// dir was left empty after the failed transaction.
+    fn bring(
+        blob: &[u8],
+        declared: Option<(Sha256Digest, u64)>,
+    ) -> (Result<LayerRecord, ImageError>, bool) {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = ImageStore::open_dir(tmp.path(), Limits::default()).unwrap();
+        let result = {
+            let mut txn = store.begin().unwrap();
+            let result = bring_layer(&mut txn, input(blob, declared), false).map(|(r, _)| r);
+            if let Ok(record) = &result {
+                // The one staged layer: tmp/import-PID/<layer dir>.
+                let work = std::fs::read_dir(tmp.path().join("tmp")).unwrap();
+                let work = work.map(|e| e.unwrap().path()).next().unwrap();
+                let layer = std::fs::read_dir(work).unwrap();
+                let layer = layer.map(|e| e.unwrap().path()).next().unwrap();
+                let big = std::fs::read(layer.join("dir/big")).unwrap();
+                assert_eq!(big.len(), 3 << 20);
+                assert!(big.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+                assert_eq!(std::fs::read(layer.join("small")).unwrap(), b"hello");
+                assert_eq!(record.diff_id, record.digest);
+            }
+            result
+        };
+        let left = std::fs::read_dir(tmp.path().join("tmp")).unwrap().count();
+        (result, left == 0)
+    }
+
+    #[test]
+    fn uncompressed_layers_are_verified_and_leave_nothing_on_failure() {
+        let big: Vec<u8> = (0..3 << 20).map(|i| (i % 251) as u8).collect();
+        let blob = plain_tar(&[("small", b"hello".to_vec()), ("dir/big", big)]);
+        let digest = Sha256Digest::of(&blob);
+        let size = blob.len() as u64;
+
+        let (ok, _) = bring(&blob, Some((digest.clone(), size)));
+        assert_eq!(ok.unwrap().digest, digest.to_string());
+        let (ok, _) = bring(&blob, None);
+        assert_eq!(ok.unwrap().size, size);
+
+        let other = Sha256Digest::of(b"other");
+        let (err, clean) = bring(&blob, Some((other, size)));
+        assert!(clean);
+        assert!(
+            err.unwrap_err().to_string().contains("digest mismatch"),
+            "digest"
+        );
+        let (err, clean) = bring(&blob, Some((digest.clone(), size - 512)));
+        assert!(clean);
+        assert!(err.unwrap_err().to_string().contains("size mismatch"));
+        let (err, clean) = bring(&blob, Some((digest, size + 1)));
+        assert!(clean);
+        assert!(err.unwrap_err().to_string().contains("size mismatch"));
+
+        // Cut inside the big file's data.
+        let (err, clean) = bring(&blob[..2 << 20], None);
+        assert!(clean);
+        assert!(err.unwrap_err().to_string().contains("dir/big"));
+    }
 }

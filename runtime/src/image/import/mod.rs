@@ -6,6 +6,7 @@ mod archive;
 mod docker;
 mod layer;
 mod oci;
+mod plain;
 mod rootfs;
 
 use std::fs::File;
