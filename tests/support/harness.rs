@@ -138,6 +138,7 @@ pub struct Harness {
     memory_mib: u32,
     cpus: u32,
     vhost_vsock: bool,
+    silence_limit: Duration,
 }
 
 /// What a harness run produced.
@@ -162,6 +163,8 @@ pub struct HarnessRun {
     /// The outer machine stopped printing its heartbeat: it froze (a fault of the
     /// emulated test host; the script's own step timeouts run inside it and stop too).
     pub outer_silent: bool,
+    /// Machines booted for this result: 2 when the first one failed as a test host.
+    pub attempts: u32,
 }
 
 impl Default for Harness {
@@ -196,6 +199,7 @@ impl Harness {
             memory_mib: DEFAULT_MEMORY_MIB,
             cpus: DEFAULT_CPUS,
             vhost_vsock: false,
+            silence_limit: HEARTBEAT_SILENCE_LIMIT,
         }
     }
 
@@ -260,6 +264,13 @@ impl Harness {
         self
     }
 
+    /// How long the outer machine's heartbeat may stop before the machine counts as frozen
+    /// (default 150 s; the harness's own test shortens it).
+    pub fn heartbeat_silence_limit(mut self, limit: Duration) -> Self {
+        self.silence_limit = limit;
+        self
+    }
+
     /// Also loads vhost_vsock in the outer machine (QEMU's vhost-vsock-device needs
     /// /dev/vhost-vsock; hull-vmm does not).
     pub fn vhost_vsock(mut self) -> Self {
@@ -286,7 +297,10 @@ impl Harness {
             run.elapsed,
             tail_lines(&run.console, 15)
         );
-        self.run_once(script, timeout)
+        HarnessRun {
+            attempts: 2,
+            ..self.run_once(script, timeout)
+        }
     }
 
     fn run_once(&self, script: &str, timeout: Duration) -> HarnessRun {
@@ -365,7 +379,7 @@ impl Harness {
             .spawn()
             .unwrap_or_else(|e| panic!("harness: start {}: {e}", qemu.display()));
         let mut guard = KillOnDrop(Some(child));
-        let end = guard.wait_until(start + timeout, &console_log);
+        let end = guard.wait_until(start + timeout, &console_log, self.silence_limit);
         let elapsed = start.elapsed();
         drop(guard);
 
@@ -387,6 +401,7 @@ impl Harness {
             timed_out: end != WaitEnd::Exited,
             outer_lockup: end == WaitEnd::Lockup,
             outer_silent: end == WaitEnd::Silent,
+            attempts: 1,
         }
     }
 }
@@ -455,6 +470,7 @@ mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /run
 # A heartbeat on the console tells the host this machine is alive (see WaitEnd::Silent).
 (n=0; while :; do n=$((n + 1)); echo "{HEARTBEAT} $n" >/dev/ttyS0; sleep {HEARTBEAT_EVERY_SECS}; done) &
+echo $! >{HARNESS_DIR}/heartbeat.pid
 out=/dev/ttyS1
 status=0
 for m in {modules}; do
@@ -614,7 +630,12 @@ impl KillOnDrop {
     /// Waits for QEMU to exit; kills it at `deadline` ([`WaitEnd::TimedOut`]), as soon as
     /// the outer kernel reports a soft lockup on `console` ([`WaitEnd::Lockup`]), or when
     /// the machine's heartbeat stops ([`WaitEnd::Silent`]).
-    fn wait_until(&mut self, deadline: Instant, console: &Path) -> WaitEnd {
+    fn wait_until(
+        &mut self,
+        deadline: Instant,
+        console: &Path,
+        silence_limit: Duration,
+    ) -> WaitEnd {
         let Some(child) = self.0.as_mut() else {
             return WaitEnd::Exited;
         };
@@ -641,7 +662,7 @@ impl KillOnDrop {
                     let beat = last_heartbeat(&text);
                     if beat.is_some() && beat != heartbeat {
                         heartbeat = beat;
-                        heartbeat_deadline = Instant::now() + HEARTBEAT_SILENCE_LIMIT;
+                        heartbeat_deadline = Instant::now() + silence_limit;
                     } else if Instant::now() >= heartbeat_deadline {
                         self.kill();
                         return WaitEnd::Silent;

@@ -50,3 +50,29 @@ fn a_hanging_script_is_killed_at_the_timeout() {
         start.elapsed()
     );
 }
+
+/// A test host that freezes (seen under TCG's SVM emulation: no output, no timers, so the
+/// script's own timeouts never fire) is found by its silent heartbeat long before the run's
+/// timeout, and the run is retried once on a fresh machine.
+#[test]
+fn a_frozen_machine_is_found_by_its_silence_and_retried_once() {
+    Harness::require();
+    let start = Instant::now();
+    // Stopping the heartbeat is what a frozen machine looks like from outside.
+    let run = Harness::new()
+        .heartbeat_silence_limit(Duration::from_secs(20))
+        .run(
+            "echo attempt; kill -STOP $(cat /harness/heartbeat.pid); sleep 1000",
+            Duration::from_secs(900),
+        );
+    assert!(run.outer_silent && run.timed_out, "{run}");
+    assert_eq!(run.status, None, "{run}");
+    assert_eq!(run.attempts, 2, "{run}");
+    assert!(run.outer_fault().is_some(), "{run}");
+    assert_eq!(run.output.matches("attempt").count(), 1, "{run}");
+    assert!(
+        start.elapsed() < Duration::from_secs(450),
+        "found only after {:?} (run timeout 900 s)",
+        start.elapsed()
+    );
+}
