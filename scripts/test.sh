@@ -7,7 +7,7 @@
 #   4 harness           full VM mode in nested QEMU/TCG   tests/tests/harness_*.rs
 #
 # A tier that cannot run says why and counts as NOT RUN, never as passed.
-# Exit status: 0 only if no test failed and tiers 1-3 ran.
+# Exit status: 0 only if every tier ran and passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -87,7 +87,8 @@ if [[ -z $why4 && -x tests/harness/prepare.sh ]]; then
     tests/harness/prepare.sh --check >"$LOGDIR/harness-check.log" 2>&1 ||
         why4="harness unavailable: $(tail -n 1 "$LOGDIR/harness-check.log")"
 fi
-run_tier 4 "$why4" -p hull-tests --test 'harness_*' -- --test-threads=1
+# --nocapture: the harness's WARNING lines about retried test hosts must reach the log.
+run_tier 4 "$why4" -p hull-tests --test 'harness_*' -- --test-threads=1 --nocapture
 # The nested harness (TCG emulating SVM, a real KVM inside) is known to be flaky: its outer
 # kernel sometimes hangs or crashes, and inner VMs sometimes miss a bounded step. A failed
 # tier 4 is run once more; both attempts are reported, and the second decides.
@@ -95,8 +96,16 @@ if [[ ${STATUS[4]} == FAILED ]]; then
     cp "$LOGDIR/tier4.log" "$LOGDIR/tier4-first-attempt.log"
     first="${PASSED[4]} passed, ${FAILED[4]} failed"
     bold "!!!! tier 4 FAILED on its first attempt ($first, log: $LOGDIR/tier4-first-attempt.log); running it once more"
-    run_tier 4 "" -p hull-tests --test 'harness_*' -- --test-threads=1
+    run_tier 4 "" -p hull-tests --test 'harness_*' -- --test-threads=1 --nocapture
     WHY[4]="FLAKY: first attempt $first; this is the second attempt"
+fi
+# Test-host failures the harness retried by itself (a lockup or a frozen outer machine):
+# not failures of the code under test, but never silent either.
+if [[ ${STATUS[4]} != "NOT RUN" ]]; then
+    host_retries=$(cat "$LOGDIR"/tier4*.log 2>/dev/null | grep -c '^harness: WARNING' || true)
+    if [[ $host_retries -gt 0 ]]; then
+        WHY[4]="${WHY[4]:+${WHY[4]}; }$host_retries harness run(s) retried after the emulated test host failed (grep 'harness: WARNING' $LOGDIR/tier4*.log)"
+    fi
 fi
 
 echo
@@ -108,14 +117,14 @@ for t in "${TIERS[@]}"; do
         "${PASSED[$t]}" "${FAILED[$t]}" "${IGNORED[$t]}" "${WHY[$t]:-}"
     total_pass=$((total_pass + PASSED[$t]))
     total_fail=$((total_fail + FAILED[$t]))
-    [[ ${STATUS[$t]} == FAILED ]] && exit=1
-    if [[ $t -le 3 && ${STATUS[$t]} == "NOT RUN" ]]; then exit=1; fi
+    # Every tier must run and pass: the VM mode is only tested end to end in tier 4.
+    [[ ${STATUS[$t]} != ok ]] && exit=1
 done
 for t in "${TIERS[@]}"; do
     if [[ ${STATUS[$t]} != ok ]]; then bold "!!!! tier $t (${NAMES[$t]}): ${STATUS[$t]} ${WHY[$t]:-}"; fi
     if [[ ${IGNORED[$t]} -gt 0 ]]; then bold "!!!! tier $t: ${IGNORED[$t]} test(s) ignored, see $LOGDIR/tier$t.log"; fi
 done
-if [[ ${WHY[4]:-} == FLAKY* ]]; then bold "!!!! tier 4 (${NAMES[4]}): ${WHY[4]}"; fi
+if [[ ${STATUS[4]} == ok && -n ${WHY[4]:-} ]]; then bold "!!!! tier 4 (${NAMES[4]}): ${WHY[4]}"; fi
 echo "logs: $LOGDIR"
 echo "$total_pass passed, $total_fail failed"
 exit $exit
