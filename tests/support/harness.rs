@@ -165,6 +165,9 @@ pub struct HarnessRun {
     pub outer_silent: bool,
     /// Machines booted for this result: 2 when the first one failed as a test host.
     pub attempts: u32,
+    /// What QEMU's monitor said about the outer vCPUs when the machine locked up or went
+    /// silent (halted or running, and where), for telling the kinds of failure apart.
+    pub monitor: String,
 }
 
 impl Default for Harness {
@@ -291,11 +294,12 @@ impl Harness {
         // with hull-vmm as the inner VMM): a fault of the emulated test host, not of the code
         // under test. Say so loudly and give the script one fresh machine more.
         eprintln!(
-            "harness: WARNING: the outer machine failed ({fault:?} on its console) after \
-             {:.0?}; this is a fault of the emulated test host; retrying once on a fresh \
-             machine. Console tail:\n{}",
+            "harness: WARNING: the outer machine failed ({fault:?}) after {:.0?}; this is a \
+             fault of the emulated test host; retrying once on a fresh machine. Console \
+             tail:\n{}\nQEMU monitor:\n{}",
             run.elapsed,
-            tail_lines(&run.console, 15)
+            tail_lines(&run.console, 15),
+            tail_lines(&run.monitor, 60)
         );
         HarnessRun {
             attempts: 2,
@@ -349,6 +353,7 @@ impl Harness {
         let console_log = work.path().join("console.log");
         let output_log = work.path().join("output.log");
         let qemu_err = work.path().join("qemu.stderr");
+        let monitor_sock = work.path().join("monitor.sock");
         let mut cmd = Command::new(&qemu);
         cmd.args(["-M", "q35", "-accel", "tcg", "-cpu", "EPYC,+svm,+npt"])
             .args(["-smp", &self.cpus.to_string()])
@@ -364,6 +369,11 @@ impl Harness {
             .arg(serial_file(&console_log))
             .arg("-serial")
             .arg(serial_file(&output_log))
+            .arg("-monitor")
+            .arg(format!(
+                "unix:{},server=on,wait=off",
+                checked_path(&monitor_sock)
+            ))
             .arg("-kernel")
             .arg(host_kernel.join("vmlinuz"))
             .arg("-initrd")
@@ -381,6 +391,10 @@ impl Harness {
         let mut guard = KillOnDrop(Some(child));
         let end = guard.wait_until(start + timeout, &console_log, self.silence_limit);
         let elapsed = start.elapsed();
+        let monitor = match end {
+            WaitEnd::Lockup | WaitEnd::Silent => ask_monitor(&monitor_sock),
+            WaitEnd::Exited | WaitEnd::TimedOut => String::new(),
+        };
         drop(guard);
 
         let output = read_bounded(&output_log).replace('\r', "");
@@ -402,6 +416,7 @@ impl Harness {
             outer_lockup: end == WaitEnd::Lockup,
             outer_silent: end == WaitEnd::Silent,
             attempts: 1,
+            monitor,
         }
     }
 }
@@ -438,6 +453,9 @@ impl fmt::Display for HarnessRun {
         writeln!(f, "--- outer console ---\n{}", tail(&self.console, 60))?;
         if !self.qemu_stderr.trim().is_empty() {
             writeln!(f, "--- qemu stderr ---\n{}", self.qemu_stderr.trim_end())?;
+        }
+        if !self.monitor.is_empty() {
+            writeln!(f, "--- QEMU monitor ---\n{}", tail(&self.monitor, 60))?;
         }
         Ok(())
     }
@@ -521,9 +539,55 @@ fn check_guest_path(guest: &str) {
 
 /// A QEMU `-serial` argument writing to `path` (QEMU options must not contain commas).
 fn serial_file(path: &Path) -> String {
+    format!("file:{}", checked_path(path))
+}
+
+/// A temp path as QEMU's option syntax can take it.
+fn checked_path(path: &Path) -> &str {
     let path = path.to_str().expect("temp path is UTF-8");
     assert!(!path.contains(','), "harness: temp path {path} has a comma");
-    format!("file:{path}")
+    path
+}
+
+/// Asks QEMU's human monitor where the outer vCPUs are (halted or running, and their
+/// registers); bounded in time and size, best effort.
+fn ask_monitor(socket: &Path) -> String {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    let Ok(mut conn) = UnixStream::connect(socket) else {
+        return "(monitor unreachable)".into();
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+    // The local APICs show whether a CPU still has a timer armed (a halted CPU without
+    // one never wakes up again).
+    let _ = conn.write_all(b"info cpus\ninfo registers -a\ninfo lapic 0\ninfo lapic 1\n");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while answer.len() < 64 << 10 && Instant::now() < deadline {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    // Of the registers, the general ones, RIP with the halt flag, and the control ones.
+    let keep = [
+        "CPU#", "RAX=", "RSI=", "R8 =", "R12=", "RIP=", "CR0=", "EFER=",
+    ];
+    String::from_utf8_lossy(&answer)
+        .replace('\r', "")
+        .lines()
+        // (The monitor echoes each command keystroke by keystroke; its prompt lines go.)
+        .filter(|l| !l.starts_with("(qemu)"))
+        .filter(|l| {
+            let register_dump = l.len() > 3 && l.as_bytes()[2..4].contains(&b'=')
+                || l.starts_with("YMM")
+                || l.starts_with("FPR")
+                || l.starts_with("FCW");
+            !register_dump || keep.iter().any(|k| l.trim_start().starts_with(k))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// A value the script cannot guess, so nothing it prints can fake the end marker.
@@ -627,9 +691,10 @@ fn tail_lines(text: &str, n: usize) -> String {
 struct KillOnDrop(Option<Child>);
 
 impl KillOnDrop {
-    /// Waits for QEMU to exit; kills it at `deadline` ([`WaitEnd::TimedOut`]), as soon as
-    /// the outer kernel reports a soft lockup on `console` ([`WaitEnd::Lockup`]), or when
-    /// the machine's heartbeat stops ([`WaitEnd::Silent`]).
+    /// Waits for QEMU to exit; kills it at `deadline` ([`WaitEnd::TimedOut`]). Returns as
+    /// soon as the outer kernel reports a soft lockup on `console` ([`WaitEnd::Lockup`]) or
+    /// the machine's heartbeat stops ([`WaitEnd::Silent`]), leaving QEMU running for a
+    /// look at its monitor; dropping `self` kills it.
     fn wait_until(
         &mut self,
         deadline: Instant,
@@ -655,8 +720,8 @@ impl KillOnDrop {
                 Ok(None) if Instant::now() >= next_console_check => {
                     next_console_check = Instant::now() + LOCKUP_CHECK_EVERY;
                     let text = read_bounded(console);
+                    // (The caller asks QEMU's monitor, then kills it.)
                     if text.contains(OUTER_LOCKUP) {
-                        self.kill();
                         return WaitEnd::Lockup;
                     }
                     let beat = last_heartbeat(&text);
@@ -664,7 +729,6 @@ impl KillOnDrop {
                         heartbeat = beat;
                         heartbeat_deadline = Instant::now() + silence_limit;
                     } else if Instant::now() >= heartbeat_deadline {
-                        self.kill();
                         return WaitEnd::Silent;
                     }
                 }

@@ -286,6 +286,13 @@ impl Results {
             tail[tail.len().saturating_sub(40)..].join("\n"),
             last_lines(&self.run.console, 30)
         );
+        if !self.run.monitor.is_empty() {
+            let _ = writeln!(
+                msg,
+                "--- QEMU monitor at the failure\n{}",
+                last_lines(&self.run.monitor, 60)
+            );
+        }
         panic!("{msg}");
     }
 }
