@@ -16,7 +16,7 @@ use vm_common::{vm_harness, Results, GUEST_KERNEL_PREFIX};
 
 /// What a container prints, its streams and exit codes, environment, user, stdin, tty,
 /// confinement, limits and VM sizing: the same results as process mode, and the guest's
-/// own kernel.
+/// own kernel. Process mode's limits are checked here too, on the test host's cgroup v2.
 #[test]
 fn vm_containers_give_process_mode_results_with_their_own_kernel() {
     let rootfs = vm_common::busybox_rootfs();
@@ -53,6 +53,18 @@ t pids hull run --rm --isolation=vm --pids-limit 20 $I sh -c '(while :; do sleep
 t cpu hull run --rm --isolation=vm --cpus 0.2 $I sh -c 'cat /sys/fs/cgroup/cpu.max; timeout 2 sh -c "while :; do :; done"; grep -E "^(nr_periods|nr_throttled) " /sys/fs/cgroup/cpu.stat'
 t sized hull run --rm --isolation=vm --memory 512m --cpus 2 $I sh -c 'grep -c ^processor /proc/cpuinfo; grep MemTotal /proc/meminfo'
 t small hull run --rm --isolation=vm $I sh -c 'grep -c ^processor /proc/cpuinfo; grep MemTotal /proc/meminfo'
+# The same limits in process mode, on this machine's cgroup v2 (the build hosts have v1).
+t p_oom P hull run --rm --isolation=process --memory 32m $I awk 'BEGIN { s = "a"; while (1) s = s s }'
+t p_bomb P hull run -d --isolation=process --name pbomb --pids-limit 20 $I sh -c '(while :; do sleep 1000 & done) 2>/dev/null; exec sleep 1000'
+t p_spin P hull run -d --isolation=process --name pspin --cpus 0.2 $I sh -c 'while :; do :; done'
+bomb=/sys/fs/cgroup/hull/$(cat /tmp/r/p_bomb.out)
+spin=/sys/fs/cgroup/hull/$(cat /tmp/r/p_spin.out)
+for i in $(seq 120); do grep -q '^max [1-9]' $bomb/pids.events 2>/dev/null && break; sleep 1; done
+record p_pids "$(cat $bomb/pids.max $bomb/pids.events $bomb/pids.current)"
+sleep 2
+record p_cpu "$(cat $spin/cpu.max; grep -E '^(nr_periods|nr_throttled) ' $spin/cpu.stat)"
+t p_rm P hull rm -f pbomb pspin
+record p_cgroups_left "$(ls -d /sys/fs/cgroup/hull/*/ 2>/dev/null | wc -l)"
 record left_containers "$(ls /var/lib/hull/run/containers | grep -v '^\.' | wc -l)"
 record left_vmms "$(ps -o comm | grep -c '^hull-vmm')"
 record disks "$(ls /var/lib/hull/vm/disks | wc -l)"
@@ -158,35 +170,17 @@ record disks "$(ls /var/lib/hull/vm/disks | wc -l)"
     r.expect_code("oom", 137);
     r.expect_out("mem_ok", &format!("{}\nfine\n", 64u64 << 20));
     r.expect_code("pids", 0);
-    let pids = r.out("pids").to_string();
-    let mut p = pids.lines();
-    let max = p.next().unwrap_or("");
-    let refused: u64 = p
-        .next()
-        .and_then(|l| l.strip_prefix("max "))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    let current: u64 = p.next().and_then(|n| n.parse().ok()).unwrap_or(u64::MAX);
-    r.check(
-        max == "20" && refused > 0 && current <= 20,
-        format!("the fork bomb stops at 20 tasks: {pids:?}"),
-    );
-    let cpu = r.out("cpu").to_string();
-    let field = |k: &str| -> u64 {
-        cpu.lines()
-            .find_map(|l| l.strip_prefix(k).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or(0)
-    };
-    r.check(
-        cpu.starts_with("20000 100000\n")
-            && field("nr_periods ") > 0
-            && field("nr_throttled ") * 2 > field("nr_periods "),
-        format!(
-            "0.2 CPU throttles a busy loop in most periods: {cpu:?} (exit {:?}, stderr {:?})",
-            r.code("cpu"),
-            r.err("cpu")
-        ),
-    );
+    check_fork_bomb_stopped(&mut r, "pids");
+    check_cpu_throttled(&mut r, "cpu");
+
+    // Process mode on cgroup v2.
+    r.expect_code("p_oom", 137);
+    r.expect_code("p_bomb", 0);
+    r.expect_code("p_spin", 0);
+    check_fork_bomb_stopped(&mut r, "p_pids");
+    check_cpu_throttled(&mut r, "p_cpu");
+    r.expect_code("p_rm", 0);
+    r.expect_out("p_cgroups_left", "0\n");
     // --memory and --cpus size the VM: 512 MiB + room for the guest kernel, 2 vCPUs.
     let mem_kib = |name: &str, r: &Results| -> u64 {
         r.out(name)
@@ -214,6 +208,42 @@ record disks "$(ls /var/lib/hull/vm/disks | wc -l)"
     r.expect_out("left_vmms", "0\n");
     r.expect_out("disks", "1\n");
     r.finish();
+}
+
+/// Step `name` printed pids.max, pids.events and pids.current of a fork bomb limited to 20.
+fn check_fork_bomb_stopped(r: &mut Results, name: &str) {
+    let pids = r.out(name).to_string();
+    let mut p = pids.lines();
+    let max = p.next().unwrap_or("");
+    let refused: u64 = p
+        .next()
+        .and_then(|l| l.strip_prefix("max "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let current: u64 = p.next().and_then(|n| n.parse().ok()).unwrap_or(u64::MAX);
+    r.check(
+        max == "20" && refused > 0 && current <= 20,
+        format!("{name}: the fork bomb stops at 20 tasks: {pids:?}"),
+    );
+}
+
+/// Step `name` printed cpu.max and cpu.stat's period counts of a busy loop at 0.2 CPU.
+fn check_cpu_throttled(r: &mut Results, name: &str) {
+    let cpu = r.out(name).to_string();
+    let field = |k: &str| -> u64 {
+        cpu.lines()
+            .find_map(|l| l.strip_prefix(k).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0)
+    };
+    let ok = cpu.starts_with("20000 100000\n")
+        && field("nr_periods ") > 0
+        && field("nr_throttled ") * 2 > field("nr_periods ");
+    let what = format!(
+        "{name}: 0.2 CPU throttles a busy loop in most periods: {cpu:?} (exit {:?}, stderr {:?})",
+        r.code(name),
+        r.err(name)
+    );
+    r.check(ok, what);
 }
 
 /// The lifecycle with `--isolation=vm`: detached runs, exec (exit codes, stdin, user, env),
