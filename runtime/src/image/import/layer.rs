@@ -368,7 +368,7 @@ pub(crate) fn bring_layer(
 
 /// Compressed blobs at least this large (or of unknown length) are read on a second
 /// thread.
-const PIPELINE_THRESHOLD: u64 = 64 << 20;
+const PIPELINE_THRESHOLD: u64 = 1 << 20;
 /// Chunks in flight between the reader and the unpacker.
 const CHANNEL_DEPTH: usize = 8;
 /// Size of one chunk of uncompressed data.
@@ -522,14 +522,19 @@ mod tests {
         builder.into_inner().unwrap()
     }
 
-    fn input(blob: &[u8], declared: Option<(Sha256Digest, u64)>) -> LayerInput<'_> {
+    fn input(
+        blob: &[u8],
+        declared: Option<(Sha256Digest, u64)>,
+        expected_diff_id: Option<Sha256Digest>,
+    ) -> LayerInput<'_> {
+        let compression = Compression::sniff(blob);
         LayerInput {
             reader: Box::new(blob),
             length: Some(blob.len() as u64),
-            compression: Compression::None,
+            compression,
             declared,
-            expected_diff_id: None,
-            media_type: Compression::None.media_type().into(),
+            expected_diff_id,
+            media_type: compression.media_type().into(),
             label: "test".into(),
         }
     }
@@ -540,11 +545,20 @@ mod tests {
         blob: &[u8],
         declared: Option<(Sha256Digest, u64)>,
     ) -> (Result<LayerRecord, ImageError>, bool) {
+        bring_checked(blob, declared, None)
+    }
+
+    fn bring_checked(
+        blob: &[u8],
+        declared: Option<(Sha256Digest, u64)>,
+        expected_diff_id: Option<Sha256Digest>,
+    ) -> (Result<LayerRecord, ImageError>, bool) {
         let tmp = tempfile::tempdir().unwrap();
         let store = ImageStore::open_dir(tmp.path(), Limits::default()).unwrap();
         let result = {
             let mut txn = store.begin().unwrap();
-            let result = bring_layer(&mut txn, input(blob, declared), false).map(|(r, _)| r);
+            let result = bring_layer(&mut txn, input(blob, declared, expected_diff_id), false)
+                .map(|(r, _)| r);
             if let Ok(record) = &result {
                 // The one staged layer: tmp/import-PID/<layer dir>.
                 let work = std::fs::read_dir(tmp.path().join("tmp")).unwrap();
@@ -555,7 +569,10 @@ mod tests {
                 assert_eq!(big.len(), 3 << 20);
                 assert!(big.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
                 assert_eq!(std::fs::read(layer.join("small")).unwrap(), b"hello");
-                assert_eq!(record.diff_id, record.digest);
+                assert_eq!(
+                    record.diff_id == record.digest,
+                    Compression::sniff(blob) == Compression::None
+                );
             }
             result
         };
@@ -593,5 +610,45 @@ mod tests {
         let (err, clean) = bring(&blob[..2 << 20], None);
         assert!(clean);
         assert!(err.unwrap_err().to_string().contains("dir/big"));
+    }
+
+    #[test]
+    fn compressed_layers_past_the_pipeline_threshold_are_verified() {
+        use std::io::Write as _;
+        // Incompressible, so the gzip blob is past PIPELINE_THRESHOLD (the threaded path).
+        let mut x = 1u32;
+        let noise: Vec<u8> = (0..2 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        let big: Vec<u8> = (0..3 << 20).map(|i| (i % 251) as u8).collect();
+        let tar = plain_tar(&[
+            ("small", b"hello".to_vec()),
+            ("noise", noise),
+            ("dir/big", big),
+        ]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        let blob = gz.finish().unwrap();
+        assert!(blob.len() as u64 >= PIPELINE_THRESHOLD);
+        let digest = Sha256Digest::of(&blob);
+        let diff_id = Sha256Digest::of(&tar);
+        let declared = Some((digest.clone(), blob.len() as u64));
+
+        let (ok, _) = bring_checked(&blob, declared.clone(), Some(diff_id.clone()));
+        let record = ok.unwrap();
+        assert_eq!(record.digest, digest.to_string());
+        assert_eq!(record.diff_id, diff_id.to_string());
+
+        let (err, clean) = bring_checked(&blob, declared, Some(Sha256Digest::of(b"x")));
+        assert!(clean);
+        assert!(err.unwrap_err().to_string().contains("diff_id"));
+        let (err, clean) = bring_checked(&blob[..blob.len() / 2], None, None);
+        assert!(clean);
+        assert!(err.is_err());
     }
 }
