@@ -33,7 +33,7 @@ fn parse() -> Result<(Vec<Item>, String, Duration, u32, u32), String> {
     let mut items = Vec::new();
     let mut script = None;
     let mut timeout = Duration::from_secs(600);
-    let (mut memory, mut cpus) = (2048u32, 2u32);
+    let (mut memory, mut cpus) = (2048u32, hull_tests::harness::DEFAULT_CPUS);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || {

@@ -61,6 +61,7 @@ fn a_frozen_machine_is_found_by_its_silence_and_retried_once() {
     // Stopping the heartbeat is what a frozen machine looks like from outside.
     let run = Harness::new()
         .heartbeat_silence_limit(Duration::from_secs(20))
+        .simulating_host_failure()
         .run(
             "echo attempt; kill -STOP $(cat /harness/heartbeat.pid); sleep 1000",
             Duration::from_secs(900),

@@ -51,8 +51,6 @@ t oom hull run --rm --isolation=vm --memory 32m $I awk 'BEGIN { s = "a"; while (
 t mem_ok hull run --rm --isolation=vm --memory 64m $I sh -c 'cat /sys/fs/cgroup/memory.max; echo fine'
 t pids hull run --rm --isolation=vm --pids-limit 20 $I sh -c '(while :; do sleep 1000 & done) 2>/dev/null; exec cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/pids.events /sys/fs/cgroup/pids.current'
 t cpu hull run --rm --isolation=vm --cpus 0.2 $I sh -c 'cat /sys/fs/cgroup/cpu.max; timeout 2 sh -c "while :; do :; done"; grep -E "^(nr_periods|nr_throttled) " /sys/fs/cgroup/cpu.stat'
-t sized hull run --rm --isolation=vm --memory 512m --cpus 2 $I sh -c 'grep -c ^processor /proc/cpuinfo; grep MemTotal /proc/meminfo'
-t small hull run --rm --isolation=vm $I sh -c 'grep -c ^processor /proc/cpuinfo; grep MemTotal /proc/meminfo'
 # The same limits in process mode, on this machine's cgroup v2 (the build hosts have v1).
 t p_oom P hull run --rm --isolation=process --memory 32m $I awk 'BEGIN { s = "a"; while (1) s = s s }'
 t p_bomb P hull run -d --isolation=process --name pbomb --pids-limit 20 $I sh -c '(while :; do sleep 1000 & done) 2>/dev/null; exec sleep 1000'
@@ -181,6 +179,25 @@ record disks "$(ls /var/lib/hull/vm/disks | wc -l)"
     check_cpu_throttled(&mut r, "p_cpu");
     r.expect_code("p_rm", 0);
     r.expect_out("p_cgroups_left", "0\n");
+
+    // Nothing left: no container state, no VMM, one cached disk for the one image.
+    r.expect_out("left_containers", "0\n");
+    r.expect_out("left_vmms", "0\n");
+    r.expect_out("disks", "1\n");
+    r.finish();
+}
+
+/// `--memory` and `--cpus` size the VM. In a test host of its own with two CPUs: the
+/// other tests' test host has one (see `hull_tests::harness::DEFAULT_CPUS`), and hull
+/// gives a VM no more vCPUs than its host has.
+#[test]
+fn vm_size_follows_memory_and_cpus() {
+    let rootfs = vm_common::busybox_rootfs();
+    let body = r#"
+t sized hull run --rm --isolation=vm --memory 512m --cpus 2 $I sh -c 'grep -c ^processor /proc/cpuinfo; grep MemTotal /proc/meminfo'
+t small hull run --rm --isolation=vm $I sh -c 'grep -c ^processor /proc/cpuinfo; grep MemTotal /proc/meminfo'
+"#;
+    let mut r = Results::collect(&vm_harness(rootfs.path()).cpus(2), body);
     // --memory and --cpus size the VM: 512 MiB + room for the guest kernel, 2 vCPUs.
     let mem_kib = |name: &str, r: &Results| -> u64 {
         r.out(name)
@@ -202,11 +219,6 @@ record disks "$(ls /var/lib/hull/vm/disks | wc -l)"
         r.out("small").starts_with("1\n"),
         format!("default VM has 1 vCPU: {:?}", r.out("small")),
     );
-
-    // Nothing left: no container state, no VMM, one cached disk for the one image.
-    r.expect_out("left_containers", "0\n");
-    r.expect_out("left_vmms", "0\n");
-    r.expect_out("disks", "1\n");
     r.finish();
 }
 
