@@ -9,7 +9,8 @@ use std::io::{BufReader, Read};
 
 use super::super::digest::Tracked;
 use super::super::store::{LayerRecord, Transaction};
-use super::super::unpack::{unpack_layer, unpack_layer_direct};
+use super::super::unpack::{unpack_layer, unpack_layer_direct, UnpackStats};
+use super::super::Limits;
 use super::super::{ImageError, Sha256Digest};
 use crate::image::progress::Progress;
 
@@ -240,13 +241,7 @@ pub(crate) fn bring_layer(
                     limits.max_layer_bytes,
                 );
                 let plain_over = plain.over_limit();
-                let unpacked = unpack_layer(&mut plain, &dir, &limits);
-                // The rest of the stream (tar end blocks, padding) counts toward the digests.
-                let drained = if unpacked.is_ok() {
-                    plain.drain()
-                } else {
-                    Ok(())
-                };
+                let (unpacked, drained) = unpack_and_drain(&mut plain, &dir, &limits);
                 let (plain_digest, _, channel) = plain.finish();
                 drop(channel); // stops a producer still sending after an unpack error
                 let produced = producer.join().expect("layer reader thread panicked");
@@ -268,12 +263,7 @@ pub(crate) fn bring_layer(
                 limits.max_layer_bytes,
             );
             let plain_over = plain.over_limit();
-            let unpacked = unpack_layer(&mut plain, &dir, &limits);
-            let drained = if unpacked.is_ok() {
-                plain.drain()
-            } else {
-                Ok(())
-            };
+            let (unpacked, drained) = unpack_and_drain(&mut plain, &dir, &limits);
             let (plain_digest, _, decoder) = plain.finish();
             let mut raw = decoder.into_inner();
             let error = if unpacked.is_ok() && drained.is_ok() {
@@ -386,6 +376,22 @@ struct Produced {
 
 /// Reader thread: blob -> sha256/count (bounded) -> decompress -> chunks to `tx`; then
 /// the rest of the blob, so digest and size cover all of it.
+/// Unpacks the tar stream, then reads the rest of it (tar end blocks, padding), which
+/// counts toward the digests too.
+fn unpack_and_drain<R: Read>(
+    plain: &mut Tracked<R>,
+    dir: &std::path::Path,
+    limits: &Limits,
+) -> (Result<UnpackStats, ImageError>, std::io::Result<()>) {
+    let unpacked = unpack_layer(&mut *plain, dir, limits);
+    let drained = if unpacked.is_ok() {
+        plain.drain()
+    } else {
+        Ok(())
+    };
+    (unpacked, drained)
+}
+
 fn produce(
     reader: Box<dyn Read + Send + '_>,
     compression: Compression,
