@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use hull_agent::protocol::{self, Message, HOST_HELLO_PORT, PROTOCOL_VERSION};
+use hull_protocol::{self as protocol, Message, HOST_HELLO_PORT, PROTOCOL_VERSION};
 
 use agent::{cgroup, mounts, reaper, server, session, spawn, vsock};
 

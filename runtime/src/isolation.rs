@@ -330,14 +330,6 @@ impl IsolationError {
     }
 }
 
-/// The backend for `kind`.
-pub fn backend(kind: IsolationKind) -> Result<Box<dyn Isolation>, IsolationError> {
-    match kind {
-        IsolationKind::Process => Ok(Box::new(crate::process::ProcessIsolation::new())),
-        IsolationKind::Vm => Ok(Box::new(crate::vm::VmIsolation::new())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,11 +346,5 @@ mod tests {
             assert_eq!(k.as_str().parse::<IsolationKind>().unwrap(), k);
         }
         assert!("hyperv".parse::<IsolationKind>().is_err());
-    }
-
-    #[test]
-    fn vm_backend_is_the_vm_model_not_a_fallback() {
-        let b = backend(IsolationKind::Vm).expect("vm backend");
-        assert_eq!(b.kind(), IsolationKind::Vm);
     }
 }

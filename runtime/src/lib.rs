@@ -2,6 +2,7 @@
 //! backends (`process`: namespaced process on the host kernel; `vm`: KVM microVM with a
 //! guest agent).
 
+pub mod backends;
 pub mod bench;
 pub mod container;
 pub mod doctor;

@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use hull_agent::protocol::Limits;
+use hull_protocol::Limits;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 

@@ -34,9 +34,9 @@ pub fn last_cap() -> u32 {
 }
 
 /// Compiles the default seccomp filters: the same policy the process backend installs on
-/// the host ([`hull_agent::seccomp`]), so a container is confined alike in both models.
+/// the host ([`hull_executor::seccomp`]), so a container is confined alike in both models.
 pub fn default_seccomp() -> Result<Vec<BpfProgram>> {
-    hull_agent::seccomp::build().context("build seccomp filter")
+    hull_executor::seccomp::build().context("build seccomp filter")
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use hull_agent::protocol::{self, Message, AGENT_PORT};
+use hull_protocol::{self as protocol, Message, AGENT_PORT};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 

@@ -11,7 +11,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use hull_agent::protocol::{self, Frame, Message, MAX_DATA_CHUNK};
+use hull_protocol::{self as protocol, Frame, Message, MAX_DATA_CHUNK};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;

@@ -14,8 +14,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path};
 
 use anyhow::{bail, Context, Result};
-use hull_agent::protocol::ProcessSpec;
-use hull_agent::user;
+use hull_executor::user;
+use hull_protocol::ProcessSpec;
 use nix::fcntl::OFlag;
 use nix::unistd::pipe2;
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
+use hull_runtime::backends;
 use hull_runtime::container::config::Config;
 use hull_runtime::container::lifecycle::{self, LifecycleError};
 use hull_runtime::container::logs::LogReader;
@@ -229,7 +230,7 @@ fn create_container(
 ) -> Result<(ContainerState, Box<dyn isolation::Isolation>)> {
     let config = Config::load(paths)?;
     let kind = config.isolation_for(&a.image, a.isolation);
-    let backend = isolation::backend(kind)?;
+    let backend = backends::backend(kind)?;
     let images = ImageStore::open(paths).context("open image store")?;
     // Held until the record naming the image's layers is saved: `hull image rm` either
     // ran before (the image is gone) or sees this container.
@@ -316,7 +317,7 @@ pub fn start(args: ContainersArgs, paths: &StatePaths) -> Result<i32> {
             println!("{key}");
             continue;
         }
-        let backend = isolation::backend(state.isolation)?;
+        let backend = backends::backend(state.isolation)?;
         state.status = Status::Created;
         state.exit_code = None;
         state.error = None;
@@ -338,7 +339,7 @@ pub fn exec(args: ExecArgs, paths: &StatePaths) -> Result<i32> {
     if state.status != Status::Running {
         bail!("container {} is not running", args.container);
     }
-    let backend = isolation::backend(state.isolation)?;
+    let backend = backends::backend(state.isolation)?;
     let mut env = state.spec.process.env.clone();
     for e in &args.env {
         let entry = if e.contains('=') {

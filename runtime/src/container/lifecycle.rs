@@ -7,7 +7,8 @@
 
 use std::os::fd::AsFd;
 
-use crate::isolation::{self, IsolationError};
+use crate::backends;
+use crate::isolation::IsolationError;
 use crate::process::syscalls;
 
 use super::state::{ContainerState, ContainerStore, Status, StoreError};
@@ -69,7 +70,7 @@ pub fn load_fresh(
     }
     drop(lock);
     tracing::info!("container {} lost its supervisor; cleaning up", state.id);
-    let backend = isolation::backend(state.isolation)?;
+    let backend = backends::backend(state.isolation)?;
     supervisor::finish(
         store,
         &*backend,
@@ -114,7 +115,7 @@ pub fn kill(store: &ContainerStore, id: &str, signal: i32) -> Result<(), Lifecyc
     if state.status != Status::Running {
         return Err(LifecycleError::NotRunning(id.into()));
     }
-    let backend = isolation::backend(state.isolation)?;
+    let backend = backends::backend(state.isolation)?;
     backend
         .signal(&store.context(id), signal)
         .map_err(|e| match e {
@@ -132,7 +133,7 @@ pub fn stop(store: &ContainerStore, id: &str, timeout_s: u64) -> Result<(), Life
     if state.status != Status::Running {
         return Ok(());
     }
-    let backend = isolation::backend(state.isolation)?;
+    let backend = backends::backend(state.isolation)?;
     let ctx = store.context(id);
     let _ = backend.signal(&ctx, libc::SIGTERM);
     let ms = (timeout_s.min(3600) * 1000) as i32;
@@ -152,7 +153,7 @@ pub fn remove(store: &ContainerStore, id: &str, force: bool) -> Result<(), Lifec
     let Some(state) = load_fresh(store, id)? else {
         return Err(StoreError::NotFound(id.into()).into());
     };
-    let backend = isolation::backend(state.isolation)?;
+    let backend = backends::backend(state.isolation)?;
     if state.status == Status::Running {
         if !force {
             return Err(LifecycleError::Running(id.into()));

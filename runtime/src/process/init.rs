@@ -21,7 +21,7 @@ use crate::isolation::{ProcessSpec, WinSize};
 
 use super::rootfs::{self, RootfsPlan};
 use super::{capabilities, cgroups, namespaces, seccomp, syscalls, tty};
-use hull_agent::user::{self, ResolvedUser};
+use hull_executor::user::{self, ResolvedUser};
 
 /// Default PATH when the image sets none (docker's).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -5,7 +5,7 @@
 //! - `namespaces`: which namespaces, joining them for exec, loopback;
 //! - `rootfs`: overlayfs, pivot_root, /proc, /dev, /sys, volumes, masked paths;
 //! - `cgroups`: limits (v1 and v2);
-//! - `capabilities`, `seccomp`: privileges (`--user` is resolved by `hull_agent::user`,
+//! - `capabilities`, `seccomp`: privileges (`--user` is resolved by `hull_executor::user`,
 //!   shared with the vm backend's agent so both models agree);
 //! - `tty`: pseudo-terminals created inside the container;
 //! - `syscalls`: clone3/pidfd/openat2 wrappers.

@@ -188,7 +188,7 @@ pub fn open_verified(pid: i32, recorded_start: u64) -> Option<OwnedFd> {
     is_same_process_alive(pid, recorded_start).then_some(fd)
 }
 
-pub use hull_agent::in_root::open_in_root;
+pub use hull_executor::in_root::open_in_root;
 
 /// Closes every descriptor from `first` up, except `keep` (which stays open).
 pub fn close_fds_from(first: RawFd, keep: &[RawFd]) {

@@ -12,7 +12,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hull_agent::protocol::{self, Message, ProtocolError, AGENT_PORT, HOST_HELLO_PORT};
+use hull_protocol::{self as protocol, Message, ProtocolError, AGENT_PORT, HOST_HELLO_PORT};
 
 use super::VmError;
 
@@ -188,7 +188,7 @@ pub fn request(stream: &mut UnixStream, msg: &Message, step: &str) -> Result<Mes
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hull_agent::protocol::{FrameKind, PROTOCOL_VERSION};
+    use hull_protocol::{FrameKind, PROTOCOL_VERSION};
 
     fn listener() -> (tempfile::TempDir, UnixListener, PathBuf) {
         let dir = tempfile::tempdir().unwrap();

@@ -20,7 +20,7 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hull_agent::protocol::{self as proto, Message};
+use hull_protocol::{self as proto, Message};
 
 use crate::isolation::{
     ContainerContext, ContainerSpec, Isolation, IsolationError, IsolationKind, ProcessIo,

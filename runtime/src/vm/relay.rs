@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hull_agent::protocol::{self, Frame, Message, ProtocolError, MAX_DATA_CHUNK};
+use hull_protocol::{self as protocol, Frame, Message, ProtocolError, MAX_DATA_CHUNK};
 
 use crate::isolation::{ContainerProcess, ExitStatus, IsolationError, WinSize};
 
@@ -237,7 +237,7 @@ impl Drop for VmProcess {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hull_agent::protocol::{FrameKind, PROTOCOL_VERSION};
+    use hull_protocol::{FrameKind, PROTOCOL_VERSION};
 
     /// Runs the host side against a fake guest that sends `guest` bytes; returns the exit
     /// status and what reached stdout.
