@@ -50,6 +50,7 @@ fn main() {
         store: Store::new(cli.root.unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))),
         invocation: Invocation::from_argv0(&argv0),
         systemd_cgroup: cli.systemd_cgroup,
+        hull_config: hull_oci::isolation::config_path(),
         runners: Box::new(hull_oci::models::runner),
     };
     match commands::run(&ctx, command) {
