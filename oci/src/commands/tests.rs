@@ -37,6 +37,8 @@ impl Runner for Sleeper {
         if log.fail_create {
             return Err(OciError::Runtime("the model failed".into()));
         }
+        // Reaped by `destroy` or the test (waitpid), as a container's subreaper would.
+        #[allow(clippy::zombie_processes)]
         let child = std::process::Command::new("sleep")
             .arg("100")
             .spawn()
