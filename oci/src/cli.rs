@@ -281,9 +281,6 @@ pub struct SpecArgs {
     /// Where to write config.json.
     #[arg(short = 'b', long, default_value = ".", value_name = "DIR")]
     pub bundle: PathBuf,
-    /// Accepted for runc compatibility (no effect).
-    #[arg(long)]
-    pub rootless: bool,
 }
 
 #[cfg(test)]
