@@ -26,11 +26,16 @@ fi
 #   iproute2 kmod util-linux socat
 #                               networking checks, module loading, vsock test helper
 #   librsvg2-bin                renders `hull bench --svg` charts to PNG for checking
+#   golang-go                   builds the vendored OCI conformance suite (tests/oci/conformance)
+#   podman containerd           hull-oci's callers in its tests (podman --runtime, ctr, CRI)
+#   python3-grpcio protobuf-compiler
+#                               the CRI client of hull-oci's Kubernetes RuntimeClass test
 PACKAGES=(
     busybox-static qemu-system-x86
     build-essential linux-source-6.12 bc bison flex libelf-dev libssl-dev xz-utils cpio
     erofs-utils e2fsprogs crun runc skopeo umoci hyperfine
     iproute2 kmod util-linux socat librsvg2-bin
+    golang-go podman containerd python3-grpcio protobuf-compiler
 )
 if [[ -z ${SETUP_SKIP_APT:-} ]]; then
     missing=()
@@ -53,8 +58,11 @@ log "building the static guest agent"
 RUSTFLAGS="-C target-feature=+crt-static" \
     cargo build --release -p hull-agent --target x86_64-unknown-linux-gnu
 TARGET=${CARGO_TARGET_DIR:-target}
-log "installing hull, hull-vmm and hull-agent"
+log "installing hull, hull-oci, hull-vmm and hull-agent"
 install -D -m 0755 "$TARGET"/release/hull /usr/local/bin/hull
+install -D -m 0755 "$TARGET"/release/hull-oci /usr/local/bin/hull-oci
+# hull-oci under this name runs every workload in a VM (a runtime handler picks a binary).
+ln -sfn hull-oci /usr/local/bin/hull-oci-vm
 install -D -m 0755 "$TARGET"/release/hull-vmm /usr/local/lib/hull/hull-vmm
 install -D -m 0755 "$TARGET"/x86_64-unknown-linux-gnu/release/hull-agent /usr/local/lib/hull/hull-agent
 
