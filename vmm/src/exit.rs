@@ -1,8 +1,10 @@
 //! Why a microVM stopped, and the one-shot notifier vCPUs and devices use to report it.
 
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex};
-use std::time::Duration;
+use std::sync::Mutex;
+
+use vmm_sys_util::eventfd::EventFd;
 
 use crate::error::Error;
 
@@ -36,27 +38,32 @@ impl ExitReason {
 /// The first outcome reported wins; later reports are ignored.
 pub type Outcome = std::result::Result<ExitReason, Error>;
 
-/// A one-shot, thread-safe "the VM is over" flag carrying the outcome.
-#[derive(Debug, Default)]
+/// A one-shot, thread-safe "the VM is over" flag carrying the outcome; a report also wakes
+/// the event loop through an eventfd.
+#[derive(Debug)]
 pub struct ExitNotifier {
     done: AtomicBool,
     outcome: Mutex<Option<Outcome>>,
-    cond: Condvar,
+    wake: EventFd,
 }
 
 impl ExitNotifier {
     /// Creates a notifier nobody has reported to yet.
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new() -> std::io::Result<Self> {
+        Ok(ExitNotifier {
+            done: AtomicBool::new(false),
+            outcome: Mutex::new(None),
+            wake: EventFd::new(libc::EFD_NONBLOCK)?,
+        })
     }
 
-    /// Records the outcome unless one was already recorded, and wakes the waiter.
+    /// Records the outcome unless one was already recorded, and wakes the event loop.
     pub fn report(&self, outcome: Outcome) {
         let mut slot = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_none() && !self.done.load(Ordering::SeqCst) {
             *slot = Some(outcome);
             self.done.store(true, Ordering::SeqCst);
-            self.cond.notify_all();
+            let _ = self.wake.write(1);
         }
     }
 
@@ -65,26 +72,21 @@ impl ExitNotifier {
         self.done.load(Ordering::SeqCst)
     }
 
-    /// Waits for an outcome, at most `timeout` if given; returns it (taking it out).
-    pub fn wait(&self, timeout: Option<Duration>) -> Option<Outcome> {
-        let mut slot = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
-        while slot.is_none() {
-            match deadline {
-                None => slot = self.cond.wait(slot).unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let now = std::time::Instant::now();
-                    if now >= deadline {
-                        return None;
-                    }
-                    slot = self
-                        .cond
-                        .wait_timeout(slot, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
-            }
-        }
-        slot.take()
+    /// The outcome, if one was reported (taken out: later calls return `None`).
+    pub fn take(&self) -> Option<Outcome> {
+        self.outcome
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// A second handle on the wake-up eventfd, for the event loop to watch.
+    pub fn wake_handle(&self) -> std::io::Result<EventFd> {
+        self.wake.try_clone()
+    }
+
+    /// The wake-up eventfd's number (for the stop signal handler, which may only write(2)).
+    pub fn wake_fd(&self) -> i32 {
+        self.wake.as_raw_fd()
     }
 }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod devices;
 pub mod error;
+pub mod event_loop;
 pub mod exit;
 pub mod memory;
 pub mod microvm;

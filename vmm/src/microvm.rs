@@ -1,10 +1,11 @@
 //! A whole microVM: builds memory, VM, devices, boot state and vCPUs from a [`VmConfig`],
-//! runs the vCPU threads and the device event loop, and returns how the guest ended.
+//! runs the vCPU threads, runs the device event loop on the calling thread, and returns how
+//! the guest ended.
 
 use std::fs::File;
-use std::os::unix::thread::JoinHandleExt;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -20,38 +21,20 @@ use crate::devices::serial::{
     SerialDevice, SerialSink, SERIAL_IRQ, SERIAL_PORT_BASE, SERIAL_PORT_LEN,
 };
 use crate::devices::virtio::block::Block;
-use crate::devices::virtio::mmio::MmioTransport;
-use crate::devices::virtio::vsock::{Vsock, VsockEventLoop};
+use crate::devices::virtio::manager::VirtioMmioDevices;
+use crate::devices::virtio::vsock::Vsock;
 use crate::error::{os, Error, Result};
+use crate::event_loop::{new_event_loop, EventLoop, Wakeup};
 use crate::exit::{ExitNotifier, ExitReason};
-use crate::memory::{create_guest_memory, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SIZE};
+use crate::memory::create_guest_memory;
 use crate::vcpu::{self, Vcpu, VcpuContext};
 use crate::vm::Vm;
+use event_manager::SubscriberOps;
 
-/// IRQ of the first virtio device (the n-th gets FIRST_VIRTIO_IRQ + n).
-pub const FIRST_VIRTIO_IRQ: u32 = 5;
+pub use crate::devices::virtio::manager::FIRST_VIRTIO_IRQ;
+
 /// How long stopping the vCPU threads may take before the VMM gives up on joining them.
 const VCPU_STOP_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Signal used to kick vCPU threads out of KVM_RUN.
-fn kick_signal() -> i32 {
-    vmm_sys_util::signal::SIGRTMIN() + 1
-}
-
-extern "C" fn noop_signal_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
-
-fn install_kick_handler() -> Result<()> {
-    static ONCE: Once = Once::new();
-    let mut result = Ok(());
-    ONCE.call_once(|| {
-        result = vmm_sys_util::signal::register_signal_handler(kick_signal(), noop_signal_handler)
-            .map_err(|e| Error::Os {
-                what: "registering the vCPU kick signal handler",
-                source: std::io::Error::from_raw_os_error(e.errno()),
-            });
-    });
-    result
-}
 
 /// A built, not yet running microVM.
 pub struct MicroVm {
@@ -61,7 +44,7 @@ pub struct MicroVm {
     vcpus: Vec<Vcpu>,
     exit: Arc<ExitNotifier>,
     serial: Arc<Mutex<SerialDevice>>,
-    vsock_loop: Option<VsockEventLoop>,
+    events: EventLoop,
 }
 
 fn serial_sink(out: &SerialOutput) -> Result<SerialSink> {
@@ -78,10 +61,15 @@ impl MicroVm {
     /// Builds the microVM described by `config` (nothing runs yet).
     pub fn new(config: &VmConfig) -> Result<MicroVm> {
         config.validate()?;
-        install_kick_handler()?;
+        vcpu::install_kick_handler()?;
         let mem = create_guest_memory(config.memory_mib)?;
         let vm = Vm::new(&mem)?;
-        let exit = Arc::new(ExitNotifier::new());
+        let exit = Arc::new(ExitNotifier::new().map_err(os("creating the exit eventfd"))?);
+        let mut events = new_event_loop()?;
+        events.add_subscriber(Arc::new(Mutex::new(Wakeup(
+            exit.wake_handle()
+                .map_err(os("creating the exit eventfd"))?,
+        ))));
 
         let mut pio = Bus::new();
         let serial = Arc::new(Mutex::new(SerialDevice::new(
@@ -98,31 +86,12 @@ impl MicroVm {
         )?;
 
         let mut mmio = Bus::new();
-        let mut virtio_slots = Vec::new();
-        let mut next_slot = |bus: &mut Bus, transport: MmioTransport| -> Result<()> {
-            let n = virtio_slots.len() as u64;
-            let addr = VIRTIO_MMIO_BASE + n * VIRTIO_MMIO_SIZE;
-            bus.insert(addr, VIRTIO_MMIO_SIZE, Arc::new(Mutex::new(transport)))?;
-            virtio_slots.push((addr, FIRST_VIRTIO_IRQ + n as u32));
-            Ok(())
-        };
-        for (i, disk) in config.disks.iter().enumerate() {
-            let block = Block::open(disk)?;
-            let irq = vm.irqfd(FIRST_VIRTIO_IRQ + i as u32)?;
-            next_slot(
-                &mut mmio,
-                MmioTransport::new(Box::new(block), mem.clone(), irq),
-            )?;
+        let mut virtio = VirtioMmioDevices::new();
+        for disk in &config.disks {
+            virtio.attach(&vm, &mem, &mut mmio, &mut events, Block::open(disk)?)?;
         }
-        let mut vsock_loop = None;
         if let Some(vsock_config) = &config.vsock {
-            let irq = vm.irqfd(FIRST_VIRTIO_IRQ + config.disks.len() as u32)?;
-            let (device, event_loop) = Vsock::new(vsock_config)?;
-            next_slot(
-                &mut mmio,
-                MmioTransport::new(Box::new(device), mem.clone(), irq),
-            )?;
-            vsock_loop = Some(event_loop);
+            virtio.attach(&vm, &mem, &mut mmio, &mut events, Vsock::new(vsock_config)?)?;
         }
 
         let boot_info = boot::load_linux(
@@ -131,7 +100,7 @@ impl MicroVm {
                 kernel: &config.kernel,
                 initramfs: config.initramfs.as_deref(),
                 cmdline: &config.cmdline,
-                virtio_devices: &virtio_slots,
+                virtio_devices: virtio.slots(),
                 vcpus: config.vcpus,
             },
         )?;
@@ -164,7 +133,7 @@ impl MicroVm {
             vcpus,
             exit,
             serial,
-            vsock_loop,
+            events,
         })
     }
 
@@ -174,84 +143,101 @@ impl MicroVm {
     }
 
     /// Runs the guest until it ends the VM, a vCPU or device fails, or `timeout` (if any)
-    /// passes. Stops every thread it started before returning.
+    /// passes. The device event loop runs on the calling thread. Stops every thread it
+    /// started before returning.
     pub fn run(mut self, timeout: Option<Duration>) -> Result<ExitReason> {
+        let (finished_tx, finished) = mpsc::channel();
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
-        let mut outcome = None;
-        if let Some(event_loop) = self.vsock_loop.take() {
-            match event_loop.spawn(self.exit.clone()) {
+        let mut spawn_error = None;
+        for mut vcpu in self.vcpus.drain(..) {
+            let finished_tx = finished_tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("vcpu{}", vcpu.index()))
+                .spawn(move || {
+                    vcpu.run();
+                    let _ = finished_tx.send(());
+                })
+                .map_err(os("spawning a vCPU thread"));
+            match spawned {
                 Ok(t) => threads.push(t),
-                Err(e) => outcome = Some(Err(e)),
-            }
-        }
-        if outcome.is_none() {
-            for mut vcpu in self.vcpus.drain(..) {
-                let spawned = std::thread::Builder::new()
-                    .name(format!("vcpu{}", vcpu.index()))
-                    .spawn(move || vcpu.run())
-                    .map_err(os("spawning a vCPU thread"));
-                match spawned {
-                    Ok(t) => threads.push(t),
-                    Err(e) => {
-                        outcome = Some(Err(e));
-                        break;
-                    }
+                Err(e) => {
+                    spawn_error = Some(e);
+                    break;
                 }
             }
         }
-        let outcome = match outcome {
-            Some(o) => {
+        let outcome = match spawn_error {
+            Some(e) => {
                 self.exit
                     .report(Err(Error::EventLoop("startup failed".into())));
-                o
+                Err(e)
             }
-            None => self.wait_for_outcome(timeout),
+            None => self.event_loop(timeout),
         };
-        stop_threads(threads);
+        stop_threads(threads, &finished);
         self.serial
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .flush();
         outcome
     }
-}
 
-impl MicroVm {
-    /// Waits for the guest's outcome in short slices, so a stop signal (see
-    /// [`install_stop_signal_handlers`]) or the time limit ends the wait too.
-    fn wait_for_outcome(&self, timeout: Option<Duration>) -> Result<ExitReason> {
+    /// Runs the device event loop until an outcome is reported, a stop signal arrives (its
+    /// handler writes the exit notifier's wake-up eventfd) or the time limit passes.
+    fn event_loop(&mut self, timeout: Option<Duration>) -> Result<ExitReason> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        loop {
-            if let Some(outcome) = self.exit.wait(Some(WAIT_SLICE)) {
-                return outcome;
-            }
+        STOP_WAKE_FD.store(self.exit.wake_fd(), Ordering::SeqCst);
+        let outcome = loop {
+            // Checked after publishing the wake-up fd: a signal that came earlier is seen here.
             let signal = STOP_SIGNAL.load(Ordering::SeqCst);
             if signal != 0 {
                 self.exit.report(Err(Error::Stopped(signal)));
-                return Err(Error::Stopped(signal));
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                let t = timeout.unwrap_or_default();
-                self.exit.report(Err(Error::Timeout(t)));
-                return Err(Error::Timeout(t));
+            if let Some(outcome) = self.exit.take() {
+                break outcome;
             }
-        }
+            let wait_ms = match deadline {
+                None => -1,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        let t = timeout.unwrap_or_default();
+                        self.exit.report(Err(Error::Timeout(t)));
+                        continue;
+                    }
+                    // Rounded up, so the wait does not end just before the deadline.
+                    i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+                }
+            };
+            if let Err(e) = self.events.run_with_timeout(wait_ms) {
+                self.exit
+                    .report(Err(Error::EventLoop(format!("epoll: {e}"))));
+            }
+        };
+        STOP_WAKE_FD.store(-1, Ordering::SeqCst);
+        outcome
     }
 }
 
-/// How often the waiting thread checks for stop signals and the time limit.
-const WAIT_SLICE: Duration = Duration::from_millis(20);
-
 /// The stop signal received (0: none).
 static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// The running VM's wake-up eventfd (-1: none), written by the stop signal handler.
+static STOP_WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 
 extern "C" fn stop_signal_handler(
     signal: libc::c_int,
     _: *mut libc::siginfo_t,
     _: *mut libc::c_void,
 ) {
-    // Only an atomic store: async-signal-safe.
+    // Only an atomic store and write(2): async-signal-safe.
     STOP_SIGNAL.store(signal, Ordering::SeqCst);
+    let fd = STOP_WAKE_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live local to an eventfd; an error (the fd closed
+        // meanwhile) is harmless: the loop checks STOP_SIGNAL before every wait.
+        unsafe { libc::write(fd, std::ptr::addr_of!(one).cast(), 8) };
+    }
 }
 
 /// Makes SIGTERM, SIGINT and SIGHUP stop a running [`MicroVm`] cleanly (threads stopped,
@@ -269,21 +255,31 @@ pub fn install_stop_signal_handlers() -> Result<()> {
     Ok(())
 }
 
-/// Kicks every thread (vCPUs out of KVM_RUN; the event loop polls the exit flag) and joins
-/// them, giving up after [`VCPU_STOP_TIMEOUT`].
-fn stop_threads(threads: Vec<JoinHandle<()>>) {
+/// Kicks every vCPU thread out of KVM_RUN (see [`vcpu::kick`]) and joins them, waiting at
+/// most [`VCPU_STOP_TIMEOUT`] for them all to report that they finished.
+fn stop_threads(threads: Vec<JoinHandle<()>>, finished: &mpsc::Receiver<()>) {
+    for t in &threads {
+        vcpu::kick(t);
+    }
     let deadline = Instant::now() + VCPU_STOP_TIMEOUT;
-    for t in threads {
-        while !t.is_finished() && Instant::now() < deadline {
-            // SAFETY: the handle's pthread is alive (not yet joined); the signal has a no-op
-            // handler installed, so delivering it only interrupts blocking syscalls.
-            unsafe { libc::pthread_kill(t.as_pthread_t(), kick_signal()) };
-            std::thread::sleep(Duration::from_millis(1));
+    let mut done = 0;
+    while done < threads.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match finished.recv_timeout(left) {
+            Ok(()) => done += 1,
+            Err(_) => break,
         }
-        if t.is_finished() {
+    }
+    if done == threads.len() {
+        // Each reported its end as its last act: joining waits only for the thread's exit.
+        for t in threads {
             let _ = t.join();
-        } else {
-            tracing::warn!("a VMM thread did not stop in time");
         }
+    } else {
+        tracing::warn!(
+            "{} of {} vCPU threads did not stop in time",
+            threads.len() - done,
+            threads.len()
+        );
     }
 }

@@ -24,6 +24,9 @@ pub struct Vm {
     pub kvm: Kvm,
     /// The VM file descriptor.
     pub fd: VmFd,
+    /// Whether KVM_IOEVENTFD works here: queue notifications then never leave the kernel.
+    /// Without it the transport forwards QueueNotify writes itself (slower: a vCPU exit each).
+    pub ioeventfds: bool,
 }
 
 /// Opens /dev/kvm and checks the API version and the capabilities the VMM needs.
@@ -90,7 +93,15 @@ impl Vm {
         };
         fd.create_pit2(pit_config)
             .map_err(kvm_err("KVM_CREATE_PIT2"))?;
-        Ok(Vm { kvm, fd })
+        let ioeventfds = kvm.check_extension(Cap::Ioeventfd);
+        if !ioeventfds {
+            tracing::warn!("KVM_CAP_IOEVENTFD missing: virtio queue notifications exit to the VMM");
+        }
+        Ok(Vm {
+            kvm,
+            fd,
+            ioeventfds,
+        })
     }
 
     /// Creates an eventfd that raises interrupt line `gsi` when written (irqfd).

@@ -194,7 +194,7 @@ mod tests {
 
     #[test]
     fn i8042_reset_command_ends_the_vm() {
-        let exit = Arc::new(ExitNotifier::new());
+        let exit = Arc::new(ExitNotifier::new().unwrap());
         let mut dev = I8042::new(exit.clone(), None);
         assert_eq!(
             status(&mut dev) & 0x02,
@@ -207,12 +207,12 @@ mod tests {
             "0xFE on the data port is a keyboard byte, not a reset"
         );
         dev.write(I8042_COMMAND_OFFSET, &[0xfe]);
-        assert_eq!(exit.wait(None).unwrap().unwrap(), ExitReason::I8042Reset);
+        assert_eq!(exit.take().unwrap().unwrap(), ExitReason::I8042Reset);
     }
 
     #[test]
     fn i8042_answers_the_linux_probe() {
-        let exit = Arc::new(ExitNotifier::new());
+        let exit = Arc::new(ExitNotifier::new().unwrap());
         let irq = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).unwrap();
         let mut dev = I8042::new(exit.clone(), Some(irq.try_clone().unwrap()));
         assert_eq!(status(&mut dev) & STATUS_OUTPUT_FULL, 0);
@@ -236,16 +236,16 @@ mod tests {
         // Output-port write with the reset bit low also resets.
         dev.write(I8042_COMMAND_OFFSET, &[CMD_WRITE_OUTPUT_PORT]);
         dev.write(0, &[0xfe]);
-        assert_eq!(exit.wait(None).unwrap().unwrap(), ExitReason::I8042Reset);
+        assert_eq!(exit.take().unwrap().unwrap(), ExitReason::I8042Reset);
     }
 
     #[test]
     fn debug_exit_reports_status_and_first_report_wins() {
-        let exit = Arc::new(ExitNotifier::new());
+        let exit = Arc::new(ExitNotifier::new().unwrap());
         let mut dev = DebugExit::new(exit.clone());
         dev.write(0, &[42]);
         dev.write(0, &[7]);
-        let reason = exit.wait(None).unwrap().unwrap();
+        let reason = exit.take().unwrap().unwrap();
         assert_eq!(reason, ExitReason::DebugExit(42));
         assert_eq!(reason.exit_code(), 42);
         assert_eq!(ExitReason::DebugExit(250).exit_code(), 99);

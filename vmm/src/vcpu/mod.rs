@@ -3,7 +3,10 @@
 
 pub mod cpuid;
 
-use std::sync::Arc;
+use std::cell::Cell;
+use std::os::unix::thread::JoinHandleExt;
+use std::sync::{Arc, Once};
+use std::thread::JoinHandle;
 
 use kvm_bindings::{kvm_fpu, kvm_msr_entry, CpuId, Msrs, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{VcpuExit, VcpuFd};
@@ -50,6 +53,51 @@ fn boot_msrs() -> [(u32, u64); 11] {
         (MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING),
         (MSR_MTRR_DEF_TYPE, MTRR_ENABLE | MTRR_TYPE_WB),
     ]
+}
+
+/// Signal used to kick vCPU threads out of KVM_RUN.
+fn kick_signal() -> i32 {
+    vmm_sys_util::signal::SIGRTMIN() + 1
+}
+
+thread_local! {
+    /// This thread's vCPU run area, while it runs a vCPU (null otherwise). `const`: no lazy
+    /// initialisation, so the signal handler may read it.
+    static RUN_AREA: Cell<*mut kvm_bindings::kvm_run> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+extern "C" fn kick_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    let run = RUN_AREA.with(|r| r.get());
+    if !run.is_null() {
+        // SAFETY: RUN_AREA points at this thread's vCPU kvm_run mapping, set while the vCPU
+        // runs on this thread and cleared before it is dropped; a volatile byte store.
+        unsafe { std::ptr::addr_of_mut!((*run).immediate_exit).write_volatile(1) };
+    }
+}
+
+/// Installs the kick signal's handler: it sets the vCPU's `immediate_exit`, so a kick that
+/// lands just before KVM_RUN is entered still makes KVM_RUN return at once (one signal is
+/// enough; no retry loop).
+pub fn install_kick_handler() -> Result<()> {
+    static ONCE: Once = Once::new();
+    let mut result = Ok(());
+    ONCE.call_once(|| {
+        result = vmm_sys_util::signal::register_signal_handler(kick_signal(), kick_handler)
+            .map_err(|e| Error::Os {
+                what: "registering the vCPU kick signal handler",
+                source: std::io::Error::from_raw_os_error(e.errno()),
+            });
+    });
+    result
+}
+
+/// Makes the vCPU running on `thread` leave KVM_RUN and see that the VM is over.
+pub fn kick(thread: &JoinHandle<()>) {
+    if !thread.is_finished() {
+        // SAFETY: the handle's pthread is not joined yet; the signal's handler only stores a
+        // byte (install_kick_handler ran before any vCPU thread was started).
+        unsafe { libc::pthread_kill(thread.as_pthread_t(), kick_signal()) };
+    }
 }
 
 /// What a vCPU thread needs to run: the buses and the VM-wide exit notifier.
@@ -169,6 +217,7 @@ impl Vcpu {
     /// fails (reported too).
     pub fn run(&mut self) {
         let exit = self.ctx.exit.clone();
+        RUN_AREA.with(|r| r.set(self.fd.get_kvm_run()));
         while !exit.is_done() {
             match self.run_once() {
                 Ok(None) => {}
@@ -176,6 +225,7 @@ impl Vcpu {
                 Err(e) => exit.report(Err(e)),
             }
         }
+        RUN_AREA.with(|r| r.set(std::ptr::null_mut()));
     }
 
     /// One KVM_RUN and the handling of its exit.

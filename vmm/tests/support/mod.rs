@@ -101,6 +101,21 @@ impl Asm {
         self.code.extend_from_slice(&[0x75, skip]);
         self
     }
+    /// je back to the code offset `target` (a label taken with `len()` earlier).
+    pub fn je_back(&mut self, target: usize) -> &mut Self {
+        let rel = target as isize - (self.code.len() as isize + 2);
+        assert!((-128..0).contains(&rel), "jump too far");
+        self.code.extend_from_slice(&[0x74, rel as i8 as u8]);
+        self
+    }
+    /// Spins until the 32-bit value at `addr` (memory or an MMIO register) is not zero.
+    pub fn wait_nonzero(&mut self, addr: u64) -> &mut Self {
+        let top = self.len();
+        self.mov_rbx(addr)
+            .load_eax_from_rbx()
+            .cmp_eax(0)
+            .je_back(top)
+    }
     /// shr eax, imm8
     pub fn shr_eax(&mut self, n: u8) -> &mut Self {
         self.code.extend_from_slice(&[0xc1, 0xe8, n]);

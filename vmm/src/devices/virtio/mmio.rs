@@ -1,13 +1,13 @@
 //! The virtio-mmio (version 2) transport: the register window the guest driver programs,
 //! feature negotiation, queue setup and the device status state machine.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
-use super::{Interrupt, VirtioDevice, VIRTIO_F_VERSION_1};
+use super::{read_config_bytes, Activation, Interrupt, VirtioDevice, VIRTIO_F_VERSION_1};
 use crate::devices::bus::BusDevice;
 
 const MMIO_MAGIC: u32 = 0x7472_6976; // "virt"
@@ -26,7 +26,8 @@ const REG_QUEUE_SEL: u64 = 0x030;
 const REG_QUEUE_NUM_MAX: u64 = 0x034;
 const REG_QUEUE_NUM: u64 = 0x038;
 const REG_QUEUE_READY: u64 = 0x044;
-const REG_QUEUE_NOTIFY: u64 = 0x050;
+/// Offset of the QueueNotify register (KVM ioeventfds are registered on it).
+pub const REG_QUEUE_NOTIFY: u64 = 0x050;
 const REG_INTERRUPT_STATUS: u64 = 0x060;
 const REG_INTERRUPT_ACK: u64 = 0x064;
 const REG_STATUS: u64 = 0x070;
@@ -52,9 +53,30 @@ pub const STATUS_DEVICE_NEEDS_RESET: u32 = 0x40;
 /// The driver gave up.
 pub const STATUS_FAILED: u32 = 0x80;
 
+/// QueueNotify writes that reached the VMM (process-wide): zero while KVM's ioeventfds take
+/// them all, which the direct-KVM tests check.
+static NOTIFY_EXITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many QueueNotify writes reached the VMM instead of an ioeventfd, in this process.
+pub fn notify_exits() -> u64 {
+    NOTIFY_EXITS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A shared handle to a virtio device (the transport and the event loop both hold one).
+pub type SharedVirtioDevice = Arc<Mutex<dyn VirtioDevice>>;
+
 /// A virtio device behind its MMIO register window.
 pub struct MmioTransport {
-    device: Box<dyn VirtioDevice>,
+    device: SharedVirtioDevice,
+    // The device's fixed identity, read once so register reads never wait for the device
+    // (which the event loop holds while it works).
+    device_type: u32,
+    queue_max_sizes: Vec<u16>,
+    offered_features: u64,
+    config_space: Vec<u8>,
+    /// Duplicates of the device's queue eventfds: a QueueNotify write that reaches the VMM
+    /// (no ioeventfd registered) is forwarded through them.
+    notify: Vec<EventFd>,
     mem: GuestMemoryMmap,
     interrupt: Arc<Interrupt>,
     queues: Vec<Queue>,
@@ -68,10 +90,36 @@ pub struct MmioTransport {
 
 impl MmioTransport {
     /// Puts `device` behind a transport raising `irq`.
-    pub fn new(device: Box<dyn VirtioDevice>, mem: GuestMemoryMmap, irq: EventFd) -> Self {
-        let queues = Self::fresh_queues(device.as_ref());
-        MmioTransport {
+    pub fn new(
+        device: SharedVirtioDevice,
+        mem: GuestMemoryMmap,
+        irq: EventFd,
+    ) -> crate::error::Result<Self> {
+        let (device_type, queue_max_sizes, offered_features, config_space, notify) = {
+            let d = device.lock().unwrap_or_else(|e| e.into_inner());
+            let notify = d
+                .queue_events()
+                .as_slice()
+                .iter()
+                .map(|e| e.try_clone())
+                .collect::<std::io::Result<Vec<_>>>()
+                .map_err(|e| crate::error::Error::Device(format!("queue eventfd: {e}")))?;
+            (
+                d.device_type(),
+                d.queue_max_sizes().to_vec(),
+                d.features() | VIRTIO_F_VERSION_1,
+                d.config_space(),
+                notify,
+            )
+        };
+        let queues = fresh_queues(&queue_max_sizes);
+        Ok(MmioTransport {
             device,
+            device_type,
+            queue_max_sizes,
+            offered_features,
+            config_space,
+            notify,
             mem,
             interrupt: Arc::new(Interrupt::new(irq)),
             queues,
@@ -81,19 +129,11 @@ impl MmioTransport {
             driver_features: 0,
             status: 0,
             activated: false,
-        }
-    }
-
-    fn fresh_queues(device: &dyn VirtioDevice) -> Vec<Queue> {
-        device
-            .queue_max_sizes()
-            .iter()
-            .map(|max| Queue::new(*max).expect("queue max sizes are powers of two"))
-            .collect()
+        })
     }
 
     fn device_features(&self) -> u64 {
-        self.device.features() | VIRTIO_F_VERSION_1
+        self.offered_features
     }
 
     fn selected_queue(&mut self) -> Option<&mut Queue> {
@@ -104,12 +144,16 @@ impl MmioTransport {
         self.queues.get_mut(self.queue_sel as usize)
     }
 
+    fn lock_device(&self) -> std::sync::MutexGuard<'_, dyn VirtioDevice + 'static> {
+        self.device.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn reset(&mut self) {
         if self.activated {
-            self.device.reset();
+            self.lock_device().reset();
         }
         self.activated = false;
-        self.queues = Self::fresh_queues(self.device.as_ref());
+        self.queues = fresh_queues(&self.queue_max_sizes);
         self.queue_sel = 0;
         self.device_features_sel = 0;
         self.driver_features_sel = 0;
@@ -164,12 +208,20 @@ impl MmioTransport {
             self.status |= STATUS_DEVICE_NEEDS_RESET;
             return;
         }
-        let queues = self.queues.iter().map(copy_queue).collect();
-        match self
-            .device
-            .activate(self.mem.clone(), queues, self.interrupt.clone())
-        {
-            Ok(()) => self.activated = true,
+        let activation = Activation {
+            mem: self.mem.clone(),
+            queues: self.queues.iter().map(copy_queue).collect(),
+            interrupt: self.interrupt.clone(),
+        };
+        let activated = self.lock_device().activate(activation);
+        match activated {
+            Ok(()) => {
+                self.activated = true;
+                // Buffers the driver queued before DRIVER_OK are looked at now.
+                for evt in &self.notify {
+                    let _ = evt.write(1);
+                }
+            }
             Err(e) => {
                 tracing::warn!("virtio device activation failed: {e}");
                 self.status |= STATUS_DEVICE_NEEDS_RESET;
@@ -181,7 +233,7 @@ impl MmioTransport {
         match offset {
             REG_MAGIC => MMIO_MAGIC,
             REG_VERSION => MMIO_VERSION,
-            REG_DEVICE_ID => self.device.device_type(),
+            REG_DEVICE_ID => self.device_type,
             REG_VENDOR_ID => VENDOR_ID,
             REG_DEVICE_FEATURES => match self.device_features_sel {
                 0 => self.device_features() as u32,
@@ -267,8 +319,11 @@ impl MmioTransport {
                 }
             }
             REG_QUEUE_NOTIFY => {
-                if self.activated && (value as usize) < self.queues.len() {
-                    self.device.queue_notify(value);
+                // Only reached without an ioeventfd for this value (KVM lacks ioeventfds, or
+                // the value names no queue): forward it the way KVM would have.
+                NOTIFY_EXITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Some(evt) = self.notify.get(value as usize) {
+                    let _ = evt.write(1);
                 }
             }
             REG_INTERRUPT_ACK => self.interrupt.ack(value),
@@ -283,6 +338,13 @@ impl MmioTransport {
             }
         }
     }
+}
+
+fn fresh_queues(max_sizes: &[u16]) -> Vec<Queue> {
+    max_sizes
+        .iter()
+        .map(|max| Queue::new(*max).expect("queue max sizes are powers of two"))
+        .collect()
 }
 
 /// A copy of a queue's driver-programmed configuration (Queue is not Clone).
@@ -303,7 +365,7 @@ fn copy_queue(q: &Queue) -> Queue {
 impl BusDevice for MmioTransport {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         if offset >= REG_CONFIG {
-            self.device.read_config(offset - REG_CONFIG, data);
+            read_config_bytes(&self.config_space, offset - REG_CONFIG, data);
             return;
         }
         // Registers are 32-bit and must be accessed as such.
@@ -331,13 +393,19 @@ impl BusDevice for MmioTransport {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::devices::virtio::QueueEvents;
     use crate::error::Result;
-    use std::sync::Mutex;
+    use event_manager::{EventOps, Events, MutEventSubscriber};
 
     /// A device recording what the transport does to it.
-    #[derive(Clone, Default)]
     pub struct Probe {
         pub log: Arc<Mutex<Vec<String>>>,
+        evts: QueueEvents,
+    }
+
+    impl MutEventSubscriber for Probe {
+        fn init(&mut self, _ops: &mut EventOps) {}
+        fn process(&mut self, _events: Events, _ops: &mut EventOps) {}
     }
 
     impl VirtioDevice for Probe {
@@ -350,27 +418,27 @@ pub(crate) mod tests {
         fn features(&self) -> u64 {
             1 << 5
         }
-        fn read_config(&self, offset: u64, data: &mut [u8]) {
-            super::super::read_config_bytes(&[1, 2, 3, 4], offset, data)
+        fn config_space(&self) -> Vec<u8> {
+            vec![1, 2, 3, 4]
         }
-        fn activate(
-            &mut self,
-            _m: GuestMemoryMmap,
-            q: Vec<Queue>,
-            _i: Arc<Interrupt>,
-        ) -> Result<()> {
+        fn queue_events(&self) -> &QueueEvents {
+            &self.evts
+        }
+        fn activate(&mut self, a: Activation) -> Result<()> {
             self.log
                 .lock()
                 .unwrap()
-                .push(format!("activate {}", q.len()));
+                .push(format!("activate {}", a.queues.len()));
             Ok(())
-        }
-        fn queue_notify(&mut self, index: u32) {
-            self.log.lock().unwrap().push(format!("notify {index}"));
         }
         fn reset(&mut self) {
             self.log.lock().unwrap().push("reset".into());
         }
+    }
+
+    /// Reads (and clears) each queue eventfd's counter; 0 when it was not written.
+    fn notified(t: &MmioTransport) -> Vec<u64> {
+        t.notify.iter().map(|e| e.read().unwrap_or(0)).collect()
     }
 
     fn rd(t: &mut MmioTransport, off: u64) -> u32 {
@@ -382,11 +450,21 @@ pub(crate) mod tests {
         t.write(off, &v.to_le_bytes());
     }
 
-    fn transport() -> (MmioTransport, Probe) {
+    /// What the test keeps of the probe.
+    pub struct ProbeHandle {
+        pub log: Arc<Mutex<Vec<String>>>,
+    }
+
+    fn transport() -> (MmioTransport, ProbeHandle) {
         let mem = crate::memory::create_guest_memory(16).unwrap();
-        let probe = Probe::default();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let probe = Probe {
+            log: log.clone(),
+            evts: QueueEvents::new(2).unwrap(),
+        };
         let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
-        (MmioTransport::new(Box::new(probe.clone()), mem, irq), probe)
+        let t = MmioTransport::new(Arc::new(Mutex::new(probe)), mem, irq).unwrap();
+        (t, ProbeHandle { log })
     }
 
     fn setup_queue(t: &mut MmioTransport, sel: u32, base: u64) {
@@ -431,19 +509,15 @@ pub(crate) mod tests {
         assert_eq!(rd(&mut t, REG_STATUS), s);
         setup_queue(&mut t, 0, 0x10000);
         setup_queue(&mut t, 1, 0x20000);
-        wr(&mut t, REG_QUEUE_NOTIFY, 0);
-        assert!(
-            probe.log.lock().unwrap().is_empty(),
-            "no notify before DRIVER_OK"
-        );
+        assert!(probe.log.lock().unwrap().is_empty());
         wr(&mut t, REG_STATUS, s | STATUS_DRIVER_OK);
+        assert_eq!(notified(&t), [1, 1], "activation looks at every queue once");
+        // Without an ioeventfd, a QueueNotify write is forwarded to that queue's eventfd.
         wr(&mut t, REG_QUEUE_NOTIFY, 1);
         wr(&mut t, REG_QUEUE_NOTIFY, 7);
+        assert_eq!(notified(&t), [0, 1], "queue 1 notified; no queue 7");
         wr(&mut t, REG_STATUS, 0);
-        assert_eq!(
-            *probe.log.lock().unwrap(),
-            ["activate 2", "notify 1", "reset"]
-        );
+        assert_eq!(*probe.log.lock().unwrap(), ["activate 2", "reset"]);
         assert_eq!(rd(&mut t, REG_STATUS), 0);
     }
 

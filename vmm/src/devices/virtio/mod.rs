@@ -1,17 +1,32 @@
 //! virtio devices behind the virtio-mmio transport.
 
+//!
+//! A device is one struct shared (`Arc<Mutex<_>>`) by two sides:
+//! - the virtio-mmio transport ([`mmio`]), on the vCPU threads: it reads the device's fixed
+//!   identity once, and takes the device's lock only to activate or reset it;
+//! - the event loop ([`crate::event_loop`]), on the main thread: the device is an
+//!   event-manager subscriber whose queue notifications arrive as eventfds (KVM ioeventfds
+//!   on the QueueNotify register), so queue work never runs on a vCPU thread nor under the
+//!   MMIO bus lock. Interrupts go out through an irqfd.
+//!
+//! docs/vmm.md ("Adding a virtio device") lists the steps for a new device.
+
 pub mod block;
+pub mod chain;
+pub mod manager;
 pub mod mmio;
 pub mod vsock;
 
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
 use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// VIRTIO_F_VERSION_1: the only mode the transport offers.
 pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
@@ -59,25 +74,82 @@ impl Interrupt {
     }
 }
 
-/// A virtio device model as the transport sees it.
-pub trait VirtioDevice: Send {
+/// What a device gets when the driver sets DRIVER_OK: its queues (validated against guest
+/// memory), guest memory and its interrupt.
+pub struct Activation {
+    /// Guest memory.
+    pub mem: GuestMemoryMmap,
+    /// The queues, in index order (only those the device declared).
+    pub queues: Vec<Queue>,
+    /// The device's interrupt.
+    pub interrupt: Arc<Interrupt>,
+}
+
+/// One eventfd per virtqueue: written by KVM when the guest writes the queue's index to
+/// QueueNotify (ioeventfd), or by the transport when ioeventfds are unavailable.
+pub struct QueueEvents {
+    evts: Vec<EventFd>,
+}
+
+impl QueueEvents {
+    /// `n` fresh, non-blocking eventfds.
+    pub fn new(n: usize) -> Result<QueueEvents> {
+        let evts = (0..n)
+            .map(|_| EventFd::new(libc::EFD_NONBLOCK))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| Error::Device(format!("queue eventfd: {e}")))?;
+        Ok(QueueEvents { evts })
+    }
+
+    /// The eventfds, by queue index.
+    pub fn as_slice(&self) -> &[EventFd] {
+        &self.evts
+    }
+
+    /// Registers every queue's eventfd with the event loop (for a subscriber's `init`).
+    pub fn register(&self, ops: &mut EventOps) {
+        for evt in &self.evts {
+            if let Err(e) = ops.add(Events::new(evt, EventSet::IN)) {
+                tracing::error!("cannot watch a queue eventfd: {e}");
+            }
+        }
+    }
+
+    /// The queue whose eventfd fired, if `events` is one of them; its counter is drained.
+    pub fn fired(&self, events: &Events) -> Option<usize> {
+        let index = self
+            .evts
+            .iter()
+            .position(|e| e.as_raw_fd() == events.fd())?;
+        let _ = self.evts[index].read();
+        Some(index)
+    }
+
+    /// Makes queue `index` look notified (after activation, so work queued before it runs).
+    pub fn kick(&self, index: usize) {
+        if let Some(evt) = self.evts.get(index) {
+            let _ = evt.write(1);
+        }
+    }
+}
+
+/// A virtio device: its fixed identity (read once by the transport), its activation and
+/// reset (called on a vCPU thread with the device locked), and, as a
+/// [`MutEventSubscriber`], everything else (queue work, backend sockets, timers) on the
+/// event loop.
+pub trait VirtioDevice: MutEventSubscriber + Send {
     /// virtio device id (2 = block, 19 = vsock).
     fn device_type(&self) -> u32;
     /// Maximum size of each queue; the length is the number of queues.
     fn queue_max_sizes(&self) -> &[u16];
     /// Feature bits offered (VIRTIO_F_VERSION_1 is added by the transport).
     fn features(&self) -> u64;
-    /// Reads the device configuration space.
-    fn read_config(&self, offset: u64, data: &mut [u8]);
-    /// Starts the device once the driver set DRIVER_OK; `queues` are ready and validated.
-    fn activate(
-        &mut self,
-        mem: GuestMemoryMmap,
-        queues: Vec<Queue>,
-        interrupt: Arc<Interrupt>,
-    ) -> Result<()>;
-    /// The driver notified queue `index`.
-    fn queue_notify(&mut self, index: u32);
+    /// The device configuration space (read-only for the driver; fixed for the device's life).
+    fn config_space(&self) -> Vec<u8>;
+    /// The queue notification eventfds (one per queue, same order as `queue_max_sizes`).
+    fn queue_events(&self) -> &QueueEvents;
+    /// Starts the device once the driver set DRIVER_OK.
+    fn activate(&mut self, activation: Activation) -> Result<()>;
     /// Stops the device and forgets its queues (status 0 written).
     fn reset(&mut self);
 }
@@ -94,80 +166,4 @@ pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
     }
     let end = (start + data.len()).min(config.len());
     data[..end - start].copy_from_slice(&config[start..end]);
-}
-
-/// The shape of a descriptor chain that passed [`check_chain`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChainLayout {
-    /// Total bytes in device-readable descriptors.
-    pub readable: u64,
-    /// Total bytes in device-writable descriptors.
-    pub writable: u64,
-    /// Number of descriptors.
-    pub descriptors: usize,
-}
-
-/// Why a descriptor chain was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChainError {
-    /// The chain loops, is longer than the queue, or references a descriptor that cannot be read.
-    #[error("descriptor chain loops, is too long or is truncated")]
-    Truncated,
-    /// A device-readable descriptor follows a device-writable one.
-    #[error("readable descriptor after a writable one")]
-    BadOrder,
-    /// A descriptor's buffer is not inside guest memory.
-    #[error("descriptor buffer {addr:#x}+{len:#x} is outside guest memory")]
-    OutOfRange {
-        /// Buffer address.
-        addr: u64,
-        /// Buffer length.
-        len: u32,
-    },
-}
-
-/// Walks a chain without consuming it and checks everything a device relies on: it ends
-/// (no loop, not longer than the queue), readable buffers come before writable ones, and
-/// every buffer lies in guest memory.
-pub fn check_chain<M>(
-    chain: &virtio_queue::DescriptorChain<M>,
-    mem: &GuestMemoryMmap,
-) -> std::result::Result<ChainLayout, ChainError>
-where
-    M: std::ops::Deref + Clone,
-    M::Target: vm_memory::GuestMemory,
-{
-    use vm_memory::GuestMemory as _;
-    let mut layout = ChainLayout {
-        readable: 0,
-        writable: 0,
-        descriptors: 0,
-    };
-    let mut last_has_next = true;
-    let mut seen_writable = false;
-    for desc in chain.clone() {
-        layout.descriptors += 1;
-        last_has_next = desc.has_next();
-        let len = desc.len();
-        if len > 0 && !mem.check_range(desc.addr(), len as usize, vm_memory::Permissions::ReadWrite)
-        {
-            return Err(ChainError::OutOfRange {
-                addr: desc.addr().0,
-                len,
-            });
-        }
-        if desc.is_write_only() {
-            seen_writable = true;
-            layout.writable += u64::from(len);
-        } else {
-            if seen_writable {
-                return Err(ChainError::BadOrder);
-            }
-            layout.readable += u64::from(len);
-        }
-    }
-    if layout.descriptors == 0 || last_has_next {
-        return Err(ChainError::Truncated);
-    }
-    Ok(layout)
 }

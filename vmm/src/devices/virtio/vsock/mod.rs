@@ -1,58 +1,41 @@
 //! virtio-vsock with its host side on Unix sockets (docs/vmm.md, "vsock host side").
 //!
-//! The device model (owned by the MMIO transport, called on vCPU threads) only records the
-//! queues and kicks the event loop; the event loop thread owns all socket work and moves
-//! packets between the virtqueues and the Unix streams through [`muxer::Muxer`].
+//! The device is an event-loop subscriber: its queue notifications (ioeventfds), the host
+//! listener, the host and guest connections and a deadline timerfd all wake the same loop,
+//! which moves packets between the virtqueues and the Unix streams through
+//! [`muxer::Muxer`]. There is no periodic wake-up.
 
 pub mod muxer;
 pub mod packet;
 
-use std::os::unix::io::AsRawFd;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::os::fd::RawFd;
 
-use virtio_queue::{Queue, QueueT};
-use vm_memory::GuestMemoryMmap;
-use vmm_sys_util::eventfd::EventFd;
+use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
+use virtio_queue::QueueT;
 
-use super::{read_config_bytes, Interrupt, VirtioDevice};
+use super::{Activation, QueueEvents, VirtioDevice};
 use crate::config::VsockConfig;
 use crate::error::{Error, Result};
-use crate::exit::ExitNotifier;
 use muxer::{ActiveQueues, Muxer};
 
 /// virtio device id of vsock.
 pub const VIRTIO_ID_VSOCK: u32 = 19;
 /// Queue size of rx, tx and event queues.
 pub const QUEUE_SIZE: u16 = 256;
-/// How often the event loop wakes without events (deadlines, exit flag).
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Queue indices.
+const RX_QUEUE: usize = 0;
 
-/// State shared by the device model and the event loop.
-pub struct VsockState {
-    /// Queues, once the driver activated the device.
-    pub active: Option<ActiveQueues>,
-    /// The host side.
-    pub muxer: Muxer,
-}
-
-/// The vsock device model.
+/// The vsock device.
 pub struct Vsock {
-    config_space: [u8; 8],
-    state: Arc<Mutex<VsockState>>,
-    kick: EventFd,
-}
-
-/// The event loop to start once the VM runs.
-pub struct VsockEventLoop {
-    state: Arc<Mutex<VsockState>>,
-    kick: EventFd,
+    cid: u64,
+    evts: QueueEvents,
+    active: Option<ActiveQueues>,
+    muxer: Muxer,
 }
 
 impl Vsock {
-    /// Binds the host socket and creates the device and its (not yet running) event loop.
-    pub fn new(config: &VsockConfig) -> Result<(Vsock, VsockEventLoop)> {
+    /// Binds the host socket and creates the device.
+    pub fn new(config: &VsockConfig) -> Result<Vsock> {
         let cid = u64::from(config.guest_cid);
         let muxer = Muxer::bind(&config.uds_path, cid).map_err(|e| {
             Error::Config(format!(
@@ -60,27 +43,31 @@ impl Vsock {
                 config.uds_path.display()
             ))
         })?;
-        let state = Arc::new(Mutex::new(VsockState {
+        Ok(Vsock {
+            cid,
+            evts: QueueEvents::new(3)?,
             active: None,
             muxer,
-        }));
-        let kick = EventFd::new(libc::EFD_NONBLOCK)
-            .map_err(|e| Error::Device(format!("vsock eventfd: {e}")))?;
-        let kick2 = kick
-            .try_clone()
-            .map_err(|e| Error::Device(format!("vsock eventfd: {e}")))?;
-        Ok((
-            Vsock {
-                config_space: cid.to_le_bytes(),
-                state: state.clone(),
-                kick,
-            },
-            VsockEventLoop { state, kick: kick2 },
-        ))
+        })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VsockState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    /// The host side (tests look at its connections).
+    pub fn muxer(&self) -> &Muxer {
+        &self.muxer
+    }
+
+    /// One round of work after an event: guest packets, host data, then registrations.
+    fn service(&mut self, readable: &[RawFd], writable: &[RawFd], ops: &mut EventOps) {
+        self.muxer.service_host_side();
+        self.muxer.flush_writable(writable);
+        if let Some(q) = self.active.as_mut() {
+            let tx_used = self.muxer.process_tx(q);
+            let rx_used = self.muxer.process_rx(q, readable);
+            if tx_used || rx_used {
+                q.interrupt.signal_used();
+            }
+        }
+        self.muxer.sync_registrations(ops);
     }
 }
 
@@ -97,16 +84,20 @@ impl VirtioDevice for Vsock {
         0 // VIRTIO_VSOCK_F_STREAM is implied; seqpacket is not offered
     }
 
-    fn read_config(&self, offset: u64, data: &mut [u8]) {
-        read_config_bytes(&self.config_space, offset, data);
+    fn config_space(&self) -> Vec<u8> {
+        self.cid.to_le_bytes().to_vec()
     }
 
-    fn activate(
-        &mut self,
-        mem: GuestMemoryMmap,
-        queues: Vec<Queue>,
-        interrupt: Arc<Interrupt>,
-    ) -> Result<()> {
+    fn queue_events(&self) -> &QueueEvents {
+        &self.evts
+    }
+
+    fn activate(&mut self, activation: Activation) -> Result<()> {
+        let Activation {
+            mem,
+            queues,
+            interrupt,
+        } = activation;
         let mut queues = queues.into_iter();
         let (Some(rx), Some(tx)) = (queues.next(), queues.next()) else {
             return Err(Error::Device("vsock: missing queues".into()));
@@ -114,126 +105,47 @@ impl VirtioDevice for Vsock {
         if !rx.ready() || !tx.ready() {
             return Err(Error::Device("vsock: rx/tx queues not ready".into()));
         }
-        self.lock().active = Some(ActiveQueues {
+        self.active = Some(ActiveQueues {
             mem,
             rx,
             tx,
             interrupt,
         });
-        let _ = self.kick.write(1);
+        self.muxer.rx_refilled();
         Ok(())
-    }
-
-    fn queue_notify(&mut self, index: u32) {
-        if index == 0 {
-            self.lock().muxer.rx_refilled();
-        }
-        let _ = self.kick.write(1);
     }
 
     fn reset(&mut self) {
-        let mut state = self.lock();
-        state.active = None;
-        state.muxer.reset();
+        self.active = None;
+        self.muxer.reset();
+        // Nudge the loop so the closed streams are deregistered and dropped now.
+        self.evts.kick(RX_QUEUE);
     }
 }
 
-impl VsockState {
-    /// One round of work after `poll` returned: `ready` lists (fd, revents).
-    pub fn service(&mut self, ready: &[(i32, i16)]) {
-        self.muxer.service_host_side();
-        let readable: Vec<i32> = ready
-            .iter()
-            .filter(|(_, r)| r & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0)
-            .map(|(fd, _)| *fd)
-            .collect();
-        let writable: Vec<i32> = ready
-            .iter()
-            .filter(|(_, r)| r & (libc::POLLOUT | libc::POLLERR) != 0)
-            .map(|(fd, _)| *fd)
-            .collect();
-        self.muxer.flush_writable(&writable);
-        let Some(q) = self.active.as_mut() else {
-            return;
-        };
-        let tx_used = self.muxer.process_tx(q);
-        let rx_used = self.muxer.process_rx(q, &readable);
-        if tx_used || rx_used {
-            q.interrupt.signal_used();
-        }
+impl MutEventSubscriber for Vsock {
+    fn init(&mut self, ops: &mut EventOps) {
+        self.evts.register(ops);
+        self.muxer.init(ops);
     }
 
-    /// Polls the muxer's fds plus `extra` for up to `timeout` and services the result.
-    pub fn poll_and_service(
-        state: &Mutex<VsockState>,
-        extra: &EventFd,
-        timeout: Duration,
-    ) -> std::io::Result<()> {
-        let interests = state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .muxer
-            .interests();
-        let mut fds: Vec<libc::pollfd> = interests
-            .iter()
-            .map(|i| libc::pollfd {
-                fd: i.fd,
-                events: i.events,
-                revents: 0,
-            })
-            .collect();
-        fds.push(libc::pollfd {
-            fd: extra.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        });
-        // SAFETY: `fds` is a valid, exclusively borrowed array of pollfd of the given length.
-        let n = unsafe {
-            libc::poll(
-                fds.as_mut_ptr(),
-                fds.len() as libc::nfds_t,
-                timeout.as_millis() as i32,
-            )
-        };
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(err);
+    fn process(&mut self, events: Events, ops: &mut EventOps) {
+        let (mut readable, mut writable) = (Vec::new(), Vec::new());
+        match self.evts.fired(&events) {
+            Some(RX_QUEUE) => self.muxer.rx_refilled(),
+            Some(_) => {} // TX: handled by `service`; event queue: nothing to do
+            None if self.muxer.timer_fired(events.fd()) => {}
+            None => {
+                let set = events.event_set();
+                if set.intersects(EventSet::IN | EventSet::HANG_UP | EventSet::ERROR) {
+                    readable.push(events.fd());
+                }
+                if set.intersects(EventSet::OUT | EventSet::ERROR) {
+                    writable.push(events.fd());
+                }
             }
         }
-        let _ = extra.read();
-        let ready: Vec<(i32, i16)> = fds
-            .iter()
-            .filter(|p| p.revents != 0)
-            .map(|p| (p.fd, p.revents))
-            .collect();
-        state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .service(&ready);
-        Ok(())
-    }
-}
-
-impl VsockEventLoop {
-    /// Starts the event loop thread; it ends when `exit` is reported.
-    pub fn spawn(self, exit: Arc<ExitNotifier>) -> Result<JoinHandle<()>> {
-        std::thread::Builder::new()
-            .name("vsock".into())
-            .spawn(move || {
-                while !exit.is_done() {
-                    if let Err(e) =
-                        VsockState::poll_and_service(&self.state, &self.kick, POLL_INTERVAL)
-                    {
-                        exit.report(Err(Error::EventLoop(format!("vsock poll: {e}"))));
-                        break;
-                    }
-                }
-            })
-            .map_err(|e| Error::Os {
-                what: "spawning the vsock event loop",
-                source: e,
-            })
+        self.service(&readable, &writable, ops);
     }
 }
 
@@ -242,12 +154,18 @@ mod tests {
     use super::muxer::CONN_BUF_ALLOC;
     use super::packet::*;
     use super::*;
+    use crate::devices::virtio::Interrupt;
+    use event_manager::{EventManager, SubscriberOps};
     use std::io::{Read, Write};
     use std::os::unix::net::{UnixListener, UnixStream};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
     use virtio_bindings::bindings::virtio_ring::VRING_DESC_F_WRITE;
     use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
     use virtio_queue::mock::MockSplitQueue;
+    use vm_memory::GuestMemoryMmap;
     use vm_memory::{Bytes, GuestAddress};
+    use vmm_sys_util::eventfd::EventFd;
 
     const CID: u64 = 3;
     const RX_BUF: u64 = 0x10_0000;
@@ -258,8 +176,8 @@ mod tests {
         mem: &'static GuestMemoryMmap,
         rxq: MockSplitQueue<'static, GuestMemoryMmap>,
         txq: MockSplitQueue<'static, GuestMemoryMmap>,
-        state: Arc<Mutex<VsockState>>,
-        kick: EventFd,
+        dev: Arc<Mutex<Vsock>>,
+        events: EventManager<Arc<Mutex<Vsock>>>,
         irq: EventFd,
         dir: tempfile::TempDir,
         rx_added: u16,
@@ -275,22 +193,26 @@ mod tests {
             uds_path: dir.path().join("v.sock"),
             guest_cid: CID as u32,
         };
-        let (_device, event_loop) = Vsock::new(&config).unwrap();
+        let dev = Arc::new(Mutex::new(Vsock::new(&config).unwrap()));
+        let mut events = EventManager::new().unwrap();
+        events.add_subscriber(dev.clone());
         let rxq = MockSplitQueue::create(mem, GuestAddress(0x1_0000), 64);
         let txq = MockSplitQueue::create(mem, GuestAddress(0x3_0000), 64);
         let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
-        event_loop.state.lock().unwrap().active = Some(ActiveQueues {
-            mem: mem.clone(),
-            rx: rxq.create_queue().unwrap(),
-            tx: txq.create_queue().unwrap(),
-            interrupt: Arc::new(Interrupt::new(irq.try_clone().unwrap())),
-        });
+        dev.lock()
+            .unwrap()
+            .activate(Activation {
+                mem: mem.clone(),
+                queues: vec![rxq.create_queue().unwrap(), txq.create_queue().unwrap()],
+                interrupt: Arc::new(Interrupt::new(irq.try_clone().unwrap())),
+            })
+            .unwrap();
         Rig {
             mem,
             rxq,
             txq,
-            state: event_loop.state,
-            kick: event_loop.kick,
+            dev,
+            events,
             irq,
             dir,
             rx_added: 0,
@@ -302,6 +224,13 @@ mod tests {
     impl Rig {
         fn path(&self) -> std::path::PathBuf {
             self.dir.path().join("v.sock")
+        }
+        /// Notifies queue `index` the way KVM's ioeventfd does.
+        fn notify(&self, index: usize) {
+            self.dev.lock().unwrap().evts.kick(index);
+        }
+        fn connections(&self) -> usize {
+            self.dev.lock().unwrap().muxer().connection_count()
         }
         fn add_rx_buffers(&mut self, n: u16) {
             for _ in 0..n {
@@ -315,7 +244,7 @@ mod tests {
                 self.rxq.add_desc_chains(&[d], i).unwrap();
                 self.rx_added += 1;
             }
-            self.state.lock().unwrap().muxer.rx_refilled();
+            self.notify(0);
         }
         fn send(&mut self, hdr: Header, payload: &[u8]) {
             let i = self.tx_added;
@@ -333,12 +262,11 @@ mod tests {
             let d = RawDescriptor::from(SplitDescriptor::new(addr, len, 0, 0));
             self.txq.add_desc_chains(&[d], i).unwrap();
             self.tx_added += 1;
+            self.notify(1);
         }
-        fn step(&self) {
-            for _ in 0..3 {
-                VsockState::poll_and_service(&self.state, &self.kick, Duration::from_millis(20))
-                    .unwrap();
-            }
+        /// Runs the event loop until it has been idle for 50 ms (all events handled).
+        fn step(&mut self) {
+            while self.events.run_with_timeout(50).unwrap() > 0 {}
         }
         /// Packets the device put on RX since the last call.
         fn received(&mut self) -> Vec<(Header, Vec<u8>)> {
@@ -441,7 +369,7 @@ mod tests {
         assert_eq!(&got, b"bye");
         r.send(guest_hdr(1234, local, OP_RST), &[]);
         r.step();
-        assert_eq!(r.state.lock().unwrap().muxer.connection_count(), 0);
+        assert_eq!(r.connections(), 0);
     }
 
     #[test]
@@ -542,12 +470,12 @@ mod tests {
             .map(|(h, _)| (h.op, h.dst_port))
             .collect();
         assert_eq!(ops, vec![(OP_RST, 1), (OP_RST, 3), (OP_RST, 5)]);
-        assert_eq!(r.state.lock().unwrap().muxer.connection_count(), 0);
+        assert_eq!(r.connections(), 0);
     }
 
     #[test]
     fn bad_connect_lines_are_dropped() {
-        let r = rig();
+        let mut r = rig();
         for line in [&b"HELLO 5\n"[..], b"CONNECT x\n", &[b'A'; 40]] {
             let mut host = UnixStream::connect(r.path()).unwrap();
             host.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -560,7 +488,7 @@ mod tests {
                 Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
             }
         }
-        assert_eq!(r.state.lock().unwrap().muxer.connection_count(), 0);
+        assert_eq!(r.connections(), 0);
     }
 
     #[test]
@@ -574,5 +502,51 @@ mod tests {
         assert!(Vsock::new(&config).is_err(), "path in use");
         drop(made);
         assert!(!config.uds_path.exists(), "socket removed");
+    }
+
+    /// A host connection that never sends its CONNECT line is dropped when the deadline timer
+    /// fires: the loop sleeps until then (no periodic wake-up) and still meets the deadline.
+    #[test]
+    fn silent_host_connection_is_dropped_at_its_deadline() {
+        let mut r = rig();
+        let mut host = UnixStream::connect(r.path()).unwrap();
+        r.step();
+        assert_eq!(r.connections(), 1, "handshake pending");
+        let start = std::time::Instant::now();
+        // One blocking wait: only the deadline timer can end it.
+        let woken = r.events.run_with_timeout(10_000).unwrap();
+        let waited = start.elapsed();
+        assert!(woken > 0, "the timer woke the loop");
+        assert!(
+            waited + Duration::from_millis(200) >= muxer::HANDSHAKE_TIMEOUT,
+            "woke after {waited:?}, before the deadline"
+        );
+        assert_eq!(r.connections(), 0);
+        host.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(host.read_to_end(&mut buf).unwrap(), 0, "closed, no reply");
+    }
+
+    /// A guest connecting to a host socket whose accept backlog is full gets RST at once;
+    /// the event loop does not block in connect(2) (issue 10).
+    #[test]
+    fn guest_connect_to_a_full_backlog_is_refused_without_blocking() {
+        use std::os::fd::AsRawFd;
+        let mut r = rig();
+        r.add_rx_buffers(8);
+        let path = format!("{}_7000", r.path().display());
+        // A listener with backlog 0 that never accepts: one pending connection fills it.
+        let listener = UnixListener::bind(&path).unwrap();
+        // SAFETY: listen(2) again on our own socket, with a smaller backlog.
+        assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+        let _first = UnixStream::connect(&path).unwrap();
+        r.send(guest_hdr(49152, 7000, OP_REQUEST), &[]);
+        let start = std::time::Instant::now();
+        r.step();
+        assert!(start.elapsed() < Duration::from_secs(5), "the loop blocked");
+        let pkts = r.received();
+        assert_eq!((pkts[0].0.op, pkts[0].0.dst_port), (OP_RST, 49152));
+        assert_eq!(r.connections(), 0);
+        drop(listener);
     }
 }

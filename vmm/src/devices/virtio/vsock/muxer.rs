@@ -1,20 +1,32 @@
 //! The vsock host side: connections between guest vsock ports and host Unix sockets
 //! (Firecracker's protocol, docs/vmm.md "vsock host side"), with credit-based flow control
-//! and bounded buffers. Driven by the event loop thread; everything here is non-blocking.
+//! and bounded buffers. Driven by the event loop; everything here is non-blocking (the
+//! guest's connections to host sockets included), and it wakes only for its fds and for a
+//! timerfd armed at the earliest handshake deadline.
+//!
+//! epoll registrations are kept in step with what each connection can do
+//! ([`Muxer::sync_registrations`]); a stream is never closed while registered: closing moves
+//! it to `closing`, and the sync pass deregisters it before dropping it (a closed fd's
+//! number may come back at the next accept, and event-manager keys its table by fd).
 
 use std::collections::{HashMap, VecDeque};
+use std::ffi::OsStr;
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::io::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use event_manager::{EventOps, EventSet, Events};
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::timerfd::TimerFd;
 
 use super::packet::*;
-use crate::devices::virtio::{check_chain, Interrupt};
+use crate::devices::virtio::chain::{self, Chain};
+use crate::devices::virtio::Interrupt;
 
 /// Receive buffer the VMM advertises per connection (guest → host bytes in flight).
 pub const CONN_BUF_ALLOC: u32 = 256 << 10;
@@ -125,15 +137,6 @@ struct Handshake {
     deadline: Instant,
 }
 
-/// What to poll for on each file descriptor.
-#[derive(Debug, Clone, Copy)]
-pub struct PollInterest {
-    /// The fd.
-    pub fd: i32,
-    /// POLLIN / POLLOUT bits.
-    pub events: i16,
-}
-
 /// The host side of the vsock device.
 pub struct Muxer {
     guest_cid: u64,
@@ -144,6 +147,13 @@ pub struct Muxer {
     control: VecDeque<Header>,
     next_local_port: u32,
     rx_starved: bool,
+    /// Fires at the earliest handshake deadline.
+    timer: TimerFd,
+    timer_armed_for: Option<Instant>,
+    /// What each stream fd is registered for in the event loop.
+    registered: HashMap<RawFd, EventSet>,
+    /// Streams closed since the last sync; dropped once deregistered.
+    closing: Vec<UnixStream>,
 }
 
 impl Muxer {
@@ -151,7 +161,12 @@ impl Muxer {
     pub fn bind(uds_path: &Path, guest_cid: u64) -> std::io::Result<Muxer> {
         let listener = UnixListener::bind(uds_path)?;
         listener.set_nonblocking(true)?;
+        let timer = TimerFd::new().map_err(std::io::Error::from)?;
         Ok(Muxer {
+            timer,
+            timer_armed_for: None,
+            registered: HashMap::new(),
+            closing: Vec::new(),
             guest_cid,
             uds_path: uds_path.to_path_buf(),
             listener,
@@ -170,10 +185,44 @@ impl Muxer {
 
     /// Drops every connection (device reset).
     pub fn reset(&mut self) {
-        self.conns.clear();
-        self.handshakes.clear();
+        let conns: Vec<ConnKey> = self.conns.keys().copied().collect();
+        for key in conns {
+            self.close(key);
+        }
+        self.closing
+            .extend(self.handshakes.drain(..).map(|h| h.stream));
         self.control.clear();
         self.rx_starved = false;
+    }
+
+    /// Ends a connection: its stream is dropped at the next sync, after deregistration.
+    fn close(&mut self, key: ConnKey) {
+        if let Some(conn) = self.conns.remove(&key) {
+            self.closing.push(conn.stream);
+        }
+    }
+
+    /// Registers the listener and the deadline timer (the subscriber's `init`).
+    pub fn init(&mut self, ops: &mut EventOps) {
+        for (fd, what) in [
+            (self.listener.as_raw_fd(), "vsock listener"),
+            (self.timer.as_raw_fd(), "vsock timer"),
+        ] {
+            if let Err(e) = ops.add(Events::new_raw(fd, EventSet::IN)) {
+                tracing::error!("cannot watch the {what}: {e}");
+            }
+        }
+    }
+
+    /// Whether `fd` is the deadline timer (whose expiry is then consumed).
+    pub fn timer_fired(&mut self, fd: RawFd) -> bool {
+        if fd != self.timer.as_raw_fd() {
+            return false;
+        }
+        // Reading a non-blocking-ready timerfd returns at once: epoll said it expired.
+        let _ = self.timer.wait();
+        self.timer_armed_for = None;
+        true
     }
 
     /// The guest added RX buffers: try sending again.
@@ -199,42 +248,99 @@ impl Muxer {
 
     fn reset_to_guest(&mut self, local: u32, peer: u32) {
         let hdr = self.header((local, peer), OP_RST);
-        self.conns.remove(&(local, peer));
+        self.close((local, peer));
         self.queue_control(hdr);
     }
 
-    /// The file descriptors to poll and for what.
-    pub fn interests(&self) -> Vec<PollInterest> {
-        let mut v = vec![PollInterest {
-            fd: self.listener.as_raw_fd(),
-            events: libc::POLLIN,
-        }];
+    /// What each live stream should be watched for now.
+    fn wanted(&self) -> HashMap<RawFd, EventSet> {
+        let mut want = HashMap::with_capacity(self.handshakes.len() + self.conns.len());
         for h in &self.handshakes {
-            v.push(PollInterest {
-                fd: h.stream.as_raw_fd(),
-                events: libc::POLLIN,
-            });
+            want.insert(h.stream.as_raw_fd(), EventSet::IN);
         }
         for conn in self.conns.values() {
-            let mut events = 0;
+            let mut events = EventSet::empty();
             if conn.state == ConnState::Established
                 && !conn.host_eof
                 && !self.rx_starved
                 && conn.peer_credit() > 0
             {
-                events |= libc::POLLIN;
+                events |= EventSet::IN;
             }
             if !conn.to_host.is_empty() {
-                events |= libc::POLLOUT;
+                events |= EventSet::OUT;
             }
-            if events != 0 {
-                v.push(PollInterest {
-                    fd: conn.stream.as_raw_fd(),
-                    events,
-                });
+            // Nothing wanted: not registered at all (epoll would still report hang-ups,
+            // and a hung-up stream nobody reads would wake the loop forever).
+            if !events.is_empty() {
+                want.insert(conn.stream.as_raw_fd(), events);
             }
         }
-        v
+        want
+    }
+
+    /// Brings the event loop's registrations in line with [`Muxer::wanted`], drops closed
+    /// streams once they are deregistered, and arms the timer for the earliest deadline.
+    pub fn sync_registrations(&mut self, ops: &mut EventOps) {
+        let want = self.wanted();
+        let stale: Vec<RawFd> = self
+            .registered
+            .keys()
+            .filter(|fd| !want.contains_key(fd))
+            .copied()
+            .collect();
+        for fd in stale {
+            if let Some(set) = self.registered.remove(&fd) {
+                if let Err(e) = ops.remove(Events::new_raw(fd, set)) {
+                    tracing::warn!("vsock: cannot stop watching fd {fd}: {e}");
+                }
+            }
+        }
+        // Every fd of a closed stream is deregistered now: safe to close them.
+        self.closing.clear();
+        for (fd, set) in want {
+            let result = match self.registered.get(&fd) {
+                Some(old) if *old == set => continue,
+                Some(_) => ops.modify(Events::new_raw(fd, set)),
+                None => ops.add(Events::new_raw(fd, set)),
+            };
+            match result {
+                Ok(()) => {
+                    self.registered.insert(fd, set);
+                }
+                Err(e) => tracing::warn!("vsock: cannot watch fd {fd}: {e}"),
+            }
+        }
+        self.arm_timer();
+    }
+
+    /// Arms the timerfd for the earliest handshake or connection deadline (or disarms it).
+    fn arm_timer(&mut self) {
+        let earliest = self
+            .handshakes
+            .iter()
+            .map(|h| h.deadline)
+            .chain(self.conns.values().filter_map(|c| match c.state {
+                ConnState::Connecting(d) => Some(d),
+                ConnState::Established => None,
+            }))
+            .min();
+        if earliest == self.timer_armed_for {
+            return;
+        }
+        let result = match earliest {
+            // A zero duration would disarm the timer: at least 1 ns.
+            Some(at) => self.timer.reset(
+                at.saturating_duration_since(Instant::now())
+                    .max(Duration::from_nanos(1)),
+                None,
+            ),
+            None => self.timer.clear(),
+        };
+        match result {
+            Ok(()) => self.timer_armed_for = earliest,
+            Err(e) => tracing::warn!("vsock: cannot arm the deadline timer: {e}"),
+        }
     }
 
     /// Accepts host connections and reads their CONNECT lines; expires deadlines.
@@ -271,7 +377,8 @@ impl Muxer {
                     tracing::debug!(
                         "vsock: dropping a host connection without a valid CONNECT line"
                     );
-                    self.handshakes.swap_remove(i);
+                    let hs = self.handshakes.swap_remove(i);
+                    self.closing.push(hs.stream);
                 }
                 LineState::Port(port) => {
                     let hs = self.handshakes.swap_remove(i);
@@ -308,6 +415,7 @@ impl Muxer {
 
     fn start_host_connection(&mut self, stream: UnixStream, guest_port: u32) {
         let Some(local) = self.allocate_local_port() else {
+            self.closing.push(stream);
             return;
         };
         let key = (local, guest_port);
@@ -393,9 +501,7 @@ impl Muxer {
                     self.reset_to_guest(key.0, key.1);
                 }
             }
-            OP_RST => {
-                self.conns.remove(&key);
-            }
+            OP_RST => self.close(key),
             OP_CREDIT_UPDATE => {}
             OP_CREDIT_REQUEST => {
                 if self.conns.contains_key(&key) {
@@ -417,7 +523,7 @@ impl Muxer {
         }
         let mut path = self.uds_path.clone().into_os_string();
         path.push(format!("_{}", key.0));
-        match UnixStream::connect(&path).and_then(|s| s.set_nonblocking(true).map(|_| s)) {
+        match connect_nonblocking(&path) {
             Ok(stream) => {
                 let mut conn = Conn::new(stream, ConnState::Established);
                 // The request carries the guest's receive buffer: the host may speak first.
@@ -438,25 +544,26 @@ impl Muxer {
     pub fn process_tx(&mut self, q: &mut ActiveQueues) -> bool {
         let mut used = false;
         let mut payload = Vec::new();
-        while let Some(chain) = q.tx.pop_descriptor_chain(&q.mem) {
-            let head = chain.head_index();
-            match check_chain(&chain, &q.mem) {
-                Ok(layout) if layout.readable >= HEADER_LEN as u64 => {
-                    if let Ok(mut reader) = chain.reader(&q.mem) {
-                        let mut raw = [0u8; HEADER_LEN];
-                        if reader.read_exact(&mut raw).is_ok() {
-                            let hdr = Header::decode(&raw);
-                            let len = hdr.len as usize;
-                            let fits = len <= MAX_PKT_PAYLOAD
-                                && len <= reader.available_bytes()
-                                && (hdr.op == OP_RW || len == 0);
-                            payload.resize(len.min(MAX_PKT_PAYLOAD), 0);
-                            if fits && reader.read_exact(&mut payload).is_ok() {
+        while let Some(desc_chain) = q.tx.pop_descriptor_chain(&q.mem) {
+            let head = desc_chain.head_index();
+            match Chain::read(desc_chain, &q.mem) {
+                Ok(c) if c.readable_len() >= HEADER_LEN as u64 => {
+                    let mut raw = [0u8; HEADER_LEN];
+                    if chain::read_into(&q.mem, &c.readable, &mut raw) == HEADER_LEN {
+                        let hdr = Header::decode(&raw);
+                        let len = hdr.len as usize;
+                        let fits = len <= MAX_PKT_PAYLOAD
+                            && len as u64 <= c.readable_len() - HEADER_LEN as u64
+                            && (hdr.op == OP_RW || len == 0);
+                        if fits {
+                            payload.resize(len, 0);
+                            let body = chain::sub_range(&c.readable, HEADER_LEN as u64, len as u64);
+                            if chain::read_into(&q.mem, &body, &mut payload) == len {
                                 self.handle_guest_packet(hdr, &payload);
-                            } else {
-                                tracing::debug!(?hdr, "vsock: malformed packet length");
-                                self.reset_to_guest(hdr.dst_port, hdr.src_port);
                             }
+                        } else {
+                            tracing::debug!(?hdr, "vsock: malformed packet length");
+                            self.reset_to_guest(hdr.dst_port, hdr.src_port);
                         }
                     }
                 }
@@ -473,7 +580,7 @@ impl Muxer {
 
     /// Fills RX buffers with control packets then data from readable Unix streams; returns
     /// whether any buffer was used.
-    pub fn process_rx(&mut self, q: &mut ActiveQueues, readable: &[i32]) -> bool {
+    pub fn process_rx(&mut self, q: &mut ActiveQueues, readable: &[RawFd]) -> bool {
         let mut used = false;
         while let Some(hdr) = self.control.front().copied() {
             if !self.put_rx(q, hdr, &[]) {
@@ -494,6 +601,9 @@ impl Muxer {
             if !self.put_rx(q, hdr, &[]) {
                 return used;
             }
+            if let Some(conn) = self.conns.get_mut(&key) {
+                conn.fwd_cnt_told = conn.fwd_cnt;
+            }
             used = true;
         }
         let keys: Vec<ConnKey> = self
@@ -512,21 +622,21 @@ impl Muxer {
                 if credit == 0 {
                     break;
                 }
-                let Some(chain) = q.rx.pop_descriptor_chain(&q.mem) else {
+                let Some(desc_chain) = q.rx.pop_descriptor_chain(&q.mem) else {
                     self.rx_starved = true;
                     return used;
                 };
-                let room = match check_chain(&chain, &q.mem) {
-                    Ok(l) if l.readable == 0 && l.writable > HEADER_LEN as u64 => {
-                        (l.writable as usize - HEADER_LEN).min(MAX_PKT_PAYLOAD)
-                    }
+                let head = desc_chain.head_index();
+                let rx_chain = match Chain::read(desc_chain, &q.mem) {
+                    Ok(c) if c.readable.is_empty() && c.writable_len() > HEADER_LEN as u64 => c,
                     _ => {
                         // Unusable buffer: give it back empty.
-                        let _ = q.rx.add_used(&q.mem, chain.head_index(), 0);
+                        let _ = q.rx.add_used(&q.mem, head, 0);
                         used = true;
                         continue;
                     }
                 };
+                let room = (rx_chain.writable_len() as usize - HEADER_LEN).min(MAX_PKT_PAYLOAD);
                 let want = room.min(credit);
                 let (hdr, n) = match conn.stream.read(&mut buf[..want]) {
                     Ok(0) => {
@@ -552,11 +662,11 @@ impl Muxer {
                         break;
                     }
                     Err(_) => {
-                        self.conns.remove(&key);
+                        self.close(key);
                         (make_header(self.guest_cid, key, OP_RST, 0), 0)
                     }
                 };
-                write_rx_chain(&q.mem, &mut q.rx, chain, &hdr, &buf[..n]);
+                write_rx_chain(&q.mem, &mut q.rx, &rx_chain, &hdr, &buf[..n]);
                 used = true;
                 if hdr.op != OP_RW {
                     break;
@@ -569,24 +679,28 @@ impl Muxer {
     /// Writes one packet into the next RX buffer; false if none is available.
     fn put_rx(&mut self, q: &mut ActiveQueues, hdr: Header, payload: &[u8]) -> bool {
         loop {
-            let Some(chain) = q.rx.pop_descriptor_chain(&q.mem) else {
+            let Some(desc_chain) = q.rx.pop_descriptor_chain(&q.mem) else {
                 self.rx_starved = true;
                 return false;
             };
-            match check_chain(&chain, &q.mem) {
-                Ok(l) if l.readable == 0 && l.writable >= (HEADER_LEN + payload.len()) as u64 => {
-                    write_rx_chain(&q.mem, &mut q.rx, chain, &hdr, payload);
+            let head = desc_chain.head_index();
+            match Chain::read(desc_chain, &q.mem) {
+                Ok(c)
+                    if c.readable.is_empty()
+                        && c.writable_len() >= (HEADER_LEN + payload.len()) as u64 =>
+                {
+                    write_rx_chain(&q.mem, &mut q.rx, &c, &hdr, payload);
                     return true;
                 }
                 _ => {
-                    let _ = q.rx.add_used(&q.mem, chain.head_index(), 0);
+                    let _ = q.rx.add_used(&q.mem, head, 0);
                 }
             }
         }
     }
 
     /// Writes buffered guest data to Unix streams that became writable.
-    pub fn flush_writable(&mut self, writable: &[i32]) {
+    pub fn flush_writable(&mut self, writable: &[RawFd]) {
         let failed: Vec<ConnKey> = self
             .conns
             .iter_mut()
@@ -597,6 +711,51 @@ impl Muxer {
             self.reset_to_guest(local, peer);
         }
     }
+}
+
+/// Connects to the Unix socket at `path` without blocking: a listener whose backlog is full
+/// makes `connect` fail with EAGAIN at once instead of stalling the event loop (and so every
+/// device) until the host side accepts.
+fn connect_nonblocking(path: &OsStr) -> std::io::Result<UnixStream> {
+    let bytes = path.as_bytes();
+    // SAFETY: sockaddr_un is plain old data; all-zero is a valid (empty) value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(std::io::Error::new(
+            ErrorKind::InvalidInput,
+            "socket path too long",
+        ));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: plain socket(2); the result is checked before use.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
+    // SAFETY: `addr` is a valid sockaddr_un and `len` does not exceed its size.
+    let rc = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            std::ptr::addr_of!(addr).cast(),
+            len as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(UnixStream::from(fd))
 }
 
 impl Drop for Muxer {
@@ -620,25 +779,17 @@ fn make_header(guest_cid: u64, key: ConnKey, op: u16, fwd_cnt: u32) -> Header {
     }
 }
 
-fn write_rx_chain(
-    mem: &GuestMemoryMmap,
-    rx: &mut Queue,
-    chain: virtio_queue::DescriptorChain<&GuestMemoryMmap>,
-    hdr: &Header,
-    payload: &[u8],
-) {
-    let head = chain.head_index();
-    let written = match chain.writer(mem) {
-        Ok(mut w) => {
-            if w.write_all(&hdr.encode()).is_ok() && w.write_all(payload).is_ok() {
-                (HEADER_LEN + payload.len()) as u32
-            } else {
-                0
-            }
-        }
-        Err(_) => 0,
+fn write_rx_chain(mem: &GuestMemoryMmap, rx: &mut Queue, c: &Chain, hdr: &Header, payload: &[u8]) {
+    let header_room = chain::sub_range(&c.writable, 0, HEADER_LEN as u64);
+    let body_room = chain::sub_range(&c.writable, HEADER_LEN as u64, payload.len() as u64);
+    let written = if chain::write_from(mem, &header_room, &hdr.encode()) == HEADER_LEN
+        && chain::write_from(mem, &body_room, payload) == payload.len()
+    {
+        (HEADER_LEN + payload.len()) as u32
+    } else {
+        0
     };
-    if let Err(e) = rx.add_used(mem, head, written) {
+    if let Err(e) = rx.add_used(mem, c.head, written) {
         tracing::warn!("vsock: cannot return RX descriptor: {e}");
     }
 }

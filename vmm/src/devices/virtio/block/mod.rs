@@ -1,75 +1,57 @@
-//! virtio-blk: a raw image file as a disk, read-only or writable. Every request is bounded
-//! and checked (chain shape, lengths, directions, sector range, status descriptor); a bad
-//! request is answered with an error status, never trusted.
+//! virtio-blk: a raw image file as a disk, read-only or writable. Requests are parsed once
+//! into a typed [`request::Request`] (or refused with a named error and an error status);
+//! the file I/O runs on the event loop, straight between the file and guest memory
+//! (`preadv`/`pwritev`), never on a vCPU thread.
+
+pub mod io;
+pub mod request;
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
-use std::sync::Arc;
 
+use event_manager::{EventOps, Events, MutEventSubscriber};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 
-use super::{check_chain, read_config_bytes, Interrupt, VirtioDevice};
+use super::chain::{self, Chain};
+use super::{Activation, Interrupt, QueueEvents, VirtioDevice};
 use crate::config::DiskConfig;
 use crate::error::{Error, Result};
+pub use request::{
+    DiskGeometry, Op, Rejected, Request, RequestError, SECTOR_SIZE, VIRTIO_BLK_S_IOERR,
+    VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN,
+    VIRTIO_BLK_T_OUT,
+};
 
 /// virtio device id of a block device.
 pub const VIRTIO_ID_BLOCK: u32 = 2;
 /// Queue size.
 pub const QUEUE_SIZE: u16 = 256;
-/// Sector size.
-pub const SECTOR_SIZE: u64 = 512;
-/// Largest data transfer of one request (the driver is told SEG_MAX x SIZE_MAX below it).
-pub const MAX_REQUEST_BYTES: u64 = 32 << 20;
 /// Largest segment the driver may use.
 pub const SIZE_MAX: u32 = 256 << 10;
 /// Most data segments per request.
 pub const SEG_MAX: u32 = 126;
-/// Bytes copied per step between the file and guest memory.
-const CHUNK: usize = 64 << 10;
 
 const VIRTIO_BLK_F_SIZE_MAX: u64 = 1 << 1;
 const VIRTIO_BLK_F_SEG_MAX: u64 = 1 << 2;
 const VIRTIO_BLK_F_RO: u64 = 1 << 5;
 const VIRTIO_BLK_F_FLUSH: u64 = 1 << 9;
 
-/// Request types.
-pub const VIRTIO_BLK_T_IN: u32 = 0;
-/// Write.
-pub const VIRTIO_BLK_T_OUT: u32 = 1;
-/// Flush.
-pub const VIRTIO_BLK_T_FLUSH: u32 = 4;
-/// Device id string.
-pub const VIRTIO_BLK_T_GET_ID: u32 = 8;
-
-/// Status: success.
-pub const VIRTIO_BLK_S_OK: u8 = 0;
-/// Status: I/O error (also: bad request).
-pub const VIRTIO_BLK_S_IOERR: u8 = 1;
-/// Status: unsupported request type.
-pub const VIRTIO_BLK_S_UNSUPP: u8 = 2;
-
 /// Length of the device id string.
 const ID_BYTES: usize = 20;
-/// Length of the request header (type, reserved, sector).
-const HEADER_BYTES: u64 = 16;
 
 struct Active {
     mem: GuestMemoryMmap,
     queue: Queue,
-    interrupt: Arc<Interrupt>,
+    interrupt: std::sync::Arc<Interrupt>,
 }
 
 /// A virtio-blk device backed by a file.
 pub struct Block {
     file: File,
-    read_only: bool,
-    sectors: u64,
+    geometry: DiskGeometry,
     id: [u8; ID_BYTES],
-    config: Vec<u8>,
+    evts: QueueEvents,
     active: Option<Active>,
-    buf: Vec<u8>,
 }
 
 impl Block {
@@ -100,29 +82,24 @@ impl Block {
                 "size {len} is not a positive multiple of {SECTOR_SIZE} bytes"
             )));
         }
-        let sectors = len / SECTOR_SIZE;
         let mut id = [0u8; ID_BYTES];
         let n = name.len().min(ID_BYTES);
         id[..n].copy_from_slice(&name.as_bytes()[..n]);
-        // Config space: capacity (u64), size_max (u32), seg_max (u32).
-        let mut config = Vec::with_capacity(16);
-        config.extend_from_slice(&sectors.to_le_bytes());
-        config.extend_from_slice(&SIZE_MAX.to_le_bytes());
-        config.extend_from_slice(&SEG_MAX.to_le_bytes());
         Ok(Block {
             file,
-            read_only,
-            sectors,
+            geometry: DiskGeometry {
+                sectors: len / SECTOR_SIZE,
+                read_only,
+            },
             id,
-            config,
+            evts: QueueEvents::new(1)?,
             active: None,
-            buf: vec![0; CHUNK],
         })
     }
 
     /// Disk size in sectors.
     pub fn sectors(&self) -> u64 {
-        self.sectors
+        self.geometry.sectors
     }
 
     /// Processes every available request; signals the guest if any completed.
@@ -131,17 +108,18 @@ impl Block {
             return;
         };
         let mut completed = false;
-        while let Some(chain) = active.queue.pop_descriptor_chain(&active.mem) {
-            let head = chain.head_index();
-            let used_len = handle_request(
-                &self.file,
-                self.read_only,
-                self.sectors,
-                &self.id,
-                &mut self.buf,
-                &active.mem,
-                chain,
-            );
+        while let Some(desc_chain) = active.queue.pop_descriptor_chain(&active.mem) {
+            let head = desc_chain.head_index();
+            let used_len = match Chain::read(desc_chain, &active.mem) {
+                Ok(chain) => {
+                    let parsed = Request::parse(&chain, &active.mem, self.geometry);
+                    complete(&self.file, &self.id, &active.mem, parsed)
+                }
+                Err(e) => {
+                    tracing::debug!("virtio-blk: refusing request: {e}");
+                    0 // no trustworthy status byte to write
+                }
+            };
             if let Err(e) = active.queue.add_used(&active.mem, head, used_len) {
                 tracing::warn!("virtio-blk: cannot return descriptor {head}: {e}");
             }
@@ -153,142 +131,74 @@ impl Block {
     }
 }
 
-/// Checks and executes one request; returns the number of bytes written to the guest.
-fn handle_request(
+/// Executes a parsed request (or reports its refusal) and writes the status byte; returns
+/// the number of bytes written to the guest (data + status), the used length.
+fn complete(
     file: &File,
-    read_only: bool,
-    sectors: u64,
     id: &[u8; ID_BYTES],
-    buf: &mut [u8],
     mem: &GuestMemoryMmap,
-    chain: virtio_queue::DescriptorChain<&GuestMemoryMmap>,
+    parsed: std::result::Result<Request, Rejected>,
 ) -> u32 {
-    let layout = match check_chain(&chain, mem) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::debug!("virtio-blk: refusing request: {e}");
-            return 0; // no trustworthy status byte to write
+    let (status_addr, status, written) = match parsed {
+        Ok(request) => {
+            let (status, written) = execute(file, id, mem, &request.op);
+            (request.status, status, written)
+        }
+        Err(Rejected {
+            error,
+            status: Some(addr),
+        }) => {
+            tracing::debug!("virtio-blk: refusing request: {error}");
+            (addr, error.status(), 0)
+        }
+        Err(Rejected {
+            error,
+            status: None,
+        }) => {
+            tracing::debug!("virtio-blk: refusing request: {error}");
+            return 0;
         }
     };
-    if layout.writable == 0 {
-        tracing::debug!("virtio-blk: request without a status byte");
+    use vm_memory::Bytes;
+    if mem.write_obj(status, status_addr).is_err() {
         return 0;
     }
-    let (Ok(mut reader), Ok(mut writer)) = (chain.clone().reader(mem), chain.writer(mem)) else {
-        return 0;
-    };
-    // The last writable byte is the status; everything before it is data for IN / GET_ID.
-    let Ok(mut status_writer) = writer.split_at(writer.available_bytes() - 1) else {
-        return 0;
-    };
-    let data_in_len = layout.writable - 1;
-    let (status, written) = if layout.readable < HEADER_BYTES {
-        (VIRTIO_BLK_S_IOERR, 0)
-    } else {
-        let mut header = [0u8; HEADER_BYTES as usize];
-        if reader.read_exact(&mut header).is_err() {
-            (VIRTIO_BLK_S_IOERR, 0)
-        } else {
-            let kind = u32::from_le_bytes(header[0..4].try_into().unwrap_or_default());
-            let sector = u64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
-            let data_out_len = layout.readable - HEADER_BYTES;
-            execute(
-                file,
-                read_only,
-                sectors,
-                id,
-                buf,
-                kind,
-                sector,
-                data_out_len,
-                data_in_len,
-                &mut reader,
-                &mut writer,
-            )
-        }
-    };
-    if status_writer.write_all(&[status]).is_err() {
-        return 0;
-    }
+    // At most 32 MiB + 1 (MAX_REQUEST_BYTES bounds every transfer).
     (written + 1) as u32
 }
 
-/// Runs a parsed request; returns (status, bytes of data written to the guest).
-#[allow(clippy::too_many_arguments)]
-fn execute<R: Read, W: Write>(
-    file: &File,
-    read_only: bool,
-    sectors: u64,
-    id: &[u8; ID_BYTES],
-    buf: &mut [u8],
-    kind: u32,
-    sector: u64,
-    data_out_len: u64,
-    data_in_len: u64,
-    reader: &mut R,
-    writer: &mut W,
-) -> (u8, u64) {
-    let in_range = |len: u64| {
-        len % SECTOR_SIZE == 0
-            && len <= MAX_REQUEST_BYTES
-            && sector
-                .checked_add(len / SECTOR_SIZE)
-                .is_some_and(|end| end <= sectors)
-    };
-    match kind {
-        VIRTIO_BLK_T_IN => {
-            // Data must be device-writable only: no readable bytes past the header.
-            if data_out_len != 0 || !in_range(data_in_len) {
-                return (VIRTIO_BLK_S_IOERR, 0);
-            }
-            let mut done = 0u64;
-            while done < data_in_len {
-                let n = (data_in_len - done).min(buf.len() as u64) as usize;
-                let offset = sector * SECTOR_SIZE + done;
-                if file.read_exact_at(&mut buf[..n], offset).is_err()
-                    || writer.write_all(&buf[..n]).is_err()
-                {
-                    return (VIRTIO_BLK_S_IOERR, done);
+/// Runs one operation; returns (status, bytes of data written to the guest).
+fn execute(file: &File, id: &[u8; ID_BYTES], mem: &GuestMemoryMmap, op: &Op) -> (u8, u64) {
+    match op {
+        Op::Read { sector, data, len } => {
+            match io::read_to_guest(file, *sector * SECTOR_SIZE, mem, data) {
+                Ok(()) => (VIRTIO_BLK_S_OK, *len),
+                Err(e) => {
+                    tracing::warn!("virtio-blk: read at sector {sector}: {e}");
+                    (VIRTIO_BLK_S_IOERR, 0)
                 }
-                done += n as u64;
             }
-            (VIRTIO_BLK_S_OK, done)
         }
-        VIRTIO_BLK_T_OUT => {
-            // Data must be device-readable only: the status is the only writable byte.
-            if read_only || data_in_len != 0 || !in_range(data_out_len) {
-                return (VIRTIO_BLK_S_IOERR, 0);
-            }
-            let mut done = 0u64;
-            while done < data_out_len {
-                let n = (data_out_len - done).min(buf.len() as u64) as usize;
-                let offset = sector * SECTOR_SIZE + done;
-                if reader.read_exact(&mut buf[..n]).is_err()
-                    || file.write_all_at(&buf[..n], offset).is_err()
-                {
-                    return (VIRTIO_BLK_S_IOERR, 0);
-                }
-                done += n as u64;
-            }
-            (VIRTIO_BLK_S_OK, 0)
-        }
-        VIRTIO_BLK_T_FLUSH => {
-            if read_only {
-                return (VIRTIO_BLK_S_OK, 0);
-            }
-            match file.sync_data() {
+        Op::Write { sector, data, .. } => {
+            match io::write_from_guest(file, *sector * SECTOR_SIZE, mem, data) {
                 Ok(()) => (VIRTIO_BLK_S_OK, 0),
-                Err(_) => (VIRTIO_BLK_S_IOERR, 0),
+                Err(e) => {
+                    tracing::warn!("virtio-blk: write at sector {sector}: {e}");
+                    (VIRTIO_BLK_S_IOERR, 0)
+                }
             }
         }
-        VIRTIO_BLK_T_GET_ID => {
-            let n = data_in_len.min(ID_BYTES as u64) as usize;
-            if writer.write_all(&id[..n]).is_err() {
+        Op::Flush => match file.sync_data() {
+            Ok(()) => (VIRTIO_BLK_S_OK, 0),
+            Err(_) => (VIRTIO_BLK_S_IOERR, 0),
+        },
+        Op::GetId { data } => {
+            let n = chain::total(data).min(ID_BYTES as u64) as usize;
+            if chain::write_from(mem, data, &id[..n]) != n {
                 return (VIRTIO_BLK_S_IOERR, 0);
             }
             (VIRTIO_BLK_S_OK, n as u64)
         }
-        _ => (VIRTIO_BLK_S_UNSUPP, 0),
     }
 }
 
@@ -303,22 +213,31 @@ impl VirtioDevice for Block {
 
     fn features(&self) -> u64 {
         let mut f = VIRTIO_BLK_F_SIZE_MAX | VIRTIO_BLK_F_SEG_MAX | VIRTIO_BLK_F_FLUSH;
-        if self.read_only {
+        if self.geometry.read_only {
             f |= VIRTIO_BLK_F_RO;
         }
         f
     }
 
-    fn read_config(&self, offset: u64, data: &mut [u8]) {
-        read_config_bytes(&self.config, offset, data);
+    fn config_space(&self) -> Vec<u8> {
+        // capacity (u64), size_max (u32), seg_max (u32).
+        let mut config = Vec::with_capacity(16);
+        config.extend_from_slice(&self.geometry.sectors.to_le_bytes());
+        config.extend_from_slice(&SIZE_MAX.to_le_bytes());
+        config.extend_from_slice(&SEG_MAX.to_le_bytes());
+        config
     }
 
-    fn activate(
-        &mut self,
-        mem: GuestMemoryMmap,
-        mut queues: Vec<Queue>,
-        interrupt: Arc<Interrupt>,
-    ) -> Result<()> {
+    fn queue_events(&self) -> &QueueEvents {
+        &self.evts
+    }
+
+    fn activate(&mut self, activation: Activation) -> Result<()> {
+        let Activation {
+            mem,
+            mut queues,
+            interrupt,
+        } = activation;
         let queue = queues
             .pop()
             .filter(|q| q.ready())
@@ -331,20 +250,28 @@ impl VirtioDevice for Block {
         Ok(())
     }
 
-    fn queue_notify(&mut self, index: u32) {
-        if index == 0 {
-            self.process_queue();
-        }
-    }
-
     fn reset(&mut self) {
         self.active = None;
+    }
+}
+
+impl MutEventSubscriber for Block {
+    fn init(&mut self, ops: &mut EventOps) {
+        self.evts.register(ops);
+    }
+
+    fn process(&mut self, events: Events, _ops: &mut EventOps) {
+        if self.evts.fired(&events).is_some() {
+            self.process_queue();
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+    use std::sync::Arc;
     use virtio_bindings::bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
     use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
     use virtio_queue::mock::MockSplitQueue;
@@ -407,13 +334,13 @@ mod tests {
         r.mem.write_obj(0xaau8, GuestAddress(STATUS)).unwrap();
         let q: Queue = vq.create_queue().unwrap();
         r.dev
-            .activate(
-                r.mem.clone(),
-                vec![q],
-                Arc::new(Interrupt::new(r.irq.try_clone().unwrap())),
-            )
+            .activate(Activation {
+                mem: r.mem.clone(),
+                queues: vec![q],
+                interrupt: Arc::new(Interrupt::new(r.irq.try_clone().unwrap())),
+            })
             .unwrap();
-        r.dev.queue_notify(0);
+        r.dev.process_queue();
         assert_eq!(
             vq.used().idx().load(),
             1,
@@ -614,9 +541,8 @@ mod tests {
     #[test]
     fn config_reports_capacity() {
         let r = rig(false, 16);
-        let mut cap = [0u8; 8];
-        r.dev.read_config(0, &mut cap);
-        assert_eq!(u64::from_le_bytes(cap), 16);
+        let config = r.dev.config_space();
+        assert_eq!(u64::from_le_bytes(config[..8].try_into().unwrap()), 16);
         assert!(
             Block::from_file(tempfile::tempfile().unwrap(), true, "x").is_err(),
             "empty disk"
