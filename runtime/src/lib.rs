@@ -10,4 +10,5 @@ pub mod image;
 pub mod isolation;
 pub mod paths;
 pub mod process;
+pub mod registry;
 pub mod vm;

@@ -73,6 +73,9 @@ pub struct CreateArgs {
     /// Guest kernel to boot (`--isolation=vm` only; default: the installed one).
     #[arg(long)]
     kernel: Option<PathBuf>,
+    /// Pull the image first: `missing` (when not stored), `always`, `never`.
+    #[arg(long, value_enum, default_value_t)]
+    pull: super::registry::PullPolicy,
     /// Image to run.
     image: String,
     /// Command and arguments (default: the image's).
@@ -231,6 +234,8 @@ fn create_container(
     let config = Config::load(paths)?;
     let kind = config.isolation_for(&a.image, a.isolation);
     let backend = backends::backend(kind)?;
+    // Before the users lock: a pull's commit takes it exclusively.
+    super::registry::ensure_image(paths, &a.image, a.pull)?;
     let images = ImageStore::open(paths).context("open image store")?;
     // Held until the record naming the image's layers is saved: `hull image rm` either
     // ran before (the image is gone) or sees this container.

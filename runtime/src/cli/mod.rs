@@ -8,6 +8,7 @@ pub mod bench;
 pub mod container;
 pub mod doctor;
 pub mod image;
+pub mod registry;
 
 /// All `hull` subcommands.
 #[derive(Debug, Subcommand)]
@@ -15,6 +16,14 @@ pub enum Command {
     /// Manage images: import, ls, inspect, rm.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Pull an image from a registry: `hull pull [REGISTRY/]NAME[:TAG|@DIGEST]`.
+    Pull(registry::PullArgs),
+    /// Save credentials for a registry (checked against it first).
+    Login(registry::LoginArgs),
+    /// Forget the credentials for a registry.
+    Logout(registry::LogoutArgs),
+    /// Give an image another name: `hull tag SOURCE TARGET`.
+    Tag(registry::TagArgs),
     /// Check whether this host can run each isolation model, and how to fix what is missing.
     Doctor(doctor::DoctorArgs),
     /// Measure what each isolation model costs here (start, teardown, memory, density),
@@ -46,6 +55,10 @@ pub enum Command {
 pub fn dispatch(command: Command, paths: &StatePaths) -> Result<i32> {
     match command {
         Command::Image(cmd) => image::run(cmd, paths),
+        Command::Pull(args) => registry::pull(args, paths),
+        Command::Login(args) => registry::login(args, paths),
+        Command::Logout(args) => registry::logout(args, paths),
+        Command::Tag(args) => registry::tag(args, paths),
         Command::Doctor(args) => doctor::run(args, paths),
         Command::Bench(args) => bench::run(args, paths),
         Command::Run(args) => container::run(args, paths),

@@ -28,6 +28,7 @@ pub use digest::Sha256Digest;
 pub use error::ImageError;
 pub use limits::Limits;
 pub use reference::Reference;
+pub(crate) use store::write_atomic as write_private_atomic;
 pub use store::{ImageRecord, ImageStore, LayerRecord, Removal, UsersLock};
 
 use std::path::PathBuf;

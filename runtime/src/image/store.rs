@@ -22,6 +22,8 @@ use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
@@ -293,6 +295,22 @@ impl ImageStore {
         })
     }
 
+    /// Gives the image `source` the name `target` too (`hull tag`); an image already
+    /// named `target` loses the name. Returns the stored form of `target`.
+    pub fn tag(&self, source: &str, target: &str) -> Result<String, ImageError> {
+        let name = Reference::parse(target)?.to_string();
+        let _lock = self.lock()?;
+        let mut record = self.find(source)?;
+        let mut index = self.load_index()?;
+        index.images.retain(|i| i.name != name);
+        record.name = name.clone();
+        index.images.push(record);
+        self.save_index(&index)?;
+        // The image that lost the name may have nothing left naming it.
+        self.collect_garbage(&index)?;
+        Ok(name)
+    }
+
     /// Takes the users lock shared: hold it from resolving an image until the record of
     /// the container made from it is saved, so `remove` sees that container.
     pub fn lock_users_shared(&self) -> Result<UsersLock, ImageError> {
@@ -372,9 +390,9 @@ impl ImageStore {
             store: self,
             _lock: lock,
             work,
-            counter: 0,
-            layers: Vec::new(),
-            blobs: Vec::new(),
+            counter: AtomicU64::new(0),
+            layers: Mutex::new(Vec::new()),
+            blobs: Mutex::new(Vec::new()),
             committed: false,
         })
     }
@@ -458,13 +476,15 @@ impl ImageStore {
 
 /// An import in progress: holds the store lock; its layers and blobs live in a private
 /// work dir until `commit`. Dropped without commit, it removes everything it wrote.
+/// Layers may be brought in by several threads at once (a pull downloads in parallel),
+/// so staging takes `&self`.
 pub(crate) struct Transaction<'a> {
     store: &'a ImageStore,
     _lock: Flock<File>,
     work: PathBuf,
-    counter: u64,
-    layers: Vec<(PathBuf, Sha256Digest)>,
-    blobs: Vec<(PathBuf, Sha256Digest)>,
+    counter: AtomicU64,
+    layers: Mutex<Vec<(PathBuf, Sha256Digest)>>,
+    blobs: Mutex<Vec<(PathBuf, Sha256Digest)>>,
     committed: bool,
 }
 
@@ -476,13 +496,23 @@ impl Transaction<'_> {
 
     /// Whether the layer cache (or this import) already has the layer.
     pub fn has_layer(&self, diff_id: &Sha256Digest) -> bool {
-        self.layers.iter().any(|(_, d)| d == diff_id) || self.store.layer_path(diff_id).is_dir()
+        self.staged_layers().iter().any(|(_, d)| d == diff_id)
+            || self.store.layer_path(diff_id).is_dir()
+    }
+
+    fn staged_layers(&self) -> std::sync::MutexGuard<'_, Vec<(PathBuf, Sha256Digest)>> {
+        // A thread that panicked holding it only pushed whole entries.
+        self.layers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn next_name(&self, prefix: &str) -> PathBuf {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
+        self.work.join(format!("{prefix}-{n}"))
     }
 
     /// A fresh, empty directory in the work dir to unpack a layer into.
-    pub fn new_layer_dir(&mut self) -> Result<PathBuf, ImageError> {
-        self.counter += 1;
-        let dir = self.work.join(format!("layer-{}", self.counter));
+    pub fn new_layer_dir(&self) -> Result<PathBuf, ImageError> {
+        let dir = self.next_name("layer");
         fs::DirBuilder::new()
             .mode(0o755)
             .create(&dir)
@@ -490,19 +520,28 @@ impl Transaction<'_> {
         Ok(dir)
     }
 
-    /// Records an unpacked layer dir (from `new_layer_dir`) under its verified diff_id.
-    pub fn add_layer(&mut self, dir: PathBuf, diff_id: Sha256Digest) {
-        self.layers.push((dir, diff_id));
+    /// Records an unpacked layer dir (from `new_layer_dir`) under its verified diff_id;
+    /// when the same layer was staged already (by another thread), removes this copy.
+    pub fn add_layer(&self, dir: PathBuf, diff_id: Sha256Digest) {
+        let mut layers = self.staged_layers();
+        if layers.iter().any(|(_, d)| *d == diff_id) || self.store.layer_path(&diff_id).is_dir() {
+            drop(layers);
+            let _ = fs::remove_dir_all(&dir);
+        } else {
+            layers.push((dir, diff_id));
+        }
     }
 
     /// Stages a blob (manifest or config); returns its digest.
-    pub fn add_blob(&mut self, bytes: &[u8]) -> Result<Sha256Digest, ImageError> {
+    pub fn add_blob(&self, bytes: &[u8]) -> Result<Sha256Digest, ImageError> {
         let digest = Sha256Digest::of(bytes);
-        self.counter += 1;
-        let path = self.work.join(format!("blob-{}", self.counter));
+        let path = self.next_name("blob");
         fs::write(&path, bytes)
             .map_err(|e| ImageError::io(format!("write {}", path.display()), e))?;
-        self.blobs.push((path, digest.clone()));
+        self.blobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((path, digest.clone()));
         Ok(digest)
     }
 
@@ -526,7 +565,9 @@ impl Transaction<'_> {
         if std::env::var_os("HULL_IMAGE_SYNC").is_some_and(|v| v == "1") {
             sync_filesystem(&self.work)?;
         }
-        for (dir, diff_id) in &self.layers {
+        let layers = std::mem::take(&mut *self.staged_layers());
+        let blobs = std::mem::take(&mut *self.blobs.lock().unwrap_or_else(|e| e.into_inner()));
+        for (dir, diff_id) in &layers {
             let target = self.store.layer_path(diff_id);
             if !target.exists() {
                 fs::rename(dir, &target).map_err(|e| {
@@ -534,7 +575,7 @@ impl Transaction<'_> {
                 })?;
             }
         }
-        for (path, digest) in &self.blobs {
+        for (path, digest) in &blobs {
             File::open(path)
                 .and_then(|f| f.sync_all())
                 .map_err(|e| ImageError::io(format!("fsync {}", path.display()), e))?;

@@ -27,7 +27,7 @@ struct Entry {
 }
 
 pub(crate) fn import(
-    txn: &mut Transaction<'_>,
+    txn: &Transaction<'_>,
     source: &dyn Source,
     opts: &ImportOptions,
 ) -> Result<Plan, ImageError> {

@@ -134,7 +134,7 @@ pub(crate) struct LayerInput<'a> {
 /// diff_id already) and verifies digest, size and diff_id. Returns its record and
 /// whether it was unpacked.
 pub(crate) fn bring_layer(
-    txn: &mut Transaction<'_>,
+    txn: &Transaction<'_>,
     input: LayerInput<'_>,
     show_progress: bool,
 ) -> Result<(LayerRecord, bool), ImageError> {
@@ -339,12 +339,8 @@ pub(crate) fn bring_layer(
             }));
         }
     }
-    if txn.has_layer(&diff_id) {
-        // Same content as a layer already cached or staged: keep that one.
-        let _ = std::fs::remove_dir_all(&dir);
-    } else {
-        txn.add_layer(dir, diff_id.clone());
-    }
+    // Same content as a layer already cached or staged: add_layer keeps that one.
+    txn.add_layer(dir, diff_id.clone());
     Ok((
         LayerRecord {
             digest: digest.to_string(),
@@ -562,9 +558,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let store = ImageStore::open_dir(tmp.path(), Limits::default()).unwrap();
         let result = {
-            let mut txn = store.begin().unwrap();
-            let result = bring_layer(&mut txn, input(blob, declared, expected_diff_id), false)
-                .map(|(r, _)| r);
+            let txn = store.begin().unwrap();
+            let result =
+                bring_layer(&txn, input(blob, declared, expected_diff_id), false).map(|(r, _)| r);
             if let Ok(record) = &result {
                 // The one staged layer: tmp/import-PID/<layer dir>.
                 let work = std::fs::read_dir(tmp.path().join("tmp")).unwrap();

@@ -22,6 +22,7 @@ use super::store::{ImageRecord, LayerRecord, Transaction};
 use super::{ImageError, ImageStore, Sha256Digest};
 
 pub use layer::Compression;
+pub(crate) use layer::{bring_layer, LayerInput};
 pub use rootfs::ConfigChanges;
 
 /// OCI media types hull writes in manifests it synthesizes.
@@ -54,6 +55,8 @@ pub enum InputKind {
     RootfsDir,
     /// A tar (optionally gzip/zstd) of a root filesystem.
     RootfsTar,
+    /// Pulled from a registry.
+    Registry,
 }
 
 /// The result of an import.
@@ -84,14 +87,14 @@ pub fn import(
     if let Some(tag) = &opts.tag {
         Reference::parse(tag)?;
     }
-    let mut txn = store.begin()?;
+    let txn = store.begin()?;
     if opts.rootfs {
         let kind = if meta.is_dir() {
             InputKind::RootfsDir
         } else {
             InputKind::RootfsTar
         };
-        return rootfs::import(&mut txn, path, kind, opts).and_then(|plan| finish(txn, plan));
+        return rootfs::import(&txn, path, kind, opts).and_then(|plan| finish(txn, plan));
     }
     if meta.is_dir() {
         if !path.join("oci-layout").is_file() {
@@ -102,15 +105,15 @@ pub fn import(
             ));
         }
         let source = archive::DirSource::new(path);
-        let plan = oci::import(&mut txn, &source, InputKind::OciLayout, opts)?;
+        let plan = oci::import(&txn, &source, InputKind::OciLayout, opts)?;
         return finish(txn, plan);
     }
     let source = archive::TarSource::open(path, store.limits())?;
     if source.contains("oci-layout") && source.contains("index.json") {
-        let plan = oci::import(&mut txn, &source, InputKind::OciArchive, opts)?;
+        let plan = oci::import(&txn, &source, InputKind::OciArchive, opts)?;
         finish(txn, plan)
     } else if source.contains("manifest.json") {
-        let plan = docker::import(&mut txn, &source, opts)?;
+        let plan = docker::import(&txn, &source, opts)?;
         finish(txn, plan)
     } else {
         Err(ImageError::invalid(
@@ -132,7 +135,7 @@ pub(crate) struct Plan {
     pub reused: usize,
 }
 
-fn finish(mut txn: Transaction<'_>, plan: Plan) -> Result<ImportOutcome, ImageError> {
+pub(crate) fn finish(txn: Transaction<'_>, plan: Plan) -> Result<ImportOutcome, ImageError> {
     let name = Reference::parse(&plan.name)?.to_string();
     let config_digest = txn.add_blob(&plan.config_bytes)?;
     let manifest_digest = txn.add_blob(&plan.manifest_bytes)?;

@@ -63,7 +63,7 @@ struct Layout {
 }
 
 pub(crate) fn import(
-    txn: &mut Transaction<'_>,
+    txn: &Transaction<'_>,
     source: &dyn Source,
     kind: InputKind,
     opts: &ImportOptions,

@@ -40,7 +40,7 @@ pub struct ConfigChanges {
 }
 
 pub(crate) fn import(
-    txn: &mut Transaction<'_>,
+    txn: &Transaction<'_>,
     path: &Path,
     kind: InputKind,
     opts: &ImportOptions,
@@ -100,7 +100,7 @@ pub(crate) fn import(
 }
 
 fn import_dir(
-    txn: &mut Transaction<'_>,
+    txn: &Transaction<'_>,
     root: &Path,
     progress: bool,
 ) -> Result<(crate::image::LayerRecord, bool), ImageError> {
