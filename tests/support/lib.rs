@@ -4,6 +4,7 @@
 pub mod guest;
 pub mod harness;
 pub mod initramfs;
+pub mod registry;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

@@ -157,15 +157,20 @@ impl Registry {
                 let _ = self.base.set(https);
                 r
             }
-            Err(tls_error) if self.allows_http => {
+            // Plain HTTP is tried only where allowed, and not after a certificate was
+            // refused: that server speaks TLS, and its certificate is the problem.
+            Err(RegistryError::Transport { url, reason })
+                if self.allows_http && !reason.contains("invalid peer certificate") =>
+            {
                 let http = format!("http://{}", self.host);
                 match self.raw(Method::GET, &format!("{http}/v2/"), &[], Payload::Empty) {
-                    Ok(r) => {
+                    // 400 is a TLS server's answer to plain HTTP.
+                    Ok(r) if r.status() != StatusCode::BAD_REQUEST => {
                         tracing::debug!(registry = %self.domain, "using plain HTTP");
                         let _ = self.base.set(http);
                         r
                     }
-                    Err(_) => return Err(tls_error),
+                    _ => return Err(RegistryError::Transport { url, reason }),
                 }
             }
             Err(RegistryError::Transport { url, reason })

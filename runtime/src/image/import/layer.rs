@@ -266,11 +266,9 @@ pub(crate) fn bring_layer(
             let (unpacked, drained) = unpack_and_drain(&mut plain, &dir, &limits);
             let (plain_digest, _, decoder) = plain.finish();
             let mut raw = decoder.into_inner();
-            let error = if unpacked.is_ok() && drained.is_ok() {
-                raw.drain().err()
-            } else {
-                None
-            };
+            // Read to the end even after a failure: the blob's digest tells a tampered
+            // blob from a broken one.
+            let error = raw.drain().err();
             let (digest, size, _) = raw.finish();
             let produced = Produced {
                 digest: digest.expect("raw stream is hashed"),
@@ -282,6 +280,17 @@ pub(crate) fn bring_layer(
         };
     progress.finish();
 
+    // A blob that is not the one the manifest names is the error to report, whatever
+    // else failed while unpacking it.
+    if let Some((want_digest, want_size)) = &input.declared {
+        if produced.size == *want_size && &produced.digest != want_digest {
+            return Err(wrap(ImageError::DigestMismatch {
+                what: "layer blob".into(),
+                expected: want_digest.to_string(),
+                actual: produced.digest.to_string(),
+            }));
+        }
+    }
     if produced.over_limit {
         return Err(wrap(match &input.declared {
             Some((_, size)) => ImageError::SizeMismatch {
@@ -437,15 +446,21 @@ fn produce(
         };
         if let Err(e) = result {
             let _ = tx.send(Err(std::io::Error::new(e.kind(), e.to_string())));
-            return finish(decoder.into_inner(), Some(e));
+            // The whole blob's digest tells a tampered blob from a broken one.
+            let mut raw = decoder.into_inner();
+            let _ = raw.drain();
+            return finish(raw, Some(e));
         }
         if filled == 0 {
             break;
         }
         chunk.truncate(filled);
         if tx.send(Ok(chunk)).is_err() {
-            // The unpacker stopped (its error is reported).
-            return finish(decoder.into_inner(), None);
+            // The unpacker stopped (its error is reported, unless the blob's digest
+            // shows the blob itself was wrong).
+            let mut raw = decoder.into_inner();
+            let _ = raw.drain();
+            return finish(raw, None);
         }
     }
     drop(tx);
