@@ -22,9 +22,9 @@ fi
 #   erofs-utils e2fsprogs       block-device images of container roots for the VM mode
 #   crun runc                   peers for the process-mode benchmark
 #   skopeo umoci                images written by other tools, for the import tests
-#   docker-registry apache2-utils podman
-#                               real registries (distribution 2.8, htpasswd) and a second
-#                               client for the pull/push tests
+#   docker-registry apache2-utils
+#                               real registries (distribution 2.8, htpasswd) for the
+#                               pull/push tests (podman, below, is their second client)
 #   hyperfine                   side-by-side command timing in benchmarks
 #   iproute2 kmod util-linux socat
 #                               networking checks, module loading, vsock test helper
@@ -37,7 +37,7 @@ PACKAGES=(
     busybox-static qemu-system-x86
     build-essential linux-source-6.12 bc bison flex libelf-dev libssl-dev xz-utils cpio
     erofs-utils e2fsprogs crun runc skopeo umoci hyperfine
-    docker-registry apache2-utils podman
+    docker-registry apache2-utils
     iproute2 kmod util-linux socat librsvg2-bin
     golang-go podman containerd python3-grpcio protobuf-compiler
 )
