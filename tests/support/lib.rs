@@ -4,6 +4,7 @@
 pub mod guest;
 pub mod harness;
 pub mod initramfs;
+pub mod oci;
 pub mod registry;
 
 use std::ffi::OsStr;
