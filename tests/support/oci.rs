@@ -15,6 +15,10 @@ use serde_json::{json, Value};
 
 use crate::initramfs::BUSYBOX;
 
+/// The image config's PATH (an imported root filesystem has no environment).
+const IMAGE_PATH_ENV: &str =
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// The OCI runtime binary the tests drive.
 pub fn runtime() -> PathBuf {
     match std::env::var_os("HULL_OCI_TEST_RUNTIME") {
@@ -50,7 +54,17 @@ pub fn unique(prefix: &str) -> String {
 /// /etc/passwd and /etc/group with root and `user` (1000), the usual empty directories.
 pub fn busybox_rootfs(root: &Path) {
     for d in [
-        "bin", "sbin", "usr/bin", "usr/sbin", "etc", "root", "tmp", "proc", "sys", "dev", "run",
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "etc",
+        "root",
+        "tmp",
+        "proc",
+        "sys",
+        "dev",
+        "run",
         "home/user",
     ] {
         fs::create_dir_all(root.join(d)).unwrap();
@@ -81,9 +95,20 @@ pub fn busybox_rootfs(root: &Path) {
 /// namespaces, mounts, masked and read-only paths, docker's capabilities.
 pub fn default_config(args: &[&str]) -> Value {
     let caps = json!([
-        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-        "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FSETID",
+        "CAP_FOWNER",
+        "CAP_MKNOD",
+        "CAP_NET_RAW",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETFCAP",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT",
+        "CAP_KILL",
+        "CAP_AUDIT_WRITE"
     ]);
     json!({
         "ociVersion": "1.0.2",
@@ -164,7 +189,10 @@ pub fn poll<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<
         if let Some(v) = check() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?}: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?}: {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -269,6 +297,8 @@ impl Podman {
             "import",
             "--change",
             "CMD [\"sh\"]",
+            "--change",
+            IMAGE_PATH_ENV,
             tar.to_str().unwrap(),
             name,
         ]);
@@ -336,11 +366,13 @@ state = "{state}"
   disable_cgroup = false
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "native"
+    default_runtime_name = "{default_runtime}"
 "#,
             root = d.join("root").display(),
             state = d.join("state").display(),
             sock = d.join("containerd.sock").display(),
             debug = d.join("debug.sock").display(),
+            default_runtime = cri_runtimes.first().map_or("runc", |r| r.0),
         );
         for (name, binary) in cri_runtimes {
             config.push_str(&format!(
@@ -446,11 +478,16 @@ impl Drop for Containerd {
 /// `entrypoint`, through a private podman (import, then save).
 pub fn busybox_archive(podman: &Podman, name: &str, entrypoint: &[&str], out: &Path) {
     let tar = busybox_tar(podman.dir(), &[]);
-    let change = format!(
-        "ENTRYPOINT {}",
-        serde_json::to_string(entrypoint).unwrap()
-    );
-    podman.ok(&["import", "--change", &change, tar.to_str().unwrap(), name]);
+    let change = format!("ENTRYPOINT {}", serde_json::to_string(entrypoint).unwrap());
+    podman.ok(&[
+        "import",
+        "--change",
+        &change,
+        "--change",
+        IMAGE_PATH_ENV,
+        tar.to_str().unwrap(),
+        name,
+    ]);
     podman.ok(&[
         "save",
         "--format",

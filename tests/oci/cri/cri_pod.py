@@ -29,7 +29,13 @@ def load_api(workdir):
     out = os.path.join(workdir, "cri_gen")
     os.makedirs(out, exist_ok=True)
     if not os.path.exists(os.path.join(out, "api_pb2.py")):
-        subprocess.run(["protoc", "-I", HERE, "--python_out", out, "api.proto"], check=True)
+        # Debian 12's protoc (3.21) predates the `debug_redact` field option (it marks
+        # credentials for log redaction and does not change the wire format): drop it.
+        with open(os.path.join(HERE, "api.proto")) as f:
+            proto = f.read().replace(" [debug_redact = true]", "")
+        with open(os.path.join(out, "api.proto"), "w") as f:
+            f.write(proto)
+        subprocess.run(["protoc", "-I", out, "--python_out", out, "api.proto"], check=True)
     sys.path.insert(0, out)
     import api_pb2  # noqa: E402 (generated above)
     return api_pb2
