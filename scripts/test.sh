@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 
 PROFILE_FLAG=--release
 LOGDIR=${HULL_TEST_LOGDIR:-$(mktemp -d /tmp/hull-test-logs.XXXXXX)}
+# Tests leave summaries here (hull-oci's conformance counts), printed at the end.
+export HULL_TEST_LOGDIR=$LOGDIR
 declare -A PASSED FAILED IGNORED STATUS WHY
 TIERS=(1 2 3 4)
 NAMES=([1]="unit" [2]="host integration" [3]="direct KVM" [4]="nested harness")
@@ -125,6 +127,9 @@ for t in "${TIERS[@]}"; do
     if [[ ${IGNORED[$t]} -gt 0 ]]; then bold "!!!! tier $t: ${IGNORED[$t]} test(s) ignored, see $LOGDIR/tier$t.log"; fi
 done
 if [[ ${STATUS[4]} == ok && -n ${WHY[4]:-} ]]; then bold "!!!! tier 4 (${NAMES[4]}): ${WHY[4]}"; fi
+for summary in "$LOGDIR"/oci-conformance-*.txt; do
+    [[ -e $summary ]] && cat "$summary"
+done
 echo "logs: $LOGDIR"
 echo "$total_pass passed, $total_fail failed"
 exit $exit
