@@ -1,5 +1,8 @@
 //! The two isolation models behind [`Runner`].
 
+pub mod vm_disk;
+pub mod vm_mounts;
+
 use crate::error::{OciError, Result};
 use crate::runner::Runner;
 use crate::state::Model;
