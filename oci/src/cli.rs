@@ -39,7 +39,8 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub debug: bool,
 
-    /// Take linux.cgroupsPath as systemd's "slice:prefix:name".
+    /// systemd's cgroup driver (cgroupsPath "slice:prefix:name"): refused with the reason,
+    /// hull-oci creates cgroups itself (cgroupfs driver).
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
 

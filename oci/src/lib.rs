@@ -22,5 +22,6 @@ pub mod procref;
 pub mod runner;
 pub mod signal;
 pub mod state;
+pub mod systemd;
 
 pub use error::{OciError, Result};

@@ -7,7 +7,7 @@ mod info;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::bundle;
 use crate::cli::{Command, CreateArgs, DeleteArgs, KillArgs, RunArgs};
@@ -19,6 +19,7 @@ use crate::procref::ProcRef;
 use crate::runner::{CreateRequest, Runner};
 use crate::signal;
 use crate::state::{self, Model, Phase, Record, Status, Store};
+use crate::systemd;
 
 pub use exec::exec;
 pub use info::{list, pause, ps, update};
@@ -82,6 +83,17 @@ pub fn create(ctx: &Context, args: &CreateArgs) -> Result<ProcRef> {
     let annotations = bundle.spec.annotations().clone().unwrap_or_default();
     let config = HullConfig::load(&ctx.hull_config)?;
     let model = isolation::choose(&annotations, ctx.invocation, &config)?;
+    if ctx.systemd_cgroup {
+        let path = bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone());
+        systemd::check(
+            path.as_deref().and_then(|p| p.to_str()),
+            Path::new("/run/systemd/system"),
+        )?;
+    }
     let runner = ctx.runner(model)?;
     let pid_file = args
         .pid_file

@@ -397,3 +397,13 @@ fn vm_only_invocation_refuses_an_opt_out() {
     assert!(err.to_string().contains("refused"), "{err}");
     assert!(f.calls().is_empty());
 }
+
+#[test]
+fn systemd_cgroup_is_refused_with_the_reason_before_anything_is_made() {
+    let mut f = fixture();
+    f.ctx.systemd_cgroup = true;
+    let err = f.create("sd").unwrap_err();
+    assert!(err.to_string().contains("--systemd-cgroup"), "{err}");
+    assert!(f.calls().is_empty());
+    assert!(!f.root.exists());
+}
