@@ -132,6 +132,7 @@ fn pid_of(file: &Path) -> i32 {
 }
 
 #[test]
+#[ignore = "hull-oci's models wait for the executor (issue 11); run with HULL_OCI_TEST_RUNTIME=/usr/sbin/runc to check the test"]
 fn the_pid_file_process_exits_with_the_containers_status() {
     let oci = Oci::new();
     let bundle = Bundle::new(&["sh", "-c", "echo out; echo err >&2; exit 3"]);
@@ -172,6 +173,7 @@ fn the_pid_file_process_exits_with_the_containers_status() {
 }
 
 #[test]
+#[ignore = "hull-oci's models wait for the executor (issue 11); run with HULL_OCI_TEST_RUNTIME=/usr/sbin/runc to check the test"]
 fn duplicate_ids_start_twice_and_delete_running_are_refused() {
     let oci = Oci::new();
     let bundle = Bundle::new(&["sleep", "1000"]);
@@ -239,6 +241,7 @@ fn duplicate_ids_start_twice_and_delete_running_are_refused() {
 }
 
 #[test]
+#[ignore = "hull-oci's models wait for the executor (issue 11); run with HULL_OCI_TEST_RUNTIME=/usr/sbin/runc to check the test"]
 fn exec_ps_pause_resume_and_delete_force() {
     let oci = Oci::new();
     let bundle = Bundle::new(&["sleep", "1000"]);
@@ -317,6 +320,7 @@ fn exec_ps_pause_resume_and_delete_force() {
 }
 
 #[test]
+#[ignore = "hull-oci's models wait for the executor (issue 11); run with HULL_OCI_TEST_RUNTIME=/usr/sbin/runc to check the test"]
 fn a_terminal_goes_to_the_console_socket() {
     let oci = Oci::new();
     let mut config = default_config(&["sh", "-c", "tty; exit 2"]);
@@ -349,6 +353,7 @@ fn a_terminal_goes_to_the_console_socket() {
 }
 
 #[test]
+#[ignore = "hull-oci's models wait for the executor (issue 11); run with HULL_OCI_TEST_RUNTIME=/usr/sbin/runc to check the test"]
 fn unknown_properties_are_ignored() {
     let oci = Oci::new();
     let mut config = default_config(&["sh", "-c", "echo fine"]);
