@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::network::{Attachment, NetworkSpec};
 use crate::paths::StatePaths;
 
 /// Which isolation model runs a container.
@@ -86,6 +87,14 @@ pub struct ContainerSpec {
     /// Guest kernel for `--isolation=vm` (`--kernel`); `None`: the installed one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<PathBuf>,
+    /// Networking as asked for (`--network`, `-p`, `--dns`, `--add-host`...).
+    #[serde(default)]
+    pub network: NetworkSpec,
+    /// The network set up for this start (by `crate::network`, before [`Isolation::start`]):
+    /// which network namespace to run in, the /etc files to put in place, eth0's
+    /// configuration. `None`: a new namespace with loopback only and the image's files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Attachment>,
 }
 
 /// One process to run inside a container (the init process, or one `exec`).

@@ -8,6 +8,7 @@ pub mod container;
 pub mod doctor;
 pub mod image;
 pub mod isolation;
+pub mod network;
 pub mod paths;
 pub mod process;
 pub mod registry;

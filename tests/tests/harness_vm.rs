@@ -307,10 +307,10 @@ record vmms_after_crash "$(ps -o comm | grep -c '^hull-vmm')"
 t ps_crash hull ps -a
 t rm_crash hull rm -f crash
 
-echo '{"policies": [{"image": "hull/busy*", "isolation": "vm"}]}' > /var/lib/hull/config.json
+echo '{"policies": [{"image": "hull/busy*", "isolation": "vm"}], "network": {"default": "none"}}' > /var/lib/hull/config.json
 t policy hull run --rm $I uname -r
 t policy_override P hull run --rm --isolation=process $I uname -r
-rm /var/lib/hull/config.json
+echo '{"network": {"default": "none"}}' > /var/lib/hull/config.json
 t kernel_flag hull run --rm --isolation=vm --kernel /usr/local/lib/hull/vmlinux $I uname -r
 t kernel_missing hull run --rm --isolation=vm --kernel /no/such/kernel $I true
 t kernel_for_process hull run --rm --isolation=process --kernel /usr/local/lib/hull/vmlinux $I true

@@ -308,7 +308,8 @@ fn isolation_config_file_picks_the_default_and_bad_configs_are_clear_errors() {
     let config = env.root.path().join("config.json");
     std::fs::write(
         &config,
-        r#"{"default_isolation": "process", "policies": [{"image": "other/*", "isolation": "vm"}]}"#,
+        r#"{"default_isolation": "process", "policies": [{"image": "other/*", "isolation": "vm"}],
+            "network": {"default": "none"}}"#,
     )
     .unwrap();
     let out = env.run(["run", "--name", "c1", IMAGE, "true"]);

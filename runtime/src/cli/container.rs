@@ -15,6 +15,7 @@ use hull_runtime::container::state::{now, ContainerState, ContainerStore, ProcRe
 use hull_runtime::container::supervisor::{self, Mode};
 use hull_runtime::image::ImageStore;
 use hull_runtime::isolation::{self, IsolationError, IsolationKind, ProcessSpec};
+use hull_runtime::network::NetworkMode;
 use hull_runtime::paths::StatePaths;
 use hull_runtime::process::syscalls;
 
@@ -70,6 +71,22 @@ pub struct CreateArgs {
     /// Bind mount HOST:CONTAINER[:ro].
     #[arg(short = 'v', long = "volume")]
     volume: Vec<String>,
+    /// Network: `bridge` (default: a veth to hull's bridge, NAT, published ports),
+    /// `none` (loopback only) or `host` (the host's network, process isolation only).
+    #[arg(long = "network", visible_alias = "net")]
+    network: Option<NetworkMode>,
+    /// Publish a container port on the host: [IP:][HOSTPORT:]CONTAINERPORT[/tcp|/udp].
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// Name server for the container's /etc/resolv.conf (instead of the host's).
+    #[arg(long)]
+    dns: Vec<String>,
+    /// Add NAME:ADDRESS to the container's /etc/hosts (ADDRESS may be `host-gateway`).
+    #[arg(long = "add-host")]
+    add_host: Vec<String>,
+    /// MAC address of the container's eth0 (bridge network).
+    #[arg(long = "mac-address")]
+    mac_address: Option<String>,
     /// Guest kernel to boot (`--isolation=vm` only; default: the installed one).
     #[arg(long)]
     kernel: Option<PathBuf>,
@@ -188,8 +205,13 @@ fn image_facts(store: &ImageStore, image: &str) -> Result<ImageFacts> {
     Ok(img.into())
 }
 
-fn run_options(a: &CreateArgs) -> RunOptions {
+fn run_options(a: &CreateArgs, network: NetworkMode) -> RunOptions {
     RunOptions {
+        network,
+        publish: a.publish.clone(),
+        dns: a.dns.clone(),
+        add_hosts: a.add_host.clone(),
+        mac_address: a.mac_address.clone(),
         command: a.command.clone(),
         entrypoint: a.entrypoint.clone(),
         env: a.env.clone(),
@@ -224,6 +246,28 @@ fn kernel_option(a: &CreateArgs, kind: IsolationKind) -> Result<Option<PathBuf>>
     Ok(Some(path))
 }
 
+/// The container's network mode: the policy's, the flag, or the config's default (see
+/// `Config::network_for`), checked against the isolation model.
+fn network_mode(config: &Config, a: &CreateArgs, kind: IsolationKind) -> Result<NetworkMode> {
+    let mode = config
+        .network_for(&a.image, a.network)
+        .map_err(|e| anyhow!(e))?;
+    match (kind, mode) {
+        (IsolationKind::Vm, NetworkMode::Host) => bail!(
+            "--network host is not available with --isolation=vm: the VM has its own kernel \
+             and network stack, so it cannot share the host's (publish ports with -p)"
+        ),
+        // Until hull-vmm has its virtio-net device, a VM has loopback only: that is what
+        // it gets by default, and asking for a bridge says why it cannot have one.
+        (IsolationKind::Vm, NetworkMode::Bridge) if a.network.is_none() => Ok(NetworkMode::None),
+        (IsolationKind::Vm, NetworkMode::Bridge) => bail!(
+            "--network bridge is not available with --isolation=vm yet (hull-vmm has no \
+             network device yet); use --network none"
+        ),
+        (_, mode) => Ok(mode),
+    }
+}
+
 /// Creates the container record; returns it with the chosen backend.
 fn create_container(
     paths: &StatePaths,
@@ -241,7 +285,8 @@ fn create_container(
     // ran before (the image is gone) or sees this container.
     let _image_users = images.lock_users_shared()?;
     let image = image_facts(&images, &a.image)?;
-    let opts = run_options(a);
+    let network = network_mode(&config, a, kind)?;
+    let opts = run_options(a, network);
     let (id, name) = store.allocate(a.name.as_deref())?;
     let spec = match spec::build(&id, &image, &opts)
         .map_err(anyhow::Error::from)
@@ -269,6 +314,7 @@ fn create_container(
         supervisor,
         auto_remove: a.rm,
         error: None,
+        network: None,
     };
     if let Err(e) = store.save(&state) {
         let _ = store.delete(&id, &name);
@@ -402,6 +448,14 @@ fn status_text(s: &ContainerState) -> String {
     }
 }
 
+/// A running container's published ports, docker's way (`0.0.0.0:8080->80/tcp`).
+fn ports_text(s: &ContainerState) -> Vec<String> {
+    s.network
+        .iter()
+        .flat_map(|n| n.ports.iter().map(|p| p.to_string()))
+        .collect()
+}
+
 /// `hull ps`.
 pub fn ps(args: PsArgs, paths: &StatePaths) -> Result<i32> {
     let store = ContainerStore::new(paths);
@@ -432,6 +486,9 @@ pub fn ps(args: PsArgs, paths: &StatePaths) -> Result<i32> {
                         "exit_code": s.exit_code,
                         "isolation": s.isolation,
                         "pid": s.pid,
+                        "network": s.spec.network.mode,
+                        "address": s.network.as_ref().and_then(|n| n.interface.as_ref()).map(|i| i.address),
+                        "ports": ports_text(s),
                     })
                 })
                 .collect();
@@ -440,8 +497,8 @@ pub fn ps(args: PsArgs, paths: &StatePaths) -> Result<i32> {
         "table" => {
             writeln!(
                 out,
-                "{:<12}  {:<24}  {:<22}  {:<16}  {:<24}  {:<9}  NAMES",
-                "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "ISOLATION"
+                "{:<12}  {:<24}  {:<22}  {:<16}  {:<24}  {:<9}  {:<22}  NAMES",
+                "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "ISOLATION", "PORTS"
             )?;
             for s in &all {
                 let mut cmd = format!("\"{}\"", s.spec.process.args.join(" "));
@@ -453,13 +510,14 @@ pub fn ps(args: PsArgs, paths: &StatePaths) -> Result<i32> {
                 }
                 writeln!(
                     out,
-                    "{:<12}  {:<24}  {:<22}  {:<16}  {:<24}  {:<9}  {}",
+                    "{:<12}  {:<24}  {:<22}  {:<16}  {:<24}  {:<9}  {:<22}  {}",
                     short(&s.id),
                     s.spec.image,
                     cmd,
                     ago(s.created),
                     status_text(s),
                     s.isolation,
+                    ports_text(s).join(", "),
                     s.name
                 )?;
             }

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod container;
 pub mod doctor;
 pub mod image;
+pub mod network;
 pub mod registry;
 
 /// All `hull` subcommands.
@@ -49,6 +50,11 @@ pub enum Command {
     Rm(container::RmArgs),
     /// Show containers' full records as JSON.
     Inspect(container::ContainersArgs),
+    /// List a container's published ports, or the host address of one of them.
+    Port(network::PortArgs),
+    /// Container networks: check that a running container's network is intact.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
 }
 
 /// Runs a parsed command and returns the exit code.
@@ -71,5 +77,7 @@ pub fn dispatch(command: Command, paths: &StatePaths) -> Result<i32> {
         Command::Kill(args) => container::kill(args, paths),
         Command::Rm(args) => container::rm(args, paths),
         Command::Inspect(args) => container::inspect(args, paths),
+        Command::Port(args) => network::port(args, paths),
+        Command::Network(cmd) => network::run(cmd, paths),
     }
 }

@@ -2,18 +2,25 @@
 //!
 //! ```json
 //! {"default_isolation": "process",
-//!  "policies": [{"image": "untrusted/*", "isolation": "vm"}]}
+//!  "policies": [{"image": "untrusted/*", "isolation": "vm", "network": "none"}],
+//!  "network": {"default": "bridge", "bridge": "hull0", "subnet": "10.87.0.0/16"}}
 //! ```
 //!
 //! The isolation of a new container is `--isolation` if given, else the first policy whose
 //! image pattern (`*` matches any run of characters) matches the image reference, else
 //! `default_isolation`, else `process`.
+//!
+//! Its network mode is `--network` if given, else `network.default`, else `bridge` (docker's
+//! default). A policy's `network` is forced on the images it matches: a container of such an
+//! image gets that mode, and asking for another one with `--network` is refused. The
+//! `network` section is described in `crate::network::settings`.
 
 use std::io::Read;
 
 use serde::Deserialize;
 
 use crate::isolation::IsolationKind;
+use crate::network::{NetworkMode, NetworkSettings};
 use crate::paths::StatePaths;
 
 /// Largest config file read.
@@ -26,6 +33,9 @@ pub struct Policy {
     pub image: String,
     /// Isolation for matching images.
     pub isolation: IsolationKind,
+    /// Network mode forced on matching images (e.g. `none` for untrusted ones).
+    #[serde(default)]
+    pub network: Option<NetworkMode>,
 }
 
 /// The configuration file.
@@ -38,6 +48,9 @@ pub struct Config {
     /// Per-image rules, first match wins.
     #[serde(default)]
     pub policies: Vec<Policy>,
+    /// Networking: default mode, bridge, subnet, CNI plugin directories.
+    #[serde(default)]
+    pub network: NetworkSettings,
 }
 
 /// A config file that could not be used.
@@ -79,6 +92,32 @@ impl Config {
             })
             .or(self.default_isolation)
             .unwrap_or(IsolationKind::Process)
+    }
+}
+
+impl Config {
+    /// The network mode for `image` given an optional explicit `--network`: a policy's
+    /// forced mode, else the flag, else `network.default`, else `bridge`. A flag that
+    /// contradicts a policy is refused, naming the policy.
+    pub fn network_for(
+        &self,
+        image: &str,
+        explicit: Option<NetworkMode>,
+    ) -> Result<NetworkMode, String> {
+        let forced = self
+            .policies
+            .iter()
+            .find(|p| glob_match(&p.image, image))
+            .and_then(|p| p.network.map(|n| (n, &p.image)));
+        match (forced, explicit) {
+            (Some((forced, pattern)), Some(asked)) if asked != forced => Err(format!(
+                "--network {asked} is not allowed for image {image}: the config file's policy \
+                 for {pattern:?} forces --network {forced}"
+            )),
+            (Some((forced, _)), _) => Ok(forced),
+            (None, Some(asked)) => Ok(asked),
+            (None, None) => Ok(self.network.default.unwrap_or(NetworkMode::Bridge)),
+        }
     }
 }
 
@@ -134,6 +173,37 @@ mod tests {
         assert!(glob_match("hull/*:latest", "hull/busybox:latest"));
         assert!(!glob_match("a*c", "abd"));
         assert!(!glob_match("abc", "abcd"));
+    }
+
+    #[test]
+    fn network_mode_policy_flag_default() {
+        let c: Config = serde_json::from_str(
+            r#"{"policies":[{"image":"untrusted/*","isolation":"vm","network":"none"}],
+                "network":{"default":"host"}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.network_for("untrusted/x", None), Ok(NetworkMode::None));
+        assert_eq!(
+            c.network_for("untrusted/x", Some(NetworkMode::None)),
+            Ok(NetworkMode::None)
+        );
+        let e = c
+            .network_for("untrusted/x", Some(NetworkMode::Bridge))
+            .unwrap_err();
+        assert!(
+            e.contains("untrusted/*") && e.contains("forces --network none"),
+            "{e}"
+        );
+        assert_eq!(c.network_for("other", None), Ok(NetworkMode::Host));
+        assert_eq!(
+            c.network_for("other", Some(NetworkMode::Bridge)),
+            Ok(NetworkMode::Bridge)
+        );
+        assert_eq!(
+            Config::default().network_for("x", None),
+            Ok(NetworkMode::Bridge),
+            "docker's default"
+        );
     }
 
     #[test]

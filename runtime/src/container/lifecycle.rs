@@ -168,7 +168,7 @@ pub fn remove(store: &ContainerStore, id: &str, force: bool) -> Result<(), Lifec
         Err(StoreError::NotFound(_)) => return Ok(()), // removed by its own --rm
         Err(e) => return Err(e.into()),
     };
-    backend.cleanup(&store.context(id))?;
+    supervisor::release(&*backend, &store.context(id))?;
     store.delete(id, &state.name)?;
     Ok(())
 }

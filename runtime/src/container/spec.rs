@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::isolation::{ContainerSpec, Limits, ProcessSpec, Volume};
+use crate::network::request::{self as net, NetworkMode, NetworkSpec};
 
 /// Largest `--env-file` we read.
 const MAX_ENV_FILE: u64 = 1 << 20;
@@ -44,6 +45,16 @@ pub struct RunOptions {
     pub tty: bool,
     /// `-i`.
     pub interactive: bool,
+    /// `--network`, resolved against the config file (default, policies).
+    pub network: NetworkMode,
+    /// `-p/--publish` as given.
+    pub publish: Vec<String>,
+    /// `--dns` as given.
+    pub dns: Vec<String>,
+    /// `--add-host` as given.
+    pub add_hosts: Vec<String>,
+    /// `--mac-address` as given.
+    pub mac_address: Option<String>,
 }
 
 /// The image facts a spec needs (from the image store).
@@ -168,7 +179,42 @@ pub fn build(id: &str, image: &ImageFacts, opts: &RunOptions) -> Result<Containe
             .collect::<Result<_, _>>()?,
         read_only: opts.read_only,
         kernel: None,
+        network: network_spec(opts)?,
+        attachment: None,
     })
+}
+
+/// `--network`, `-p`, `--dns`, `--add-host`, `--mac-address` → the network request.
+fn network_spec(opts: &RunOptions) -> Result<NetworkSpec, SpecError> {
+    let spec = NetworkSpec {
+        mode: opts.network,
+        ports: opts
+            .publish
+            .iter()
+            .map(|p| net::parse_publish(p))
+            .collect::<Result<_, _>>()
+            .map_err(SpecError)?,
+        dns: opts
+            .dns
+            .iter()
+            .map(|d| net::parse_dns(d))
+            .collect::<Result<_, _>>()
+            .map_err(SpecError)?,
+        extra_hosts: opts
+            .add_hosts
+            .iter()
+            .map(|h| net::parse_add_host(h))
+            .collect::<Result<_, _>>()
+            .map_err(SpecError)?,
+        mac: opts
+            .mac_address
+            .as_deref()
+            .map(net::parse_mac)
+            .transpose()
+            .map_err(SpecError)?,
+    };
+    spec.validate().map_err(SpecError)?;
+    Ok(spec)
 }
 
 /// Replaces or appends `KEY=VALUE` in `env`.

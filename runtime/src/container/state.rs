@@ -20,6 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::isolation::{ContainerContext, ContainerSpec, IsolationKind};
+use crate::network::NetworkStatus;
 use crate::paths::StatePaths;
 
 /// Largest state.json we read.
@@ -108,6 +109,9 @@ pub struct ContainerState {
     /// Why the container ended abnormally, if it did.
     #[serde(default)]
     pub error: Option<String>,
+    /// Its network while it runs (address, published ports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkStatus>,
 }
 
 /// Seconds since the Unix epoch.

@@ -19,7 +19,10 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use crate::isolation::{
     ContainerProcess, ExitStatus, Isolation, IsolationError, ProcessIo, WinSize,
 };
+use crate::network;
 use crate::process::tty;
+
+use super::config::Config;
 
 use super::logs::{LogWriter, Stream};
 use super::state::{now, ContainerState, ContainerStore, ProcRef, Status};
@@ -89,7 +92,16 @@ pub fn supervise(
         None
     };
 
-    let spec = state.spec.clone();
+    let mut spec = state.spec.clone();
+    // The network first: published ports are bound here and held by this process until
+    // the container has exited and its network is torn down.
+    let network = match set_up_network(&ctx, &spec) {
+        Ok(n) => n,
+        Err(e) => return fail(store, backend, state, mode, e),
+    };
+    spec.attachment = Some(network.attachment);
+    state.network = Some(network.status);
+    let _published_ports = network.ports;
     let (io, out_r, err_r) = match make_io(&spec.process, foreground) {
         Ok(v) => v,
         Err(e) => return fail(store, backend, state, mode, e),
@@ -146,6 +158,35 @@ pub fn supervise(
     }
 }
 
+/// Sets up the container's network for this start, from the config file's settings.
+fn set_up_network(
+    ctx: &crate::isolation::ContainerContext,
+    spec: &crate::isolation::ContainerSpec,
+) -> Result<network::Setup, IsolationError> {
+    let config = Config::load(&ctx.paths).map_err(|e| IsolationError::Backend(e.to_string()))?;
+    network::setup(
+        &ctx.id,
+        &ctx.state_dir,
+        &spec.network,
+        &spec.hostname,
+        &config.network,
+    )
+    .map_err(|e| IsolationError::Backend(e.to_string()))
+}
+
+/// Releases everything a container holds: the backend's resources, then its network (CNI
+/// DEL needs the processes gone, not the namespace). A network that could not be torn down
+/// keeps its record, so that `hull rm` tries again.
+pub fn release(
+    backend: &dyn Isolation,
+    ctx: &crate::isolation::ContainerContext,
+) -> Result<(), IsolationError> {
+    let backend_result = backend.cleanup(ctx);
+    network::teardown(&ctx.id, &ctx.state_dir)
+        .map_err(|e| IsolationError::Backend(format!("network teardown: {e}")))?;
+    backend_result
+}
+
 /// Records the end of a container and releases its resources (removing it with `--rm`).
 pub fn finish(
     store: &ContainerStore,
@@ -158,10 +199,21 @@ pub fn finish(
     let Ok(_lock) = store.lock(&state.id) else {
         return; // removed meanwhile (`rm -f`)
     };
+    let mut error = error;
+    let mut keep = false;
     if let Err(e) = backend.cleanup(&ctx) {
         tracing::warn!("cleanup of {}: {e}", state.id);
     }
-    if state.auto_remove {
+    if let Err(e) = network::teardown(&state.id, &ctx.state_dir) {
+        // Keep the record (even with --rm): it is what a later `hull rm` undoes.
+        tracing::warn!("network teardown of {}: {e}", state.id);
+        error.get_or_insert(format!(
+            "network teardown failed ({e}); `hull rm` retries it"
+        ));
+        keep = true;
+    }
+    state.network = None;
+    if state.auto_remove && !keep {
         if let Err(e) = store.delete(&state.id, &state.name) {
             tracing::warn!("removing {}: {e}", state.id);
         }

@@ -71,6 +71,11 @@ pub enum Role<'a> {
         rootfs: RootfsPlan<'a>,
         /// Hostname to set.
         hostname: &'a str,
+        /// Network namespace to join (made by `crate::network`); `None` with
+        /// `new_network` false means the host's.
+        netns: Option<BorrowedFd<'a>>,
+        /// Whether the fork made a new, empty network namespace (its loopback is brought up).
+        new_network: bool,
     },
     /// Another process in a running container.
     Exec {
@@ -123,7 +128,14 @@ fn run(role: Role<'_>, launch: &Launch<'_>) -> Result<std::convert::Infallible, 
             cgroups,
             rootfs,
             hostname,
+            netns,
+            new_network,
         } => {
+            // Before /sys is mounted: sysfs shows the interfaces of the mounter's namespace.
+            if let Some(ns) = netns {
+                nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| setup_err(format!("join network namespace: {e}")))?;
+            }
             cgroups::join(&cgroups).map_err(|e| setup_err(format!("join cgroups: {e}")))?;
             drop(cgroups);
             namespaces::unshare_cgroup()
@@ -131,7 +143,10 @@ fn run(role: Role<'_>, launch: &Launch<'_>) -> Result<std::convert::Infallible, 
             rootfs::enter(&rootfs).map_err(setup_err)?;
             nix::unistd::sethostname(hostname)
                 .map_err(|e| setup_err(format!("set hostname: {e}")))?;
-            namespaces::loopback_up().map_err(|e| setup_err(format!("bring up loopback: {e}")))?;
+            if new_network {
+                namespaces::loopback_up()
+                    .map_err(|e| setup_err(format!("bring up loopback: {e}")))?;
+            }
         }
         Role::Exec { cgroups, init } => {
             cgroups::join(&cgroups).map_err(|e| setup_err(format!("join cgroups: {e}")))?;

@@ -32,8 +32,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::isolation::{
     ContainerContext, ContainerProcess, ContainerSpec, ExitStatus, Isolation, IsolationError,
-    IsolationKind, ProcessIo, ProcessSpec, Started, WinSize,
+    IsolationKind, ProcessIo, ProcessSpec, Started, Volume, WinSize,
 };
+use crate::network::Namespace;
 
 use init::{ChildStdio, Launch, Role};
 use syscalls::Forked;
@@ -220,6 +221,48 @@ fn await_exec(sock: &OwnedFd, pidfd: &OwnedFd) -> Result<Option<OwnedFd>, Isolat
     }
 }
 
+/// How the init process gets its network (see `crate::network`).
+struct NetworkPlan {
+    /// Namespaces for the fork: with CLONE_NEWNET unless it joins one or uses the host's.
+    fork_flags: libc::c_int,
+    /// The namespace to join.
+    netns: Option<OwnedFd>,
+    /// The spec's volumes plus the network's /etc files, bound read-only.
+    volumes: Vec<Volume>,
+}
+
+fn network_plan(spec: &ContainerSpec) -> Result<NetworkPlan, IsolationError> {
+    let mut volumes = spec.volumes.clone();
+    let Some(attachment) = &spec.attachment else {
+        return Ok(NetworkPlan {
+            fork_flags: namespaces::AT_FORK,
+            netns: None,
+            volumes,
+        });
+    };
+    volumes.extend(attachment.files.iter().map(|f| Volume {
+        host: f.host.clone(),
+        container: f.container.clone(),
+        read_only: true,
+    }));
+    let (fork_flags, netns) = match &attachment.namespace {
+        Namespace::New => (namespaces::AT_FORK, None),
+        Namespace::Host => (namespaces::AT_FORK & !libc::CLONE_NEWNET, None),
+        Namespace::Join(path) => (
+            namespaces::AT_FORK & !libc::CLONE_NEWNET,
+            Some(
+                crate::network::netns::open(path)
+                    .map_err(|e| IsolationError::os(format!("open {}", path.display()), e))?,
+            ),
+        ),
+    };
+    Ok(NetworkPlan {
+        fork_flags,
+        netns,
+        volumes,
+    })
+}
+
 impl ProcessIsolation {
     fn start_inner(
         &self,
@@ -246,6 +289,7 @@ impl ProcessIsolation {
                 )));
             }
         }
+        let network = network_plan(spec)?;
         let cgroup_fds = cgroups::create(&ctx.id, &spec.limits)
             .and_then(|c| c.open_for_join())
             .map_err(os("set up cgroups"))?;
@@ -255,7 +299,7 @@ impl ProcessIsolation {
 
         // SAFETY: `hull` is single-threaded whenever it starts a container (documented
         // precondition of Isolation::start); the child only runs `init::child_main`.
-        let forked = unsafe { syscalls::fork_into(namespaces::AT_FORK, 0) }
+        let forked = unsafe { syscalls::fork_into(network.fork_flags, 0) }
             .map_err(os("fork container init"))?;
         let (pid, pidfd) = match forked {
             Forked::Child => init::child_main(
@@ -265,9 +309,11 @@ impl ProcessIsolation {
                         rootfs: &d.rootfs,
                         layers: &spec.layers,
                         read_only: spec.read_only,
-                        volumes: &spec.volumes,
+                        volumes: &network.volumes,
                     },
                     hostname: &spec.hostname,
+                    netns: network.netns.as_ref().map(|f| f.as_fd()),
+                    new_network: network.fork_flags & libc::CLONE_NEWNET != 0,
                 },
                 Launch {
                     process: &spec.process,

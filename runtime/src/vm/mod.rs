@@ -594,6 +594,8 @@ mod tests {
             volumes: vec![],
             read_only: false,
             kernel: None,
+            network: Default::default(),
+            attachment: None,
         }
     }
 

@@ -75,6 +75,13 @@ impl Env {
     pub fn new() -> Env {
         assert!(hull_tests::is_root(), "process isolation tests need root");
         let root = TestRoot::new();
+        // Not a network test: loopback only, no CNI (the network tests use their own
+        // bridge per root, see network_common).
+        fs::write(
+            root.path().join("config.json"),
+            r#"{"network": {"default": "none"}}"#,
+        )
+        .unwrap();
         let rootfs = root.path().join("busybox-rootfs");
         build_rootfs(&rootfs, &[]);
         let env = Env { root, rootfs };

@@ -51,6 +51,10 @@ impl HullRunner {
             self.model.as_str(),
             "--name",
             name,
+            // Like the OCI peers' bundles (a new, empty network namespace) and the QEMU
+            // peer (no network device): the network's own cost is `hull bench --network`'s.
+            "--network",
+            "none",
         ]);
         if interactive {
             cmd.arg("-i");
