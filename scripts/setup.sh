@@ -33,6 +33,10 @@ fi
 #   podman containerd           hull-oci's callers in its tests (podman --runtime, ctr, CRI)
 #   python3-grpcio protobuf-compiler
 #                               the CRI client of hull-oci's Kubernetes RuntimeClass test
+#   containernetworking-plugins iptables
+#                               container networks: the CNI reference plugins (bridge,
+#                               host-local, portmap, firewall, loopback) and the iptables
+#                               they run
 PACKAGES=(
     busybox-static qemu-system-x86
     build-essential linux-source-6.12 bc bison flex libelf-dev libssl-dev xz-utils cpio
@@ -40,6 +44,7 @@ PACKAGES=(
     docker-registry apache2-utils
     iproute2 kmod util-linux socat librsvg2-bin
     golang-go podman containerd python3-grpcio protobuf-compiler
+    containernetworking-plugins iptables
 )
 if [[ -z ${SETUP_SKIP_APT:-} ]]; then
     missing=()
