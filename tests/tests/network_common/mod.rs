@@ -28,7 +28,6 @@ pub struct NetEnv {
     pub prefix: String,
     pub gateway: Ipv4Addr,
     _slot: File,
-    slot: u8,
 }
 
 impl NetEnv {
@@ -67,7 +66,6 @@ impl NetEnv {
             prefix: format!("10.234.{slot}."),
             gateway: Ipv4Addr::new(10, 234, slot, 1),
             _slot: slot_file,
-            slot,
         };
         // A bridge left by an earlier, killed run of a test on this slot.
         let _ = Command::new("ip")
@@ -151,24 +149,15 @@ impl NetEnv {
 
 impl Drop for NetEnv {
     fn drop(&mut self) {
-        // Leave nothing for the next test on this slot, even after a failed assertion.
-        for id in self.ids_quiet() {
-            let _ = self.env.run(["rm", "-f", &id]);
+        // Leave nothing for the next test on this slot, even after a failed assertion:
+        // the containers first (while the bridge's record exists), then the bridge.
+        let out = self.env.run(["ps", "-a", "-q"]);
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = self.env.run(["rm", "-f", id]);
         }
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .output();
-        let _ = self.slot;
-    }
-}
-
-impl NetEnv {
-    fn ids_quiet(&self) -> Vec<String> {
-        let out = self.env.run(["ps", "-a", "-q"]);
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect()
     }
 }
 

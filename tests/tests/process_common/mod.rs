@@ -228,6 +228,18 @@ impl Default for Env {
     }
 }
 
+impl Drop for Env {
+    /// A test that failed half-way leaves no running container behind (a spinning one
+    /// would load the machine for every later test): remove whatever the root still holds
+    /// before its directory goes.
+    fn drop(&mut self) {
+        let out = self.root.run(["ps", "-a", "-q"]);
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = self.root.run(["rm", "-f", id]);
+        }
+    }
+}
+
 /// Existing cgroup directories for container `id` (v1 controllers and v2).
 pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     let mut v = Vec::new();
