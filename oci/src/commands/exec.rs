@@ -157,7 +157,7 @@ fn add_capabilities(process: &mut Process, names: &[String]) -> Result<()> {
 
 /// The spec as it was at `create` (later edits of the bundle's config.json do not change
 /// a container, as the runtime spec requires).
-pub(super) fn load_recorded_spec(dir: &Locked) -> Result<Spec> {
+pub fn load_recorded_spec(dir: &Locked) -> Result<Spec> {
     let path = dir.file(SPEC_COPY);
     let bytes = std::fs::File::open(&path)
         .and_then(|f| {

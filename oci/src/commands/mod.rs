@@ -22,6 +22,7 @@ use crate::state::{self, Model, Phase, Record, Status, Store};
 use crate::systemd;
 
 pub use exec::exec;
+pub use exec::load_recorded_spec as recorded_spec;
 pub use info::{list, pause, ps, update};
 
 /// Largest `--process` or `--resources` JSON read.
