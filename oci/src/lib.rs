@@ -14,6 +14,7 @@ pub mod commands;
 pub mod console;
 pub mod error;
 pub mod features;
+pub mod hooks;
 pub mod isolation;
 pub mod log;
 pub mod models;

@@ -13,6 +13,7 @@ use crate::bundle;
 use crate::cli::{Command, CreateArgs, DeleteArgs, KillArgs, RunArgs};
 use crate::error::{OciError, Result};
 use crate::features;
+use crate::hooks;
 use crate::isolation::{self, HullConfig, Invocation};
 use crate::pidfile;
 use crate::procref::ProcRef;
@@ -187,7 +188,16 @@ pub fn start(ctx: &Context, id: &str) -> Result<()> {
     }
     ctx.runner(record.model)?.start(&dir, &record)?;
     record.phase = Phase::Started;
-    dir.write(&record)
+    dir.write(&record)?;
+    if let Some(hooks) = recorded_hooks(&dir).and_then(|h| h.poststart().clone()) {
+        hooks::run_warn(&hooks, &record.runc_state(), "poststart");
+    }
+    Ok(())
+}
+
+/// The hooks of the spec as created (none when it cannot be read back).
+fn recorded_hooks(dir: &state::Locked) -> Option<oci_spec::runtime::Hooks> {
+    exec::load_recorded_spec(dir).ok()?.hooks().clone()
 }
 
 /// `run`: create, start, and unless detached wait for the end and delete.
@@ -273,6 +283,11 @@ pub fn delete(ctx: &Context, args: &DeleteArgs) -> Result<()> {
         }
     }
     ctx.runner(record.model)?.destroy(&dir, &record)?;
+    if let Some(hooks) = recorded_hooks(&dir).and_then(|h| h.poststop().clone()) {
+        let mut stopped = record.runc_state();
+        stopped.status = Status::Stopped.as_str().to_string();
+        hooks::run_warn(&hooks, &stopped, "poststop");
+    }
     dir.remove()?;
     tracing::info!(id = %args.id, "deleted");
     Ok(())

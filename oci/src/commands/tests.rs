@@ -407,3 +407,24 @@ fn systemd_cgroup_is_refused_with_the_reason_before_anything_is_made() {
     assert!(f.calls().is_empty());
     assert!(!f.root.exists());
 }
+
+#[test]
+fn poststart_runs_after_start_and_poststop_at_delete_failures_only_warn() {
+    let f = fixture();
+    let marks = f.bundle.join("marks");
+    let config = format!(
+        r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},
+            "process":{{"args":["sh"],"cwd":"/","user":{{"uid":0,"gid":0}}}},
+            "hooks":{{"poststart":[{{"path":"/bin/sh","args":["sh","-c","echo start >> {m}"]}},
+                                  {{"path":"/bin/false"}}],
+                     "poststop":[{{"path":"/bin/sh","args":["sh","-c","echo stop >> {m}"]}}]}}}}"#,
+        m = marks.display()
+    );
+    fs::write(f.bundle.join("config.json"), config).unwrap();
+    f.create("hooked").unwrap();
+    assert!(!marks.exists(), "no hook before start");
+    start(&f.ctx, "hooked").unwrap();
+    assert_eq!(fs::read_to_string(&marks).unwrap(), "start\n");
+    f.delete("hooked", true).unwrap();
+    assert_eq!(fs::read_to_string(&marks).unwrap(), "start\nstop\n");
+}
