@@ -19,6 +19,8 @@ pub enum Command {
     Image(image::ImageCommand),
     /// Pull an image from a registry: `hull pull [REGISTRY/]NAME[:TAG|@DIGEST]`.
     Pull(registry::PullArgs),
+    /// Push an image to a registry: `hull push IMAGE [REGISTRY/NAME[:TAG]]`.
+    Push(registry::PushArgs),
     /// Save credentials for a registry (checked against it first).
     Login(registry::LoginArgs),
     /// Forget the credentials for a registry.
@@ -62,6 +64,7 @@ pub fn dispatch(command: Command, paths: &StatePaths) -> Result<i32> {
     match command {
         Command::Image(cmd) => image::run(cmd, paths),
         Command::Pull(args) => registry::pull(args, paths),
+        Command::Push(args) => registry::push(args, paths),
         Command::Login(args) => registry::login(args, paths),
         Command::Logout(args) => registry::logout(args, paths),
         Command::Tag(args) => registry::tag(args, paths),

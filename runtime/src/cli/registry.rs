@@ -21,6 +21,18 @@ pub struct PullArgs {
     quiet: bool,
 }
 
+/// `hull push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Stored image (name or id).
+    image: String,
+    /// Where to push: `REGISTRY/NAME[:TAG]` (default: the image's own name).
+    destination: Option<String>,
+    /// Print only the pushed manifest digest.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+}
+
 /// `hull login`.
 #[derive(Debug, Args)]
 pub struct LoginArgs {
@@ -115,6 +127,34 @@ fn pull_reference(
         );
     }
     Ok(outcome)
+}
+
+/// Runs `hull push`.
+pub fn push(args: PushArgs, paths: &StatePaths) -> Result<i32> {
+    let store = ImageStore::open(paths).context("open the image store")?;
+    let dest = match &args.destination {
+        Some(d) => Reference::parse(d)?,
+        None => Reference::parse(&store.find(&args.image)?.name)?,
+    };
+    let registries = Registries::open(paths)?;
+    let opts = registry::PushOptions {
+        verbose: !args.quiet,
+    };
+    let outcome = registry::push(&store, paths, &registries, &args.image, &dest, &opts)
+        .with_context(|| format!("push {} to {}", args.image, dest.full()))?;
+    if args.quiet {
+        println!("{}", outcome.manifest_digest);
+    } else {
+        eprintln!(
+            "pushed {}: {} layer(s) uploaded, {} already there, {} mounted; manifest {}",
+            dest.full(),
+            outcome.uploaded,
+            outcome.existing,
+            outcome.mounted,
+            outcome.manifest_digest
+        );
+    }
+    Ok(0)
 }
 
 /// Makes sure `image` is in the store as `--pull` says (called before `run`/`create`

@@ -17,6 +17,7 @@
 
 mod digest;
 mod error;
+pub mod export;
 pub mod import;
 mod limits;
 mod progress;

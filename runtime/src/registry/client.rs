@@ -229,6 +229,19 @@ impl Registry {
         self.ping()?;
         let base = self.base.get().expect("ping set the base");
         let url = if path.starts_with("http://") || path.starts_with("https://") {
+            // A Location the registry gave (uploads): it must be the registry itself,
+            // since the request carries credentials.
+            let (a, b): (Uri, Uri) = match (path.parse(), base.parse()) {
+                (Ok(a), Ok(b)) => (a, b),
+                _ => return Err(RegistryError::invalid("URL", path)),
+            };
+            if !same_origin(&a, &b) {
+                return Err(RegistryError::Redirect {
+                    from: base.clone(),
+                    to: path.to_string(),
+                    reason: "the registry named another host for this request".into(),
+                });
+            }
             path.to_string()
         } else {
             format!("{base}{path}")

@@ -14,6 +14,7 @@ pub mod config;
 pub mod credentials;
 pub mod manifest;
 mod pull;
+mod push;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ pub use config::RegistriesConfig;
 pub use credentials::{CredentialStore, Credentials};
 pub use manifest::Platform;
 pub use pull::{pull, PullOptions, PullOutcome};
+pub use push::{push, PushOptions, PushOutcome};
 
 use crate::image::ImageError;
 use crate::paths::StatePaths;
