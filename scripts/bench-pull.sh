@@ -93,7 +93,7 @@ http:
 EOF
 docker-registry serve registry/config.yml >registry/log 2>&1 &
 REGISTRY_PID=$!
-trap 'kill $REGISTRY_PID 2>/dev/null; wait $REGISTRY_PID 2>/dev/null; rm -rf "$BENCH_DIR/work"' EXIT
+trap 'kill $REGISTRY_PID 2>/dev/null; wait $REGISTRY_PID 2>/dev/null || true; rm -rf "$BENCH_DIR/work"' EXIT
 for _ in $(seq 100); do
     (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break
     sleep 0.1
@@ -103,7 +103,7 @@ skopeo --insecure-policy copy -q --dest-tls-verify=false oci:layout:1 "docker://
 echo "image: $(du -sh rootfs | cut -f1) rootfs, layers (gzip): $(du -ch layers/*.tar.gz | tail -1 | cut -f1)" >&2
 
 python3 - "$HULL" "$RUNS" "$IMAGE" <<'PY'
-import os, shutil, statistics, subprocess, sys, time
+import os, resource, shutil, statistics, subprocess, sys, time
 hull, runs, image = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 work = os.path.abspath("work")
 
@@ -111,10 +111,15 @@ def fresh():
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
 
+cpu = {"now": 0.0}
+
 def run(cmd):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.monotonic()
     r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     dt = time.monotonic() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu["now"] += (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if r.returncode != 0:
         sys.exit(f"{cmd[0]} failed: {r.stderr.decode()[-2000:]}")
     return dt
@@ -145,17 +150,22 @@ def skopeo_import():
 sides = {"hull pull": hull_pull, "podman pull": podman_pull,
          "skopeo copy + hull image import": skopeo_import}
 times = {k: [] for k in sides}
+cpus = {k: [] for k in sides}
 for f in sides.values():
     f()  # warm-up: registry files into the page cache, binaries loaded
 for i in range(runs):
     order = list(sides) if i % 2 == 0 else list(reversed(sides))
     for k in order:
+        cpu["now"] = 0.0
         times[k].append(sides[k]())
+        cpus[k].append(cpu["now"])
 fresh()
 load = os.getloadavg()[0]
 print(f"pull of {image} ({runs} rounds, interleaved; load average {load:.2f})")
 base = statistics.median(times["podman pull"])
+cbase = statistics.median(cpus["podman pull"])
 for k, v in times.items():
-    m = statistics.median(v)
-    print(f"  {k:34} median {m:6.2f} s  (min {min(v):.2f}, max {max(v):.2f})  {m / base:.2f}x podman")
+    m, c = statistics.median(v), statistics.median(cpus[k])
+    print(f"  {k:34} wall median {m:6.2f} s (min {min(v):.2f}, max {max(v):.2f}) {m / base:.2f}x podman;"
+          f"  CPU (user+sys) median {c:5.2f} s {c / cbase:.2f}x podman")
 PY

@@ -593,3 +593,200 @@ fn resume_after_the_registry_dies_and_redirect_policy() {
         blobs_away.seen()
     );
 }
+
+/// podman with its own store in `dir` (vfs, no systemd, no network, runc: crun refuses
+/// this host's hybrid cgroup layout; ulimits at or below this host's hard limits).
+fn podman(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("podman")
+        .arg("--root")
+        .arg(dir.join("root"))
+        .arg("--runroot")
+        .arg(dir.join("runroot"))
+        .args([
+            "--storage-driver",
+            "vfs",
+            "--events-backend",
+            "none",
+            "--cgroup-manager",
+            "cgroupfs",
+            "--runtime",
+            "runc",
+        ])
+        .args(args)
+        .output()
+        .expect("podman missing: apt-get install podman");
+    assert!(out.status.success(), "podman {args:?}: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn round_trips_with_podman_and_skopeo() {
+    require_root();
+    require_tool("podman");
+    let scratch = tempfile::tempdir().unwrap();
+    let server = RegistryServer::start(&scratch.path().join("registry"), None, &Auth::None);
+    let reg = server.addr();
+    let pm = scratch.path().join("podman");
+
+    // Three layers: busybox; a marker with a hardlink to it; a layer deleting the marker
+    // (an OCI whiteout) and adding a file in a new directory.
+    let mut img = layers("podman", scratch.path());
+    img[1] = Layer::plain(raw_tar(&[
+        RawEntry::dir("etc/"),
+        RawEntry::file("etc/marker", b"podman\n"),
+        RawEntry::hardlink("etc/hl", "etc/marker"),
+    ]));
+    img.push(Layer::gzip(raw_tar(&[
+        RawEntry::file("etc/.wh.marker", b""),
+        RawEntry::dir("opt/"),
+        RawEntry::file("opt/second", b"second\n"),
+    ])));
+    // podman names an oci: image after its path, which must be lower-case.
+    let lower = tempfile::Builder::new()
+        .prefix(&format!("hullreg{}", std::process::id()))
+        .rand_bytes(0)
+        .tempdir()
+        .unwrap();
+    layout(&lower.path().join("img"), &img);
+
+    // podman pushes, hull pulls and runs.
+    podman(
+        &pm,
+        &[
+            "pull",
+            "-q",
+            &format!("oci:{}:1", lower.path().join("img").display()),
+        ],
+    );
+    let id = podman(&pm, &["images", "-q"])
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let from_podman = format!("{reg}/pm/app:1");
+    podman(&pm, &["tag", &id, &from_podman]);
+    podman(&pm, &["push", "-q", "--tls-verify=false", &from_podman]);
+    let root = TestRoot::new();
+    ok(&root, &["pull", &from_podman]);
+    let script = "cat /etc/hl /opt/second; test -e /etc/marker || echo gone";
+    assert_eq!(
+        ok(&root, &["run", "--rm", &from_podman, "sh", "-c", script]),
+        "podman\nsecond\ngone\n"
+    );
+
+    // hull pushes (monolithic and chunked uploads), skopeo and podman pull, podman runs.
+    let from_hull = format!("{reg}/hull/app:1");
+    let out = root
+        .hull(["push", &from_podman, &from_hull])
+        .env("HULL_PUSH_CHUNK_BYTES", "262144")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("3 layer(s) uploaded"),
+        "{}",
+        stderr(&out)
+    );
+    let copied = scratch.path().join("copied");
+    Command::new("skopeo")
+        .args(["--insecure-policy", "copy", "-q", "--src-tls-verify=false"])
+        .arg(format!("docker://{from_hull}"))
+        .arg(format!("oci:{}:1", copied.display()))
+        .status()
+        .unwrap()
+        .success()
+        .then_some(())
+        .expect("skopeo copy of hull's push");
+    podman(&pm, &["pull", "-q", "--tls-verify=false", &from_hull]);
+    let out = podman(
+        &pm,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            &from_hull,
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    assert_eq!(out, "podman\nsecond\ngone\n");
+
+    // Pushed again to another repository: mounted, not uploaded; to the same: nothing.
+    let again = root.run(["push", &from_podman, &format!("{reg}/hull/copy:1")]);
+    assert!(
+        stderr(&again).contains("0 layer(s) uploaded, 0 already there, 3 mounted"),
+        "{}",
+        stderr(&again)
+    );
+    let again = root.run(["push", &from_podman, &from_hull]);
+    assert!(
+        stderr(&again).contains("0 layer(s) uploaded, 3 already there"),
+        "{}",
+        stderr(&again)
+    );
+    // hull pulls its own push back: same content.
+    let back = TestRoot::new();
+    ok(&back, &["pull", &from_hull]);
+    assert_eq!(
+        ok(&back, &["run", "--rm", &from_hull, "sh", "-c", script]),
+        "podman\nsecond\ngone\n"
+    );
+
+    // save / load: an oci-archive back into a fresh hull store, a docker-archive into podman.
+    let oci_tar = scratch.path().join("saved-oci.tar");
+    let docker_tar = scratch.path().join("saved-docker.tar");
+    ok(
+        &root,
+        &[
+            "save",
+            "--format",
+            "oci-archive",
+            "-o",
+            oci_tar.to_str().unwrap(),
+            &from_podman,
+        ],
+    );
+    ok(
+        &root,
+        &["save", "-o", docker_tar.to_str().unwrap(), &from_podman],
+    );
+    let loaded = TestRoot::new();
+    ok(&loaded, &["load", "-i", oci_tar.to_str().unwrap()]);
+    assert_eq!(
+        ok(&loaded, &["run", "--rm", &from_podman, "sh", "-c", script]),
+        "podman\nsecond\ngone\n"
+    );
+    podman(&pm, &["rmi", "-a", "-f"]);
+    podman(&pm, &["load", "-q", "-i", docker_tar.to_str().unwrap()]);
+    let out = podman(
+        &pm,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            &from_podman,
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    assert_eq!(out, "podman\nsecond\ngone\n");
+    let _ = Command::new("podman")
+        .arg("--root")
+        .arg(pm.join("root"))
+        .arg("--runroot")
+        .arg(pm.join("runroot"))
+        .args(["--storage-driver", "vfs", "system", "reset", "-f"])
+        .output();
+}

@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use hull_runtime::paths::StatePaths;
 
+pub mod archive;
 pub mod bench;
 pub mod container;
 pub mod doctor;
@@ -25,6 +26,10 @@ pub enum Command {
     Login(registry::LoginArgs),
     /// Forget the credentials for a registry.
     Logout(registry::LogoutArgs),
+    /// Write images to a docker-archive or oci-archive tar.
+    Save(archive::SaveArgs),
+    /// Load images from a docker-archive or oci-archive tar (names from the archive).
+    Load(archive::LoadArgs),
     /// Give an image another name: `hull tag SOURCE TARGET`.
     Tag(registry::TagArgs),
     /// Check whether this host can run each isolation model, and how to fix what is missing.
@@ -67,6 +72,8 @@ pub fn dispatch(command: Command, paths: &StatePaths) -> Result<i32> {
         Command::Push(args) => registry::push(args, paths),
         Command::Login(args) => registry::login(args, paths),
         Command::Logout(args) => registry::logout(args, paths),
+        Command::Save(args) => archive::save(args, paths),
+        Command::Load(args) => archive::load(args, paths),
         Command::Tag(args) => registry::tag(args, paths),
         Command::Doctor(args) => doctor::run(args, paths),
         Command::Bench(args) => bench::run(args, paths),

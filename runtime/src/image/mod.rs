@@ -22,6 +22,7 @@ pub mod import;
 mod limits;
 mod progress;
 pub mod reference;
+pub mod save;
 mod store;
 pub mod unpack;
 
