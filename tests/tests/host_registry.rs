@@ -555,6 +555,25 @@ fn resume_after_the_registry_dies_and_redirect_policy() {
     );
     assert_store_clean(&root, 0);
 
+    // Mirrors: a dead one is skipped, the next serves the image (no credentials there).
+    let mirrored = TestRoot::new();
+    std::fs::write(
+        mirrored.path().join("registries.json"),
+        format!(
+            r#"{{"mirrors": {{"{}": ["127.0.0.1:1", "localhost:{}"]}}}}"#,
+            server.addr(),
+            open_twin.port
+        ),
+    )
+    .unwrap();
+    let out = mirrored.run(["pull", &format!("{}/test/big:1", server.addr())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("via localhost:{}", open_twin.port)),
+        "{}",
+        stderr(&out)
+    );
+
     // Blobs redirected to storage on another host: followed, without the credentials.
     let storage_host = FaultProxy::start(open_twin.port, Faults::default());
     let blobs_away = FaultProxy::start(

@@ -16,8 +16,16 @@ use super::{Registries, RegistryError};
 use crate::image::import::{finish, parse_config, Compression, InputKind, LayerInput, Plan};
 use crate::image::{ImageStore, LayerRecord, Reference, Sha256Digest};
 
-/// Layers downloaded at once (docker's default is 3).
+/// Layers downloaded at once (docker's default is 3); `HULL_PULL_PARALLEL` overrides it.
 const PARALLEL_LAYERS: usize = 3;
+
+fn parallel_layers() -> usize {
+    std::env::var("HULL_PULL_PARALLEL")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| (1..=16).contains(n))
+        .unwrap_or(PARALLEL_LAYERS)
+}
 
 /// How to pull.
 #[derive(Debug, Clone, Default)]
@@ -243,7 +251,7 @@ fn pull_resolved(
     let first_error: Mutex<Option<RegistryError>> = Mutex::new(None);
     let cancel = AtomicBool::new(false);
     let next = AtomicUsize::new(0);
-    let workers = PARALLEL_LAYERS.min(layers.len()).max(1);
+    let workers = parallel_layers().min(layers.len()).max(1);
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
