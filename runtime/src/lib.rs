@@ -6,6 +6,8 @@ pub mod backends;
 pub mod bench;
 pub mod container;
 pub mod doctor;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod image;
 pub mod isolation;
 pub mod network;

@@ -16,6 +16,12 @@ pub struct Limits {
     pub max_layers: usize,
     /// Longest path of an entry, in bytes.
     pub max_path_bytes: usize,
+    /// Most bytes of headers the tar parser may read (and hold) for one entry: PAX
+    /// extensions (xattrs included), GNU long names, sparse maps.
+    pub max_header_bytes: u64,
+    /// Most bytes of entry paths one layer may hold (the unpacker remembers each path to
+    /// refuse duplicates and to set directory times at the end).
+    pub max_names_bytes: u64,
 }
 
 impl Default for Limits {
@@ -27,6 +33,10 @@ impl Default for Limits {
             max_entries: 4_000_000,
             max_layers: 256,
             max_path_bytes: 4096,
+            // 64 xattrs of 64 KiB (what the unpacker accepts) and long names fit.
+            max_header_bytes: 8 << 20,
+            // Real layers hold well under 10 MiB of paths (100 000 entries).
+            max_names_bytes: 256 << 20,
         }
     }
 }

@@ -18,6 +18,7 @@
 mod digest;
 mod error;
 pub mod export;
+mod header_budget;
 pub mod import;
 mod limits;
 mod progress;

@@ -30,6 +30,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, linkat, symlinkat, Gid, Uid};
 use tar::EntryType;
 
+use super::header_budget::HeaderBudget;
 use super::{ImageError, Limits};
 
 /// The OCI whiteout prefix.
@@ -54,11 +55,12 @@ pub fn unpack_layer<R: Read>(
     dest: &Path,
     limits: &Limits,
 ) -> Result<UnpackStats, ImageError> {
-    let mut archive = tar::Archive::new(reader);
+    let budget = HeaderBudget::new(limits.max_header_bytes);
+    let mut archive = tar::Archive::new(budget.reader(reader));
     let entries = archive
         .entries()
         .map_err(|e| ImageError::invalid("layer tar", e.to_string()))?;
-    unpack_entries(entries, None, dest, limits)
+    unpack_entries(entries, &budget, None, dest, limits)
 }
 
 /// A layer stream whose file contents the unpacker can write out straight from the
@@ -91,15 +93,17 @@ where
     S: DirectStream,
     for<'s> &'s S: Read + Seek,
 {
-    let mut archive = tar::Archive::new(stream);
+    let budget = HeaderBudget::new(limits.max_header_bytes);
+    let mut archive = tar::Archive::new(budget.reader(stream));
     let entries = archive
         .entries_with_seek()
         .map_err(|e| ImageError::invalid("layer tar", e.to_string()))?;
-    unpack_entries(entries, Some(stream), dest, limits)
+    unpack_entries(entries, &budget, Some(stream), dest, limits)
 }
 
 fn unpack_entries<R: Read>(
-    entries: tar::Entries<'_, R>,
+    mut entries: tar::Entries<'_, R>,
+    budget: &HeaderBudget,
     direct: Option<&dyn DirectStream>,
     dest: &Path,
     limits: &Limits,
@@ -109,14 +113,21 @@ fn unpack_entries<R: Read>(
         root,
         limits: *limits,
         seen: HashMap::new(),
+        names_bytes: 0,
         dir_times: Vec::new(),
         parent_cache: None,
         buffer: Vec::new(),
         direct,
         stats: UnpackStats::default(),
     };
-    for entry in entries {
-        let mut entry = entry.map_err(|e| ImageError::invalid("layer tar", e.to_string()))?;
+    // The parser reads (and keeps) an entry's extension headers inside `next`: only
+    // there is the header budget armed.
+    while let Some(entry) = budget.around(|| entries.next()) {
+        let mut entry = entry.map_err(|e| {
+            budget.map_error("layer tar", e, |e| {
+                ImageError::invalid("layer tar", e.to_string())
+            })
+        })?;
         unpacker.stats.entries += 1;
         if unpacker.stats.entries > limits.max_entries {
             return Err(ImageError::TooLarge {
@@ -126,9 +137,35 @@ fn unpack_entries<R: Read>(
             });
         }
         unpacker.apply(&mut entry)?;
+        // Data of entries that are not files (a directory or link with a size), read
+        // here rather than skipped by the parser under the header budget.
+        if !matches!(
+            entry.header().entry_type(),
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse
+        ) {
+            discard_data(&mut entry, limits)?;
+        }
     }
     unpacker.finish_directories()?;
     Ok(unpacker.stats)
+}
+
+/// Reads and drops what is left of an entry's data, bounded like a file's.
+fn discard_data<R: Read>(entry: &mut tar::Entry<'_, R>, limits: &Limits) -> Result<(), ImageError> {
+    let shown = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+    let n = std::io::copy(
+        &mut entry.take(limits.max_entry_bytes + 1),
+        &mut std::io::sink(),
+    )
+    .map_err(|e| ImageError::invalid(format!("layer tar at {shown:?}"), e.to_string()))?;
+    if n > limits.max_entry_bytes {
+        return Err(ImageError::TooLarge {
+            what: format!("data of entry {shown:?}"),
+            limit: limits.max_entry_bytes,
+            unit: "bytes",
+        });
+    }
+    Ok(())
 }
 
 /// Whether a path is the same as or under another, both as component lists.
@@ -139,6 +176,8 @@ struct Unpacker<'s> {
     limits: Limits,
     /// Explicit entries so far: normalized path -> is a directory.
     seen: HashMap<Vec<u8>, bool>,
+    /// Bytes of paths held in `seen` and `dir_times` (bounded by `max_names_bytes`).
+    names_bytes: u64,
     /// Directory mtimes, applied at the end (creating children changes them).
     dir_times: Vec<(Components, i64)>,
     /// The last parent directory opened, reused by consecutive entries.
@@ -187,7 +226,7 @@ impl Unpacker<'_> {
                 return Err(ImageError::DuplicateEntry(shown));
             }
         }
-        self.seen.insert(key, kind.is_dir());
+        self.remember(key, kind.is_dir())?;
 
         let meta = Metadata::of(entry, &shown)?;
         self.ensure_parent(&parents, true, &shown)?;
@@ -214,6 +253,7 @@ impl Unpacker<'_> {
                 meta.apply_to_fd(&dir, &shown)?;
                 let mut full = parents.clone();
                 full.push(name.clone());
+                self.count_names(full.iter().map(|c| c.len() + 1).sum())?;
                 self.dir_times.push((full.clone(), meta.mtime));
                 // Entries that follow are usually this directory's children.
                 self.parent_cache = Some((full, dir));
@@ -384,9 +424,10 @@ impl Unpacker<'_> {
         let mut key: Vec<Vec<u8>> = parents.to_vec();
         key.push(hidden.to_vec());
         let key = key.join(&b'/');
-        if self.seen.insert(key, false).is_some() {
+        if self.seen.contains_key(&key) {
             return Err(ImageError::DuplicateEntry(shown.to_string()));
         }
+        self.remember(key, false)?;
         let chidden = cstring(hidden, shown)?;
         self.ensure_parent(parents, true, shown)?;
         mknodat(
@@ -397,6 +438,29 @@ impl Unpacker<'_> {
             nix::sys::stat::makedev(0, 0),
         )
         .map_err(|e| sys_error(shown, "create whiteout", e))?;
+        Ok(())
+    }
+
+    /// Records an explicit entry (see `seen`).
+    fn remember(&mut self, key: Vec<u8>, is_dir: bool) -> Result<(), ImageError> {
+        if !self.seen.contains_key(&key) {
+            self.count_names(key.len())?;
+        }
+        self.seen.insert(key, is_dir);
+        Ok(())
+    }
+
+    /// Counts path bytes the unpacker keeps until the end of the layer: millions of long
+    /// names compress well, and must not make the importer hold gigabytes.
+    fn count_names(&mut self, bytes: usize) -> Result<(), ImageError> {
+        self.names_bytes += bytes as u64;
+        if self.names_bytes > self.limits.max_names_bytes {
+            return Err(ImageError::TooLarge {
+                what: "paths of the entries of one layer".into(),
+                limit: self.limits.max_names_bytes,
+                unit: "bytes",
+            });
+        }
         Ok(())
     }
 
@@ -738,6 +802,93 @@ fn set_xattr_fd(fd: BorrowedFd<'_>, name: &str, value: &[u8]) -> std::io::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A raw tar header block (ustar) of `kind`, `name` and `size`.
+    fn header(kind: EntryType, name: &str, size: u64) -> Vec<u8> {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_path(name).unwrap();
+        h.set_size(size);
+        h.set_mode(0o755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        h.as_bytes().to_vec()
+    }
+
+    /// `header` followed by `size` bytes of `fill`, padded to a block.
+    fn entry(kind: EntryType, name: &str, size: usize, fill: u8) -> Vec<u8> {
+        let mut out = header(kind, name, size as u64);
+        out.resize(out.len() + size.next_multiple_of(512), 0);
+        out[512..512 + size].fill(fill);
+        out
+    }
+
+    fn unpack(tar: &[u8], limits: &Limits) -> Result<UnpackStats, ImageError> {
+        let dir = tempfile::tempdir().unwrap();
+        unpack_layer(tar, dir.path(), limits)
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            max_header_bytes: 4096,
+            ..Limits::default()
+        }
+    }
+
+    /// The tar crate reads a PAX extension or GNU long name whole into memory: one larger
+    /// than the header budget stops the parser instead (a gzip of a 60 GiB PAX header is
+    /// a few MiB).
+    #[test]
+    fn oversized_extension_headers_are_refused_before_they_are_read() {
+        for kind in [EntryType::XHeader, EntryType::GNULongName] {
+            let mut tar = entry(kind, "ext", 64 << 10, b'a');
+            tar.extend(entry(EntryType::Regular, "f", 1, b'x'));
+            tar.extend([0; 1024]);
+            let err = unpack(&tar, &limits()).unwrap_err();
+            assert!(
+                matches!(err, ImageError::TooLarge { limit: 4096, ref what, .. } if what.contains("headers")),
+                "{kind:?}: {err}"
+            );
+        }
+        // Within the budget the same kind of entry is fine.
+        let mut tar = entry(EntryType::GNULongName, "ext", 300, b'/');
+        tar[512..812].copy_from_slice("d/".repeat(150).as_bytes());
+        tar.extend(entry(EntryType::Regular, "f", 1, b'x'));
+        tar.extend([0; 1024]);
+        unpack(&tar, &limits()).unwrap();
+    }
+
+    /// Data of a non-file entry is read by the unpacker, not counted as headers.
+    #[test]
+    fn data_of_directories_does_not_count_as_headers() {
+        let mut tar = entry(EntryType::Directory, "d/", 16 << 10, b'z');
+        tar.extend(entry(EntryType::Regular, "d/f", 3, b'x'));
+        tar.extend([0; 1024]);
+        let stats = unpack(&tar, &limits()).unwrap();
+        assert_eq!(stats.entries, 2);
+    }
+
+    /// Every path is remembered until the end of the layer: their total is bounded.
+    #[test]
+    fn remembered_paths_are_bounded() {
+        let mut tar = Vec::new();
+        for i in 0..40 {
+            tar.extend(entry(EntryType::Regular, &format!("file-{i:04}"), 0, 0));
+        }
+        tar.extend([0; 1024]);
+        let tight = Limits {
+            max_names_bytes: 200,
+            ..Limits::default()
+        };
+        let err = unpack(&tar, &tight).unwrap_err();
+        assert!(
+            matches!(err, ImageError::TooLarge { limit: 200, ref what, .. } if what.contains("paths")),
+            "{err}"
+        );
+        unpack(&tar, &Limits::default()).unwrap();
+    }
 
     #[test]
     fn normalize_refuses_escapes() {

@@ -9,6 +9,7 @@ use std::io::{self, BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::super::header_budget::HeaderBudget;
 use super::super::{ImageError, Limits};
 use super::Compression;
 
@@ -115,22 +116,35 @@ impl TarSource {
                  (or pass --rootfs if it is a root filesystem)",
             ));
         }
-        let mut archive = tar::Archive::new(BufReader::with_capacity(64 << 10, &file));
+        let budget = HeaderBudget::new(limits.max_header_bytes);
+        let mut archive =
+            tar::Archive::new(budget.reader(BufReader::with_capacity(64 << 10, &file)));
         let mut members = HashMap::new();
-        let entries = archive
+        let mut entries = archive
             .entries_with_seek()
             .map_err(|e| ImageError::invalid(&what, e.to_string()))?;
-        for (n, entry) in entries.enumerate() {
-            if n as u64 >= limits.max_entries {
+        let mut n = 0u64;
+        while let Some(entry) = budget.around(|| entries.next()) {
+            if n >= limits.max_entries {
                 return Err(ImageError::TooLarge {
                     what: format!("number of entries in {what}"),
                     limit: limits.max_entries,
                     unit: "entries",
                 });
             }
-            let entry =
-                entry.map_err(|e| ImageError::invalid(&what, format!("not a valid tar: {e}")))?;
+            n += 1;
+            let entry = entry.map_err(|e| {
+                budget.map_error("archive", e, |e| {
+                    ImageError::invalid(&what, format!("not a valid tar: {e}"))
+                })
+            })?;
             let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            if raw.len() > limits.max_path_bytes {
+                return Err(ImageError::unsafe_entry(
+                    &raw.chars().take(64).collect::<String>(),
+                    format!("path longer than {} bytes", limits.max_path_bytes),
+                ));
+            }
             let kind = entry.header().entry_type();
             if kind.is_dir() || kind == tar::EntryType::XGlobalHeader {
                 continue;
@@ -271,6 +285,56 @@ impl Read for RangeReader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn archive_with(first: tar::Header, data: &[u8]) -> tempfile::NamedTempFile {
+        let mut b = tar::Builder::new(Vec::new());
+        b.append(&first, data).unwrap();
+        // The entry the first one (an extension header) describes.
+        let mut x = tar::Header::new_ustar();
+        x.set_path("x").unwrap();
+        x.set_size(0);
+        x.set_cksum();
+        b.append(&x, &b""[..]).unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_path("index.json").unwrap();
+        h.set_size(2);
+        h.set_cksum();
+        b.append(&h, &b"{}"[..]).unwrap();
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, &b.into_inner().unwrap()).unwrap();
+        f
+    }
+
+    #[test]
+    fn oversized_headers_and_paths_are_refused() {
+        let limits = Limits {
+            max_header_bytes: 4096,
+            max_path_bytes: 200,
+            ..Limits::default()
+        };
+        let mut pax = tar::Header::new_ustar();
+        pax.set_entry_type(tar::EntryType::XHeader);
+        pax.set_size(64 << 10);
+        pax.set_cksum();
+        let f = archive_with(pax, &vec![b'a'; 64 << 10]);
+        let err = TarSource::open(f.path(), &limits).err().unwrap();
+        assert!(
+            matches!(err, ImageError::TooLarge { limit: 4096, .. }),
+            "{err}"
+        );
+
+        let mut long = tar::Header::new_gnu();
+        long.set_entry_type(tar::EntryType::GNULongName);
+        long.set_size(301);
+        long.set_cksum();
+        let mut name = vec![b'n'; 300];
+        name.push(0);
+        let f = archive_with(long, &name);
+        let err = TarSource::open(f.path(), &limits).err().unwrap();
+        assert!(err.to_string().contains("longer than 200"), "{err}");
+        let ok = TarSource::open(f.path(), &Limits::default()).unwrap();
+        assert!(ok.contains("index.json"));
+    }
 
     #[test]
     fn cleans_and_joins_paths() {

@@ -4,6 +4,7 @@
 
 mod archive;
 mod docker;
+pub(crate) mod fuzzing;
 mod layer;
 mod oci;
 mod plain;
