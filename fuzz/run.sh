@@ -18,6 +18,7 @@ shift $(($# < 2 ? $# : 2))
 
 case $target in
 layer_unpack | oci_archive | docker_archive) max_len=16384 ;;
+protocol_* | virtio_* | vsock_*) max_len=8192 ;;
 *) max_len=4096 ;;
 esac
 dict=()

@@ -74,7 +74,7 @@ def write(target, name, data):
     os.makedirs(d, exist_ok=True)
     # seed-ok-*: must import (as root); seed-bad-*: must be refused (the tier-1 replay
     # checks both); references are only replayed.
-    kind = "" if target == "image_reference" or name.startswith("bad-") else "ok-"
+    kind = "" if target == "image_reference" or name[:3] in ("bad", "ok-") else "ok-"
     with open(os.path.join(d, "seed-" + kind + name), "wb") as f:
         f.write(data)
 
@@ -481,6 +481,246 @@ def docker_seeds():
     )
 
 
+OP_REQUEST, OP_RESPONSE, OP_RST, OP_SHUTDOWN, OP_RW, OP_CREDIT_UPDATE, OP_CREDIT_REQUEST = range(1, 8)
+
+
+def frame(kind, payload):
+    kinds = {"control": 1, "stdin": 2, "stdout": 3, "stderr": 4}
+    return bytes([1, kinds[kind], 0, 0]) + len(payload).to_bytes(4, "big") + payload
+
+
+def msg(obj):
+    return frame("control", j(obj))
+
+
+PROCESS = {
+    "args": ["/bin/sh", "-c", "echo hi"],
+    "env": ["PATH=/bin:/usr/bin", "TERM=xterm"],
+    "cwd": "/",
+    "user": {"user": "1000:1000"},
+    "tty": True,
+    "stdin": True,
+    "capabilities": ["CAP_CHOWN", "CAP_NET_BIND_SERVICE"],
+    "no_new_privs": True,
+    "seccomp": True,
+    "tty_size": [24, 80],
+}
+
+
+def protocol_seeds():
+    # The first byte shapes the reads (see protocol/src/fuzzing.rs): 0 = whole reads,
+    # 0x41 = one byte per read with EINTR in between.
+    t = "protocol_guest_to_host"
+    hello = msg({"type": "hello", "protocol": 1, "kernel": "6.12.30-hull"})
+    out = frame("stdout", b"hello\n") + frame("stderr", b"oops\n")
+    exit0 = msg({"type": "exit", "code": 0})
+    write(t, "ok-boot-output-exit", b"\0" + hello + out + exit0)
+    write(t, "ok-trickled", b"\x41" + hello + frame("stdout", b"x" * 40) + exit0)
+    write(t, "ok-started-then-closed", b"\x05" + hello + msg({"type": "started", "pid": 42}))
+    write(t, "ok-error", b"\0" + hello + msg({"type": "error", "message": "no such file"}))
+    write(t, "bad-exit-out-of-range", b"\0" + hello + msg({"type": "exit", "code": 999}))
+    write(t, "bad-oversized", b"\0" + hello + bytes([1, 3, 0, 0]) + (64 << 20).to_bytes(4, "big"))
+    write(t, "bad-kernel-escape", b"\0" + msg({"type": "hello", "protocol": 1, "kernel": "6.12\n\x1b[2J"}))
+    write(t, "bad-truncated", b"\0" + hello + exit0[:-2])
+    write(t, "bad-not-hello", b"\0" + exit0)
+    t = "protocol_host_to_guest"
+    start = msg(
+        {
+            "type": "start",
+            "hostname": "box",
+            "limits": {"memory_bytes": 64 << 20, "cpu_millis": 500, "pids": 100},
+            "readonly_rootfs": False,
+            "process": PROCESS,
+        }
+    )
+    write(
+        t,
+        "ok-start-stdin-resize-signal",
+        b"\0"
+        + start
+        + frame("stdin", b"ls\n")
+        + msg({"type": "resize", "rows": 50, "cols": 132})
+        + msg({"type": "signal", "signal": 15})
+        + frame("stdin", b""),
+    )
+    write(t, "ok-exec", b"\x41" + msg(dict(PROCESS, type="exec")) + frame("stdin", b"y" * 30))
+    write(t, "ok-signal", b"\x02" + msg({"type": "signal", "signal": 9}))
+    write(t, "bad-exec-relative-cwd", b"\0" + msg(dict(PROCESS, type="exec", cwd="tmp")))
+    write(t, "bad-unknown-field", b"\0" + msg({"type": "signal", "signal": 9, "path": "/etc/shadow"}))
+    write(t, "bad-signal-zero", b"\0" + msg({"type": "signal", "signal": 0}))
+    write(t, "bad-version", b"\0" + bytes([2]) + start[1:])
+    write(t, "bad-reserved", b"\0" + start[:3] + b"\x01" + start[4:])
+
+
+# The virtio targets read their input as a stream of choices (vmm/src/fuzzing/guest.rs
+# `Input`): these helpers write the same choices.
+def u8(v):
+    return bytes([v & 0xFF])
+
+
+def u16(v):
+    return (v & 0xFFFF).to_bytes(2, "little")
+
+
+def u32(v):
+    return (v & 0xFFFFFFFF).to_bytes(4, "little")
+
+
+def u64(v):
+    return (v & (2**64 - 1)).to_bytes(8, "little")
+
+
+def buf_addr(slot):
+    """A buffer at BUFFERS_AT + slot * 4."""
+    return u8(7) + u16(slot)
+
+
+def length(n):
+    if n == 0:
+        return u8(0)
+    if n == 1:
+        return u8(1)
+    if n == 16:
+        return u8(2)
+    if n < 65536:
+        return u8(5) + u16(n)
+    return u8(4) + u32(n)
+
+
+NEXT, WRITE = 1, 2
+
+
+def chain_desc(addr, n, flags, nxt):
+    return addr + length(n) + u8(flags) + u8(nxt)
+
+
+def chain_seed(exp, descs, indirect=(), heads=(0,), checks=b""):
+    out = u8(exp)
+    size = 1 << exp
+    descs = list(descs) + [chain_desc(buf_addr(0), 0, 0, 0)] * (size - len(descs))
+    out += b"".join(descs)
+    out += u8(len(indirect)) + b"".join(indirect)
+    out += u8(len(heads)) + b"".join(u8(h) for h in heads)
+    return out + checks
+
+
+def virtio_seeds():
+    t = "virtio_chain"
+    check = u8(1) + u32(0) + u32(1)
+    write(
+        t,
+        "ok-header-status",
+        chain_seed(2, [chain_desc(buf_addr(0x40), 16, NEXT, 1), chain_desc(buf_addr(0x80), 1, WRITE, 0)], checks=check),
+    )
+    indirect_head = buf_addr(0) + length(0) + u8(0x80 | 0x40) + u8(2) + u8(0)
+    write(
+        t,
+        "ok-indirect",
+        chain_seed(
+            1,
+            [indirect_head],
+            indirect=[chain_desc(buf_addr(0x40), 16, NEXT, 1), chain_desc(buf_addr(0x80), 512, WRITE, 0)],
+            checks=check,
+        ),
+    )
+    write(
+        t,
+        "ok-across-regions",
+        chain_seed(0, [u8(0) + u8(0x80) + length(512) + u8(0) + u8(0)], checks=u8(0) + u32(100) + u32(300)),
+    )
+    write(
+        t,
+        "bad-loop",
+        chain_seed(2, [chain_desc(buf_addr(0x40), 16, NEXT, 1), chain_desc(buf_addr(0x80), 1, NEXT | WRITE, 0)]),
+    )
+    write(t, "bad-into-the-hole", chain_seed(0, [u8(1) + u8(0x10) + length(4096) + u8(0) + u8(0)]))
+    write(
+        t,
+        "bad-readable-after-writable",
+        chain_seed(2, [chain_desc(buf_addr(0x40), 1, NEXT | WRITE, 1), chain_desc(buf_addr(0x80), 16, 0, 0)]),
+    )
+
+    t = "virtio_block"
+
+    def header(kind, sector):
+        return u8(0) + u8(kind) + u8(sector)
+
+    def data(writable, sectors, fill=0x5A):
+        return u8(2 if writable else 1) + u8(sectors) + (b"" if writable else u8(fill))
+
+    status = u8(3)
+
+    def block(ro, sectors, chains):
+        out = u8(1 if ro else 0) + u8(sectors - 1) + u8(len(chains) - 1)
+        for parts in chains:
+            out += u8(len(parts) - 1) + b"".join(parts)
+        return out
+
+    write(t, "ok-read", block(True, 16, [[header(0, 2), data(True, 2), status]]))
+    write(
+        t,
+        "ok-write-flush",
+        block(False, 16, [[header(1, 3), data(False, 1), status], [header(2, 0), status]]),
+    )
+    write(t, "ok-get-id", block(True, 4, [[header(3, 0), data(True, 1), status]]))
+    write(t, "ok-read-only-write-refused", block(True, 4, [[header(1, 0), data(False, 1), status]]))
+    write(t, "ok-out-of-range", block(False, 4, [[header(0, 5), data(True, 1), status]]))
+    write(t, "bad-no-status", block(False, 4, [[header(1, 0), data(False, 1)]]))
+    write(t, "bad-readable-after-writable", block(False, 4, [[header(0, 0), data(True, 1), data(False, 1), status]]))
+
+    t = "vsock_muxer"
+
+    def vhdr(src_port, dst_port, op, src_cid=3, dst_cid=2, n=0, flags=0, buf_alloc=0, fwd_cnt=0):
+        return (
+            u64(src_cid) + u64(dst_cid) + u32(src_port) + u32(dst_port) + u32(n) + u16(1)
+            + u16(op) + u32(flags) + u32(buf_alloc) + u32(fwd_cnt)
+        )
+
+    def send(hdr, payload=b"", fixed=True, host_port=None, first=False):
+        shape = (0x80 if fixed else 0) | (0x40 | (1 if host_port == 1024 else 0) if host_port else 0)
+        out = u8(0) + u8(shape) + hdr + u8(len(payload)) + payload
+        if first:
+            out += u16(8192)  # the guest's buffer, chosen at its first packet on a key
+        return out + u8(0)
+
+    def receive(count=4, size=1000):
+        return u8(5) + u8(count - 1) + u8(2) + u16(size - 64)
+
+    op = lambda o: o - 1  # the fixed-up op field: 1 + field % 7
+    write(
+        t,
+        "ok-guest-connects-and-talks",
+        receive()
+        + send(vhdr(5000, 0, op(OP_REQUEST)), host_port=52, first=True)
+        + u8(3) + u16(5) + u8(0) + b"hello"
+        + receive()
+        + send(vhdr(5000, 0, op(OP_RW)), b"hi there", host_port=52)
+        + u8(7) + u16(5)
+        + send(vhdr(5000, 0, op(OP_CREDIT_REQUEST)), host_port=52)
+        + send(vhdr(5000, 0, op(OP_SHUTDOWN), flags=3), host_port=52)
+        + receive(),
+    )
+    write(
+        t,
+        "ok-host-connects",
+        u8(2) + u8(2) + u8(0)  # CONNECT 1024
+        + u8(6)
+        + receive()
+        + send(vhdr(1024, 1024, op(OP_RESPONSE)), first=True)
+        + u8(3) + u16(4) + u8(0) + b"ping"
+        + receive()
+        + u8(4) + u8(0) + u8(0)
+        + receive(),
+    )
+    write(t, "ok-refused-port", receive() + send(vhdr(6000, 0, op(OP_REQUEST)), first=True) + receive())
+    write(t, "ok-connect-crlf", u8(2) + u8(1) + u32(7) + u8(6) + receive())
+    write(
+        t,
+        "bad-wrong-cid",
+        receive() + send(vhdr(5000, 52, OP_REQUEST, src_cid=7), fixed=False) + receive(),
+    )
+
+
 def reference_seeds():
     t = "image_reference"
     for i, r in enumerate(
@@ -507,4 +747,6 @@ if __name__ == "__main__":
     oci_seeds()
     docker_seeds()
     reference_seeds()
+    protocol_seeds()
+    virtio_seeds()
     sys.exit(0)

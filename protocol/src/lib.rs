@@ -15,6 +15,9 @@
 //! payload, so a hostile peer cannot make the other side allocate more than one bounded
 //! frame. See docs/protocol.md for the connection flow.
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};

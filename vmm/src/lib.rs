@@ -12,6 +12,8 @@ pub mod devices;
 pub mod error;
 pub mod event_loop;
 pub mod exit;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod memory;
 pub mod microvm;
 pub mod vcpu;

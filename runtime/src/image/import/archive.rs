@@ -141,7 +141,7 @@ impl TarSource {
             let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             if raw.len() > limits.max_path_bytes {
                 return Err(ImageError::unsafe_entry(
-                    &raw.chars().take(64).collect::<String>(),
+                    raw.chars().take(64).collect::<String>(),
                     format!("path longer than {} bytes", limits.max_path_bytes),
                 ));
             }
