@@ -737,6 +737,10 @@ def reference_seeds():
             "[::1]:5000/x/y",
             "Upper/x",
             "x/..",
+            "index.docker.io/library/alpine",
+            "ghcr.io/owner/repo:v1@sha256:" + "b" * 64,
+            "a__b/c-d---e:T.1",
+            "localhost:5000/app",
         ]
     ):
         write(t, "%02d" % i, r.encode())

@@ -12,24 +12,37 @@ use std::path::{Path, PathBuf};
 pub use crate::image::import::fuzzing::{image_archive, layer_unpack};
 use crate::image::Reference;
 
-/// An image reference, parsed; a reference that parses must normalize to a string that
-/// parses to the same reference. Returns the normalized form.
+/// An image reference, parsed and normalized: a reference that parses must print, in its
+/// stored form and in its full form, as strings that parse back to the same reference
+/// (the stored form is the image's name in the store: two different references must not
+/// share it). Returns the stored form.
 pub fn image_reference(data: &[u8]) -> Option<String> {
     let input = std::str::from_utf8(data).ok()?;
     let reference = Reference::parse(input).ok()?;
+    let fields = |r: &Reference| {
+        (
+            r.domain.clone(),
+            r.namespace.clone(),
+            r.name.clone(),
+            r.tag.clone(),
+            r.digest.clone(),
+        )
+    };
     let shown = reference.to_string();
-    let again = Reference::parse(&shown)
-        .unwrap_or_else(|e| panic!("{input:?} normalized to {shown:?}, which fails: {e}"));
-    assert_eq!(
-        again.to_string(),
-        shown,
-        "normalizing {input:?} is not stable"
-    );
-    assert_eq!(
-        (&again.namespace, &again.name, &again.tag),
-        (&reference.namespace, &reference.name, &reference.tag),
-        "{input:?}"
-    );
+    for form in [shown.clone(), reference.full()] {
+        let again = Reference::parse(&form)
+            .unwrap_or_else(|e| panic!("{input:?} normalized to {form:?}, which fails: {e}"));
+        assert_eq!(
+            fields(&again),
+            fields(&reference),
+            "{input:?} printed as {form:?} parses as another reference"
+        );
+        assert_eq!(
+            again.to_string(),
+            shown,
+            "normalizing {input:?} is not stable"
+        );
+    }
     Some(shown)
 }
 
