@@ -39,7 +39,7 @@ pub fn layer_unpack(data: &[u8]) -> Result<(), ImageError> {
     let scratch = Scratch::new();
     let store = ImageStore::open_dir(&scratch.path().join("store"), fuzz_limits())
         .expect("open the scratch store");
-    let mut txn = store.begin().expect("begin an import");
+    let txn = store.begin().expect("begin an import");
     let before = tree(scratch.path());
     let input = LayerInput {
         reader: Box::new(blob),
@@ -50,7 +50,7 @@ pub fn layer_unpack(data: &[u8]) -> Result<(), ImageError> {
         media_type: Compression::sniff(blob).media_type().to_string(),
         label: "fuzz".into(),
     };
-    let result = bring_layer(&mut txn, input, false);
+    let result = bring_layer(&txn, input, false);
     if let Ok((record, fresh)) = &result {
         assert!(fresh, "an empty store has no cached layer");
         // The record's digests must be the blob's own.
