@@ -41,7 +41,8 @@ else
     "${run[@]}" >"$log" 2>&1 || rc=$?
 fi
 end=$(date +%s)
-echo "target=$target wall=$((end - start))s exit=${rc:-0}"
+# The fuzzing time of this run (the build came before), for fuzz/report.py.
+echo "hull-fuzz: target=$target seconds=$((end - start)) exit=${rc:-0}" | tee -a "$log"
 grep -E '^#[0-9]+' "$log" | tail -n 1 || true
 grep -E '^stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb)' "$log" || true
 ls "artifacts/$target" 2>/dev/null | sed 's/^/artifact: /'
