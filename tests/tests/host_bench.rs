@@ -17,6 +17,7 @@ fn root_with_busybox() -> TestRoot {
         busybox.exists(),
         "/bin/busybox is missing: apt-get install busybox-static"
     );
+    BENCH_CGROUPS_BEFORE.get_or_init(bench_cgroups);
     let root = TestRoot::new();
     let rootfs = root.path().join("busybox-rootfs");
     for dir in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
@@ -81,6 +82,27 @@ fn assert_summary(summary: &Value, n: u64, what: &str) {
     );
 }
 
+/// hull-bench cgroups already on this host when this binary's first bench started (left by
+/// an earlier, killed run): not counted against these tests.
+static BENCH_CGROUPS_BEFORE: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+
+/// Every `hull-bench-*` cgroup in every hierarchy, directly or under `hull/`.
+fn bench_cgroups() -> Vec<PathBuf> {
+    let mut cgroups = Vec::new();
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        for dir in [hierarchy.path(), hierarchy.path().join("hull")] {
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                for e in entries.flatten() {
+                    if e.file_name().to_string_lossy().starts_with("hull-bench-") {
+                        cgroups.push(e.path());
+                    }
+                }
+            }
+        }
+    }
+    cgroups
+}
+
 /// Things a bench run must not leave: mounts under the state root, cgroups, processes,
 /// scratch dirs.
 fn assert_nothing_left(root: &TestRoot) {
@@ -89,23 +111,12 @@ fn assert_nothing_left(root: &TestRoot) {
     let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&root_path)).collect();
     assert!(left.is_empty(), "mounts left behind: {left:#?}");
 
-    let mut cgroups = Vec::new();
-    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        for dir in [hierarchy.path(), hierarchy.path().join("hull")] {
-            if let Ok(entries) = std::fs::read_dir(&dir) {
-                for e in entries.flatten() {
-                    let name = e.file_name().to_string_lossy().to_string();
-                    if name.starts_with("hull-bench-") {
-                        cgroups.push(e.path());
-                    }
-                }
-            }
-        }
-    }
-    // Another bench may run at the same time on this host; only ours (by our root's pid
-    // tag) would matter, but any hull-bench cgroup without a live process is a leak.
-    let stale: Vec<&PathBuf> = cgroups
-        .iter()
+    // Another bench may run at the same time on this host; any hull-bench cgroup without a
+    // live process that was not there before this binary's first bench is a leak of ours.
+    let before = BENCH_CGROUPS_BEFORE.get().cloned().unwrap_or_default();
+    let stale: Vec<PathBuf> = bench_cgroups()
+        .into_iter()
+        .filter(|p| !before.contains(p))
         .filter(|p| {
             std::fs::read_to_string(p.join("cgroup.procs")).is_ok_and(|s| s.trim().is_empty())
         })

@@ -327,5 +327,33 @@ impl OciRunner {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+        remove_peer_cgroups(id);
+    }
+}
+
+/// Removes the cgroup named after bench container `id` from every hierarchy. crun's
+/// `delete -f` of a container killed a moment ago can leave its `name=systemd` cgroup
+/// behind (rmdir raced the last task's exit); the bench named it, so the bench removes it.
+/// Bounded: a cgroup that still holds tasks after the deadline is left for the caller's
+/// leak report.
+fn remove_peer_cgroups(id: &str) {
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    let mut dirs: Vec<PathBuf> = hierarchies
+        .flatten()
+        .map(|h| h.path().join(id))
+        .chain(std::iter::once(Path::new("/sys/fs/cgroup").join(id)))
+        .filter(|p| p.is_dir())
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while !dirs.is_empty() && std::time::Instant::now() < deadline {
+        dirs.retain(|d| match std::fs::remove_dir(d) {
+            Ok(()) => false,
+            Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        });
+        if !dirs.is_empty() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
