@@ -8,7 +8,9 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::config::{DiskConfig, SerialOutput, VmConfig, VsockConfig, DEFAULT_GUEST_CID};
+use crate::config::{
+    DiskConfig, NetConfig, SerialOutput, VmConfig, VsockConfig, DEFAULT_GUEST_CID,
+};
 use crate::error::{Error, Result};
 
 /// `hull-vmm --help`.
@@ -26,6 +28,9 @@ Options:
       --disk <PATH[,ro]>           A virtio-blk disk, PATH[,ro]; repeatable (vda, vdb, ...)
       --vsock <PATH>               Host Unix socket of the virtio-vsock device
       --vsock-cid <N>              Guest CID of the vsock device
+      --net <fd=N|tap=NAME,mac=MAC[,mtu=M]>
+                                   A virtio-net device on a TAP: an inherited descriptor
+                                   (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR) or one opened by name
       --serial <stdout|none|FILE>  Serial console output: stdout, none or a file path
       --config <FILE.json>         JSON configuration file (options given as well override it)
   -h, --help                       Print help
@@ -36,7 +41,7 @@ Options:
 #[derive(Debug)]
 pub enum Command {
     /// Run a microVM with this (validated) configuration.
-    Run(VmConfig),
+    Run(Box<VmConfig>),
     /// Print [`HELP`].
     Help,
     /// Print the version.
@@ -54,6 +59,7 @@ struct Args {
     disks: Vec<String>,
     vsock: Option<PathBuf>,
     vsock_cid: Option<u32>,
+    net: Option<String>,
     serial: Option<String>,
     config: Option<PathBuf>,
 }
@@ -88,6 +94,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
                 "--vsock-cid",
                 number(&mut parser, "--vsock-cid")?,
             )?,
+            Long("net") => set_once(&mut args.net, "--net", text(&mut parser, "--net")?)?,
             Long("serial") => {
                 set_once(&mut args.serial, "--serial", text(&mut parser, "--serial")?)?
             }
@@ -106,7 +113,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
             }
         }
     }
-    build_config(args).map(Command::Run)
+    build_config(args).map(|c| Command::Run(Box::new(c)))
 }
 
 fn lexopt_error(e: lexopt::Error) -> Error {
@@ -193,6 +200,9 @@ fn build_config(args: Args) -> Result<VmConfig> {
         },
         (None, None) => {}
     }
+    if let Some(net) = args.net {
+        config.net = Some(NetConfig::parse(&net)?);
+    }
     if let Some(serial) = args.serial {
         config.serial = SerialOutput::from(serial);
     }
@@ -210,7 +220,7 @@ mod tests {
 
     fn config(args: &[&str]) -> VmConfig {
         match run(args) {
-            Ok(Command::Run(c)) => c,
+            Ok(Command::Run(c)) => *c,
             other => panic!("{args:?}: expected a config, got {other:?}"),
         }
     }
@@ -244,8 +254,14 @@ mod tests {
             "7",
             "--serial",
             "none",
+            "--net",
+            "fd=4,mac=02:00:00:00:00:09",
         ]);
         assert_eq!(c.kernel, PathBuf::from("/k"));
+        assert_eq!(
+            c.net.as_ref().map(|n| n.tap.clone()),
+            Some(crate::config::TapSource::Fd(4))
+        );
         assert_eq!(c.initramfs, Some(PathBuf::from("/i")));
         assert_eq!(c.cmdline, "console=ttyS0 quiet");
         assert_eq!((c.memory_mib, c.vcpus), (256, 2));

@@ -75,6 +75,89 @@ pub struct VsockConfig {
     pub guest_cid: u32,
 }
 
+/// Where virtio-net's TAP comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum TapSource {
+    /// A TAP descriptor the VMM inherited (opened with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR by
+    /// whoever started it, e.g. inside a container's network namespace).
+    Fd(i32),
+    /// A TAP to open (or create) by name in the VMM's own network namespace.
+    Name(String),
+}
+
+/// A virtio-net device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetConfig {
+    /// The TAP backend.
+    pub tap: TapSource,
+    /// The guest's MAC address.
+    pub mac: [u8; 6],
+    /// MTU told to the guest (VIRTIO_NET_F_MTU); none: the driver's default (1500).
+    #[serde(default)]
+    pub mtu: Option<u16>,
+}
+
+impl NetConfig {
+    /// Parses `fd=N|tap=NAME,mac=aa:bb:cc:dd:ee:ff[,mtu=M]`.
+    pub fn parse(spec: &str) -> Result<NetConfig> {
+        let bad = |why: &str| Error::Config(format!("--net {spec:?}: {why}"));
+        let (mut tap, mut mac, mut mtu) = (None, None, None);
+        for part in spec.split(',') {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| bad(&format!("{part:?} is not KEY=VALUE")))?;
+            match key {
+                "fd" => {
+                    let fd: i32 = value.parse().map_err(|_| bad("fd must be a number"))?;
+                    if fd < 3 {
+                        return Err(bad("fd must be 3 or more (0-2 are stdio)"));
+                    }
+                    tap = Some(TapSource::Fd(fd));
+                }
+                "tap" => {
+                    if value.is_empty() || value.len() > 15 || value.contains('/') {
+                        return Err(bad("tap must be an interface name of 1 to 15 characters"));
+                    }
+                    tap = Some(TapSource::Name(value.to_string()));
+                }
+                "mac" => mac = Some(parse_mac(value).ok_or_else(|| bad("bad mac"))?),
+                "mtu" => {
+                    let m: u16 = value.parse().map_err(|_| bad("mtu must be a number"))?;
+                    if !(68..=65_535).contains(&m) {
+                        return Err(bad("mtu must be 68 to 65535"));
+                    }
+                    mtu = Some(m);
+                }
+                other => return Err(bad(&format!("unknown option {other:?}"))),
+            }
+        }
+        Ok(NetConfig {
+            tap: tap.ok_or_else(|| bad("fd=N or tap=NAME is required"))?,
+            mac: mac.ok_or_else(|| bad("mac=aa:bb:cc:dd:ee:ff is required"))?,
+            mtu,
+        })
+    }
+}
+
+/// `aa:bb:cc:dd:ee:ff` → bytes; a unicast address only.
+fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(p, 16).ok()?;
+    }
+    if parts.next().is_some() || mac[0] & 1 != 0 {
+        return None;
+    }
+    Some(mac)
+}
+
 /// Where the guest's serial console output goes.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(from = "String", into = "String")]
@@ -132,6 +215,9 @@ pub struct VmConfig {
     /// Optional virtio-vsock device.
     #[serde(default)]
     pub vsock: Option<VsockConfig>,
+    /// Optional virtio-net device.
+    #[serde(default)]
+    pub net: Option<NetConfig>,
     /// Serial console output.
     #[serde(default)]
     pub serial: SerialOutput,
@@ -148,6 +234,7 @@ impl VmConfig {
             vcpus: 1,
             disks: Vec::new(),
             vsock: None,
+            net: None,
             serial: SerialOutput::Stdout,
         }
     }
@@ -171,7 +258,8 @@ impl VmConfig {
                 self.memory_mib
             )));
         }
-        let devices = self.disks.len() + usize::from(self.vsock.is_some());
+        let devices =
+            self.disks.len() + usize::from(self.vsock.is_some()) + usize::from(self.net.is_some());
         if devices > MAX_VIRTIO_DEVICES {
             return Err(Error::Config(format!(
                 "{devices} virtio devices requested, at most {MAX_VIRTIO_DEVICES} are supported"
@@ -225,6 +313,30 @@ mod tests {
         assert!(err.to_string().contains("memroy_mib"), "{err}");
         let round: VmConfig = VmConfig::from_json(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(round, c);
+    }
+
+    #[test]
+    fn net_spec_parsing() {
+        let n = NetConfig::parse("fd=3,mac=02:42:ac:11:00:02,mtu=1400").unwrap();
+        assert_eq!(n.tap, TapSource::Fd(3));
+        assert_eq!(n.mac, [0x02, 0x42, 0xac, 0x11, 0, 2]);
+        assert_eq!(n.mtu, Some(1400));
+        let n = NetConfig::parse("tap=tap0,mac=02:00:00:00:00:01").unwrap();
+        assert_eq!(n.tap, TapSource::Name("tap0".into()));
+        assert_eq!(n.mtu, None);
+        for (bad, word) in [
+            ("mac=02:00:00:00:00:01", "required"),
+            ("fd=3", "mac"),
+            ("fd=1,mac=02:00:00:00:00:01", "3 or more"),
+            ("fd=3,mac=01:00:00:00:00:01", "bad mac"),
+            ("fd=3,mac=02:00:00:00:00", "bad mac"),
+            ("fd=3,mac=02:00:00:00:00:01,mtu=9", "mtu"),
+            ("fd=3,mac=02:00:00:00:00:01,speed=10", "speed"),
+            ("tap=a/b,mac=02:00:00:00:00:01", "tap"),
+        ] {
+            let e = NetConfig::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(word) && e.contains("--net"), "{bad}: {e}");
+        }
     }
 
     #[test]

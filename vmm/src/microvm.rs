@@ -22,6 +22,7 @@ use crate::devices::serial::{
 };
 use crate::devices::virtio::block::Block;
 use crate::devices::virtio::manager::VirtioMmioDevices;
+use crate::devices::virtio::net::Net;
 use crate::devices::virtio::vsock::Vsock;
 use crate::error::{os, Error, Result};
 use crate::event_loop::{new_event_loop, EventLoop, Wakeup};
@@ -92,6 +93,9 @@ impl MicroVm {
         }
         if let Some(vsock_config) = &config.vsock {
             virtio.attach(&vm, &mem, &mut mmio, &mut events, Vsock::new(vsock_config)?)?;
+        }
+        if let Some(net_config) = &config.net {
+            virtio.attach(&vm, &mem, &mut mmio, &mut events, Net::new(net_config)?)?;
         }
 
         let boot_info = boot::load_linux(

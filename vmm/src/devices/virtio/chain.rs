@@ -139,6 +139,25 @@ pub fn sub_range(segments: &[Segment], offset: u64, limit: u64) -> Vec<Segment> 
     out
 }
 
+/// The host iovecs of `segments` (each already checked to lie in guest memory; a segment
+/// spanning two memory regions becomes two iovecs), for `readv`/`writev` and friends
+/// straight into and out of guest memory.
+pub fn iovecs(mem: &GuestMemoryMmap, segments: &[Segment]) -> std::io::Result<Vec<libc::iovec>> {
+    use vm_memory::GuestMemoryBackend;
+    let mut out = Vec::with_capacity(segments.len());
+    for s in segments {
+        for slice in GuestMemoryBackend::get_slices(mem, s.addr, s.len as usize) {
+            let slice =
+                slice.map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            out.push(libc::iovec {
+                iov_base: slice.ptr_guard_mut().as_ptr().cast(),
+                iov_len: slice.len(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Copies the first `buf.len()` bytes of `segments` into `buf`; the number copied.
 pub fn read_into(mem: &GuestMemoryMmap, segments: &[Segment], buf: &mut [u8]) -> usize {
     let mut done = 0;

@@ -213,7 +213,12 @@ impl MmioTransport {
             queues: self.queues.iter().map(copy_queue).collect(),
             interrupt: self.interrupt.clone(),
         };
-        let activated = self.lock_device().activate(activation);
+        let features = self.driver_features;
+        let activated = {
+            let mut device = self.lock_device();
+            device.ack_features(features);
+            device.activate(activation)
+        };
         match activated {
             Ok(()) => {
                 self.activated = true;

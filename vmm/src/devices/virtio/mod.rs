@@ -15,6 +15,7 @@ pub mod block;
 pub mod chain;
 pub mod manager;
 pub mod mmio;
+pub mod net;
 pub mod vsock;
 
 use std::os::fd::AsRawFd;
@@ -148,6 +149,9 @@ pub trait VirtioDevice: MutEventSubscriber + Send {
     fn config_space(&self) -> Vec<u8>;
     /// The queue notification eventfds (one per queue, same order as `queue_max_sizes`).
     fn queue_events(&self) -> &QueueEvents;
+    /// The features the driver accepted, told right before [`VirtioDevice::activate`]
+    /// (a device whose behaviour depends on them keeps them; most ignore them).
+    fn ack_features(&mut self, _features: u64) {}
     /// Starts the device once the driver set DRIVER_OK.
     fn activate(&mut self, activation: Activation) -> Result<()>;
     /// Stops the device and forgets its queues (status 0 written).

@@ -5,25 +5,9 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 
-use vm_memory::{GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::GuestMemoryMmap;
 
-use crate::devices::virtio::chain::Segment;
-
-/// The host iovecs of `segments` (each already checked to lie in guest memory; a segment
-/// spanning two memory regions becomes two iovecs).
-fn iovecs(mem: &GuestMemoryMmap, segments: &[Segment]) -> io::Result<Vec<libc::iovec>> {
-    let mut out = Vec::with_capacity(segments.len());
-    for s in segments {
-        for slice in mem.get_slices(s.addr, s.len as usize) {
-            let slice = slice.map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            out.push(libc::iovec {
-                iov_base: slice.ptr_guard_mut().as_ptr().cast(),
-                iov_len: slice.len(),
-            });
-        }
-    }
-    Ok(out)
-}
+use crate::devices::virtio::chain::{iovecs, Segment};
 
 /// Drops the first `n` bytes from `iov`.
 fn advance(iov: &mut Vec<libc::iovec>, mut n: usize) {
