@@ -84,6 +84,9 @@ pub struct ContainerSpec {
     pub volumes: Vec<Volume>,
     /// Mount the root filesystem read-only (`--read-only`).
     pub read_only: bool,
+    /// `--storage-opt`: the writable layer's options (its size cap).
+    #[serde(default)]
+    pub storage: crate::storage::opts::StorageOpts,
     /// Guest kernel for `--isolation=vm` (`--kernel`); `None`: the installed one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<PathBuf>,
@@ -159,6 +162,13 @@ impl ContainerContext {
     /// The state directory.
     pub fn dir(&self) -> &Path {
         &self.state_dir
+    }
+
+    /// The container's persistent storage directory (its writable layer) under the state
+    /// root: kept across stop and start, removed with the container (`hull rm`). Backends
+    /// create it on first start.
+    pub fn storage_dir(&self) -> PathBuf {
+        self.paths.container_storage().join(&self.id)
     }
 }
 

@@ -14,4 +14,5 @@ pub mod network;
 pub mod paths;
 pub mod process;
 pub mod registry;
+pub mod storage;
 pub mod vm;

@@ -1,7 +1,7 @@
 //! Where hull keeps its state.
 //!
-//! Persistent state (images, layers, block-device images) lives under `/var/lib/hull`;
-//! runtime state (containers, sockets) under `/run/hull`. `--root DIR` or `HULL_ROOT=DIR`
+//! Persistent state (images, layers, block-device images, containers' writable layers)
+//! lives under `/var/lib/hull`; runtime state (container records, sockets) under `/run/hull`. `--root DIR` or `HULL_ROOT=DIR`
 //! moves both: persistent state to `DIR`, runtime state to `DIR/run`, so tests can run side
 //! by side without touching each other or the host's default store.
 
@@ -23,12 +23,16 @@ pub struct StatePaths {
 
 impl StatePaths {
     /// State paths for an explicit root (`--root`/`HULL_ROOT`), or the defaults when `None`.
+    /// A relative root is made absolute (mount options and the VMM need absolute paths).
     pub fn new(root: Option<&Path>) -> Self {
         match root {
-            Some(root) => StatePaths {
-                root: root.to_path_buf(),
-                run_root: root.join("run"),
-            },
+            Some(root) => {
+                let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+                StatePaths {
+                    run_root: root.join("run"),
+                    root,
+                }
+            }
             None => StatePaths {
                 root: PathBuf::from(DEFAULT_ROOT),
                 run_root: PathBuf::from(DEFAULT_RUN_ROOT),
@@ -44,6 +48,13 @@ impl StatePaths {
     /// Per-container runtime state directories.
     pub fn containers(&self) -> PathBuf {
         self.run_root.join("containers")
+    }
+
+    /// Containers' writable layers, one directory per container id, on disk (docker's
+    /// /var/lib/docker/overlay2): what a container writes survives `stop`/`start` and never
+    /// fills the RAM-backed run root.
+    pub fn container_storage(&self) -> PathBuf {
+        self.root.join("containers")
     }
 
     /// The optional configuration file (`config.json` under the persistent root).
@@ -62,6 +73,14 @@ mod tests {
         assert_eq!(p.root, Path::new("/tmp/h"));
         assert_eq!(p.run_root, Path::new("/tmp/h/run"));
         assert_eq!(p.containers(), Path::new("/tmp/h/run/containers"));
+        assert_eq!(p.container_storage(), Path::new("/tmp/h/containers"));
+    }
+
+    #[test]
+    fn a_relative_root_is_made_absolute() {
+        let p = StatePaths::new(Some(Path::new("rel/h")));
+        assert!(p.root.is_absolute() && p.root.ends_with("rel/h"));
+        assert!(p.container_storage().is_absolute());
     }
 
     #[test]

@@ -18,6 +18,7 @@ use hull_runtime::isolation::{self, IsolationError, IsolationKind, ProcessSpec};
 use hull_runtime::network::NetworkMode;
 use hull_runtime::paths::StatePaths;
 use hull_runtime::process::syscalls;
+use hull_runtime::storage::opts::StorageOpts;
 
 /// Options shared by `run` and `create`.
 #[derive(Debug, Args)]
@@ -87,6 +88,9 @@ pub struct CreateArgs {
     /// MAC address of the container's eth0 (bridge network).
     #[arg(long = "mac-address")]
     mac_address: Option<String>,
+    /// Writable layer option: `size=N` caps it (`--isolation=vm`: the layer's disk size).
+    #[arg(long = "storage-opt")]
+    storage_opt: Vec<String>,
     /// Guest kernel to boot (`--isolation=vm` only; default: the installed one).
     #[arg(long)]
     kernel: Option<PathBuf>,
@@ -292,6 +296,7 @@ fn create_container(
         .map_err(anyhow::Error::from)
         .and_then(|mut spec| {
             spec.kernel = kernel_option(a, kind)?;
+            spec.storage = StorageOpts::parse(&a.storage_opt, kind).map_err(|e| anyhow!(e))?;
             Ok(spec)
         }) {
         Ok(s) => s,

@@ -178,6 +178,7 @@ pub fn build(id: &str, image: &ImageFacts, opts: &RunOptions) -> Result<Containe
             .map(|v| parse_volume(v))
             .collect::<Result<_, _>>()?,
         read_only: opts.read_only,
+        storage: Default::default(),
         kernel: None,
         network: network_spec(opts)?,
         attachment: None,

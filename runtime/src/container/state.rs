@@ -6,6 +6,7 @@
 //!   <id>/container.log     stdout/stderr records (see `logs`)
 //!   <id>/...               backend files (process.json, upper/, work/, rootfs/)
 //!   .names/<name> -> <id>  name reservations (symlink creation is atomic)
+//! <root>/containers/<id>/  the writable layer, on disk (see `ContainerContext::storage_dir`)
 //! ```
 //!
 //! Mutations of one container happen under flock(2) on its directory. A waiter that gets
@@ -337,9 +338,21 @@ impl ContainerStore {
         }
     }
 
-    /// Deletes everything hull keeps for `id` (record, logs, name). The backend must have
-    /// cleaned up first.
+    /// Deletes everything hull keeps for `id` (writable layer, record, logs, name). The
+    /// backend must have cleaned up first. The writable layer goes first: a failure there
+    /// leaves the record, so a later `hull rm` finds the container and tries again.
     pub fn delete(&self, id: &str, name: &str) -> Result<(), StoreError> {
+        let storage = self.context(id).storage_dir();
+        match fs::remove_dir_all(&storage) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(io_err(format!(
+                    "remove the writable layer {}",
+                    storage.display()
+                ))(e))
+            }
+        }
         let link = self.names_dir().join(name);
         if fs::read_link(&link).is_ok_and(|t| t == Path::new(id)) {
             let _ = fs::remove_file(&link);

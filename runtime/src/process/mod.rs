@@ -11,8 +11,10 @@
 //! - `syscalls`: clone3/pidfd/openat2 wrappers.
 //!
 //! Per-container files (in the container's state dir): `process.json` (init pid and start
-//! time) and `rootfs/` (the mount point of the writable tmpfs and the overlay on top of it,
-//! used only inside the container's own mount namespace). Cgroups are named by id.
+//! time) and `rootfs/` (the mount point of the overlay, used only inside the container's own
+//! mount namespace). The overlay's writable layer (`upper/`, `work/`) is on disk in the
+//! container's storage directory (`crate::storage`), kept across stop/start. Cgroups are
+//! named by id.
 
 pub mod capabilities;
 pub mod cgroups;
@@ -273,6 +275,7 @@ impl ProcessIsolation {
         let d = dirs(ctx);
         fs::create_dir(&d.rootfs)
             .map_err(|e| IsolationError::os(format!("create {}", d.rootfs.display()), e))?;
+        let layer = crate::storage::ensure_layer_dirs(ctx)?;
         for layer in &spec.layers {
             if !layer.is_dir() {
                 return Err(IsolationError::InvalidSpec(format!(
@@ -308,6 +311,8 @@ impl ProcessIsolation {
                     rootfs: rootfs::RootfsPlan {
                         rootfs: &d.rootfs,
                         layers: &spec.layers,
+                        upper: &layer.upper,
+                        work: &layer.work,
                         read_only: spec.read_only,
                         volumes: &network.volumes,
                     },

@@ -3,8 +3,8 @@
 //! namespace when the container's last process exits):
 //!
 //! 1. `/` becomes private, so nothing propagates back to the host;
-//! 2. a tmpfs for the container's writable layer (upper/work dirs), then overlayfs of the
-//!    image layers plus that layer, mounted on top of it;
+//! 2. overlayfs of the image layers plus the container's writable layer (upper/work
+//!    directories on disk under the state root, kept across stop/start);
 //! 3. host sources of volumes are opened (O_PATH) while the host is still visible;
 //! 4. pivot_root into the overlay; the old root is detached;
 //! 5. /proc, a minimal /dev (nodev tmpfs with null zero full random urandom tty bound from
@@ -67,6 +67,10 @@ pub struct RootfsPlan<'a> {
     pub rootfs: &'a Path,
     /// Image layers, lowest first.
     pub layers: &'a [PathBuf],
+    /// The writable layer's overlay upper directory (on disk, kept across runs).
+    pub upper: &'a Path,
+    /// Its overlay work directory (same filesystem).
+    pub work: &'a Path,
     /// Remount the root read-only at the end.
     pub read_only: bool,
     /// Bind mounts.
@@ -141,23 +145,6 @@ fn mount_overlay(plan: &RootfsPlan<'_>) -> Result<(), String> {
     if plan.layers.is_empty() {
         return Err("image has no layers".into());
     }
-    // The writable layer lives on a tmpfs that exists only in this mount namespace: it is
-    // charged to the container's memory cgroup, costs no disk journal operations to create
-    // or remove, and vanishes with the container's last process (the layer is per run,
-    // as `hull start` of an exited container starts from the image again).
-    mount(
-        Some("tmpfs"),
-        plan.rootfs,
-        Some("tmpfs"),
-        MsFlags::MS_NODEV | MsFlags::MS_NOSUID,
-        Some("mode=755"),
-    )
-    .map_err(|e| err("mount tmpfs for the writable layer", e))?;
-    let upper = plan.rootfs.join("upper");
-    let work = plan.rootfs.join("work");
-    for dir in [&upper, &work] {
-        std::fs::create_dir(dir).map_err(|e| err(format!("create {}", dir.display()), e))?;
-    }
     let mut lower = String::new();
     for layer in plan.layers.iter().rev() {
         let s = layer.to_str().ok_or("layer path is not UTF-8")?;
@@ -169,13 +156,10 @@ fn mount_overlay(plan: &RootfsPlan<'_>) -> Result<(), String> {
         }
         lower.push_str(s);
     }
-    // `volatile`: no syncfs of the upper filesystem; the writable layer is thrown away
-    // when the container exits, so durability buys nothing.
-    let data = format!(
-        "lowerdir={lower},upperdir={},workdir={},volatile",
-        upper.display(),
-        work.display()
-    );
+    // Not `volatile`: the layer outlives the container, so a crash must not leave it
+    // unusable (overlay refuses to mount a volatile upper again after an unclean end).
+    let (upper, work) = (overlay_path(plan.upper)?, overlay_path(plan.work)?);
+    let data = format!("lowerdir={lower},upperdir={upper},workdir={work}");
     if data.len() > MAX_MOUNT_DATA {
         return Err(format!(
             "too many image layers for one overlay mount ({} layers)",
@@ -190,6 +174,17 @@ fn mount_overlay(plan: &RootfsPlan<'_>) -> Result<(), String> {
         Some(data.as_str()),
     )
     .map_err(|e| err("mount overlay root filesystem", e))
+}
+
+/// A path for an overlay option: UTF-8, absolute, without the option separators.
+fn overlay_path(p: &Path) -> Result<&str, String> {
+    let s = p.to_str().ok_or("writable layer path is not UTF-8")?;
+    if s.contains([':', ',']) || !p.is_absolute() {
+        return Err(format!(
+            "writable layer path {s:?} must be absolute, without ':' or ','"
+        ));
+    }
+    Ok(s)
 }
 
 fn pivot(rootfs: &Path) -> Result<(), String> {

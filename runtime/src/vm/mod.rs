@@ -593,6 +593,7 @@ mod tests {
             limits,
             volumes: vec![],
             read_only: false,
+            storage: Default::default(),
             kernel: None,
             network: Default::default(),
             attachment: None,

@@ -208,6 +208,11 @@ impl Env {
                 .unwrap_or_default();
             assert!(names.is_empty(), "name reservations left: {names:?}");
         }
+        // Writable layers (on disk under the root) go with their containers.
+        let layers: Vec<_> = fs::read_dir(root.join("containers"))
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(layers.is_empty(), "writable layers left behind: {layers:?}");
         let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
         let root_s = root.display().to_string();
         assert!(
