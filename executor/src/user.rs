@@ -12,6 +12,10 @@ pub const MAX_ACCOUNT_FILE: u64 = 1 << 20;
 /// At most this many groups go to setgroups(2) (the kernel allows 65536; no real image
 /// needs more, and a hostile group file cannot make the list huge).
 pub const MAX_GROUPS: usize = 64;
+/// `(uid_t) -1`: to setresuid/setresgid/chown it means "leave unchanged", so a process
+/// meant to run as this id would keep running as root. Never a valid id (runc refuses
+/// it too).
+pub const INVALID_ID: u32 = u32::MAX;
 
 /// Who a process runs as after resolution.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +67,42 @@ pub enum UserError {
     /// A group name that /etc/group does not list.
     #[error("unable to find group {0}: no matching entries in group file")]
     NoGroup(String),
+    /// The user or a group resolves to 4294967295, which the kernel reads as "unchanged".
+    #[error(
+        "{what} {spec:?} resolves to id 4294967295 ((uid_t) -1, which setuid/setgid read as \
+         \"leave unchanged\"): not a usable id"
+    )]
+    InvalidId {
+        /// `user`, `group` or `supplementary group`.
+        what: &'static str,
+        /// The spec or entry that led to it.
+        spec: String,
+    },
+}
+
+/// Refuses [`INVALID_ID`].
+fn valid_id(id: u32, what: &'static str, spec: &str) -> Result<u32, UserError> {
+    if id == INVALID_ID {
+        return Err(UserError::InvalidId {
+            what,
+            spec: spec.to_string(),
+        });
+    }
+    Ok(id)
+}
+
+/// Checks the numeric parts of a `--user` value (`uid[:gid]`) before anything is created,
+/// so an impossible id is refused at `create` time; names are resolved later, in the
+/// image, by [`resolve`] (which refuses the same ids).
+pub fn check_spec(spec: &str) -> Result<(), UserError> {
+    let (user, group) = spec.split_once(':').unwrap_or((spec, ""));
+    if let Ok(uid) = user.parse::<u32>() {
+        valid_id(uid, "user", spec)?;
+    }
+    if let Ok(gid) = group.parse::<u32>() {
+        valid_id(gid, "group", spec)?;
+    }
+    Ok(())
 }
 
 struct PasswdEntry<'a> {
@@ -126,13 +166,15 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUser, Us
     let mut groups = Vec::new();
     if group_part.is_none() {
         if let Some(name) = name {
-            for (_, id, members) in group_entries(group) {
+            for (group_name, id, members) in group_entries(group) {
                 if members.contains(&name) && id != gid && !groups.contains(&id) {
-                    groups.push(id);
+                    groups.push(valid_id(id, "supplementary group", group_name)?);
                 }
             }
         }
     }
+    valid_id(uid, "user", spec)?;
+    valid_id(gid, "group", spec)?;
     Ok(ResolvedUser {
         uid,
         gid,
@@ -201,6 +243,42 @@ mod tests {
             resolve_in_root("daemon:wheel", root.path()),
             Err(UserError::NoGroup("wheel".into()))
         );
+    }
+
+    /// (uid_t) -1 would leave the process running as root: refused however it is reached,
+    /// by number or through the image's own passwd and group files.
+    #[test]
+    fn id_4294967295_is_refused_everywhere() {
+        let passwd = "ghost:x:4294967295:0::/:/bin/sh\nspook:x:7:4294967295::/:/bin/sh\n\
+                      member:x:8:8::/:/bin/sh\n";
+        let group = "root:x:0:\nminus:x:4294967295:member\n";
+        for spec in [
+            "4294967295",
+            "4294967295:0",
+            "0:4294967295",
+            "ghost",
+            "spook",
+            "member",
+            "member:minus",
+        ] {
+            assert!(
+                matches!(
+                    resolve(spec, passwd, group),
+                    Err(UserError::InvalidId { .. })
+                ),
+                "{spec}: {:?}",
+                resolve(spec, passwd, group)
+            );
+        }
+        assert!(check_spec("4294967295").is_err());
+        assert!(check_spec("1:4294967295").is_err());
+        assert!(check_spec("4294967294:4294967294").is_ok());
+        assert!(
+            check_spec("ghost").is_ok(),
+            "names are checked in the image"
+        );
+        let msg = resolve("ghost", passwd, group).unwrap_err().to_string();
+        assert!(msg.contains("4294967295") && msg.contains("ghost"), "{msg}");
     }
 
     #[test]

@@ -43,6 +43,13 @@ pub const MAX_ARGS: usize = 4096;
 pub const MAX_ENV: usize = 4096;
 /// Maximum length of one string in a spec (argument, env entry, path, name).
 pub const MAX_STRING: usize = 64 * 1024;
+/// Most bytes the arguments and environment of one process take together (each string
+/// counted with its NUL, as execve counts them). Far above what images use, far below
+/// what would make a container's record or its start message unmanageable.
+pub const MAX_COMMAND_BYTES: usize = 128 * 1024;
+/// Most bytes the arguments and environment take JSON-encoded (control characters are
+/// escaped to six bytes each): what a container record and the start frame carry.
+pub const MAX_COMMAND_JSON: usize = 192 * 1024;
 
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,28 +247,64 @@ fn check_str(what: &str, s: &str) -> Result<(), ProtocolError> {
     Ok(())
 }
 
+/// Checks a process's arguments and environment against the bounds above, the same ones
+/// on both sides of the protocol and when a container is created. The error names the
+/// limit that was crossed (and never quotes the oversized text).
+pub fn check_command(args: &[String], env: &[String]) -> Result<(), String> {
+    if args.is_empty() {
+        return Err("empty command".into());
+    }
+    if args.len() > MAX_ARGS {
+        return Err(format!(
+            "{} arguments: at most {MAX_ARGS} are allowed",
+            args.len()
+        ));
+    }
+    if env.len() > MAX_ENV {
+        return Err(format!(
+            "{} environment variables: at most {MAX_ENV} are allowed",
+            env.len()
+        ));
+    }
+    let mut total = 0usize;
+    for (what, list) in [("argument", args), ("environment variable", env)] {
+        for (i, s) in list.iter().enumerate() {
+            if s.len() > MAX_STRING {
+                return Err(format!(
+                    "{what} {} is {} bytes long: at most {MAX_STRING} bytes are allowed",
+                    i + 1,
+                    s.len()
+                ));
+            }
+            if s.contains('\0') {
+                return Err(format!("{what} {} contains a NUL byte", i + 1));
+            }
+            total += s.len() + 1;
+        }
+    }
+    if let Some(i) = env.iter().position(|e| !e.contains('=')) {
+        return Err(format!("environment variable {} is not KEY=VALUE", i + 1));
+    }
+    if total > MAX_COMMAND_BYTES {
+        return Err(format!(
+            "the command and its environment take {total} bytes: at most {MAX_COMMAND_BYTES} \
+             bytes are allowed"
+        ));
+    }
+    let encoded = serde_json::to_vec(&(args, env)).map_or(usize::MAX, |v| v.len());
+    if encoded > MAX_COMMAND_JSON {
+        return Err(format!(
+            "the command and its environment take {encoded} bytes encoded (control \
+             characters are escaped): at most {MAX_COMMAND_JSON} bytes are allowed"
+        ));
+    }
+    Ok(())
+}
+
 impl ProcessSpec {
     /// Checks the bounds every receiver relies on.
     pub fn validate(&self) -> Result<(), ProtocolError> {
-        if self.args.is_empty() {
-            return Err(ProtocolError::Violation("empty command".into()));
-        }
-        if self.args.len() > MAX_ARGS || self.env.len() > MAX_ENV {
-            return Err(ProtocolError::Violation(
-                "too many arguments or env entries".into(),
-            ));
-        }
-        for a in &self.args {
-            check_str("argument", a)?;
-        }
-        for e in &self.env {
-            check_str("env entry", e)?;
-            if !e.contains('=') {
-                return Err(ProtocolError::Violation(format!(
-                    "env entry {e:?} has no '='"
-                )));
-            }
-        }
+        check_command(&self.args, &self.env).map_err(ProtocolError::Violation)?;
         check_str("cwd", &self.cwd)?;
         if !self.cwd.is_empty() && !self.cwd.starts_with('/') {
             return Err(ProtocolError::Violation(format!(
@@ -452,6 +495,30 @@ mod tests {
         let mut buf = Vec::new();
         write_frame(&mut buf, &f).unwrap();
         read_frame(&mut Cursor::new(buf)).unwrap()
+    }
+
+    /// What an image or `-e` can put in a command is bounded, with the limit named.
+    #[test]
+    fn commands_are_bounded() {
+        let args = vec!["sh".to_string()];
+        let env = |n: usize, len: usize| -> Vec<String> {
+            (0..n)
+                .map(|i| format!("K{i}={}", "v".repeat(len)))
+                .collect()
+        };
+        assert!(check_command(&args, &env(10, 100)).is_ok());
+        let err = check_command(&args, &env(40, 4000)).unwrap_err();
+        assert!(err.contains("131072"), "{err}");
+        let err = check_command(&args, &env(MAX_ENV + 1, 1)).unwrap_err();
+        assert!(err.contains("4096"), "{err}");
+        let err = check_command(&args, &env(1, MAX_STRING)).unwrap_err();
+        assert!(err.contains("65536"), "{err}");
+        // Under the raw limit, over the encoded one: control characters expand six-fold.
+        let controls = vec![format!("K={}", "\u{1}".repeat(60_000))];
+        let err = check_command(&args, &controls).unwrap_err();
+        assert!(err.contains("encoded") && err.contains("196608"), "{err}");
+        assert!(check_command(&[], &[]).is_err());
+        assert!(check_command(&args, &["NOEQUALS".into()]).is_err());
     }
 
     #[test]

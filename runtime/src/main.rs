@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Parser;
 use hull_runtime::paths::StatePaths;
+use hull_runtime::sanitize;
 
 /// One container runtime, two isolation models: a namespaced process on the host kernel
 /// (`--isolation=process`) or a KVM microVM with its own kernel (`--isolation=vm`).
@@ -47,10 +48,14 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let paths = StatePaths::new(cli.root.as_deref());
+    if let Err(e) = paths.narrow_existing() {
+        tracing::warn!("cannot make the state directories private: {e}");
+    }
     match run(cli.command, &paths) {
         Ok(code) => std::process::exit(code),
         Err(err) => {
-            eprintln!("hull: error: {err:#}");
+            let text = format!("{err:#}");
+            eprintln!("hull: error: {}", sanitize::for_terminal(&text));
             std::process::exit(EXIT_HULL_ERROR);
         }
     }

@@ -61,6 +61,21 @@ impl StatePaths {
     pub fn config_file(&self) -> PathBuf {
         self.root.join("config.json")
     }
+
+    /// Takes group and other access away from the state directories an older hull may
+    /// have created readable (0755): both roots, the containers and the image store.
+    /// Absent ones are left for their first use, which creates them 0700.
+    pub fn narrow_existing(&self) -> std::io::Result<()> {
+        for dir in [
+            &self.root,
+            &self.run_root,
+            &self.containers(),
+            &self.images(),
+        ] {
+            crate::private_fs::narrow(dir)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -13,12 +13,18 @@
 //!                                             "CONNECT PORT", send MESSAGE, print the answer
 //! hull-probe uds-serve PATH [NAME]            (host) accept one connection on the Unix
 //!                                             socket PATH, read a line, answer "NAME got: LINE"
+//! hull-probe tty-attack TEXT LISTEN_MS       (in a container) every way a container could
+//!                                             type into or read the operator's terminal
+//! hull-probe vsock-attack CID:PORT...         (in a container) AF_VSOCK sockets and one
+//!                                             connect to each CID:PORT (see attack.rs)
 //! hull-probe time-to-marker MARKER TIMEOUT_S LOG -- CMD [ARGS...]
 //!                                             run CMD, copy its stdout to LOG, print
 //!                                             "marker_us=N total_us=T exit=S" (N: µs from
 //!                                             spawn to the first output containing MARKER,
 //!                                             T: µs from spawn to CMD's exit)
 //! ```
+
+mod attack;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -49,12 +55,17 @@ fn main() -> ExitCode {
         }
         ["uds-serve", path] => uds_serve(Path::new(path), "host"),
         ["uds-serve", path, name] => uds_serve(Path::new(path), name),
+        ["tty-attack", text, listen_ms] => {
+            parse(listen_ms).and_then(|ms| attack::tty_attack(text, Duration::from_millis(ms)))
+        }
+        ["vsock-attack", targets @ ..] => attack::vsock_attack(targets),
         ["time-to-marker", marker, timeout, log, "--", cmd @ ..] if !cmd.is_empty() => {
             parse(timeout).and_then(|t| time_to_marker(marker, Duration::from_secs(t), log, cmd))
         }
         _ => Err(format!(
             "usage: hull-probe vsock-serve PORT [NAME] | vsock-call CID PORT MSG | \
-             uds-call SOCKET PORT MSG | uds-serve PATH [NAME] | \
+             uds-call SOCKET PORT MSG | uds-serve PATH [NAME] | tty-attack TEXT LISTEN_MS | \
+             vsock-attack CID:PORT... | \
              time-to-marker MARKER TIMEOUT_S LOG -- CMD... (got {argv:?})"
         )),
     };

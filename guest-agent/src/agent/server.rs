@@ -31,7 +31,8 @@ pub fn start(container: Arc<Container>) -> Result<()> {
         .name("agent-port".into())
         .spawn(move || loop {
             match listener.accept() {
-                Ok(conn) => {
+                Ok(None) => {}
+                Ok(Some(conn)) => {
                     let c = Arc::clone(&container);
                     let _ = std::thread::Builder::new()
                         .name("request".into())

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use nix::sys::socket::{
-    accept4, bind, connect, listen, socket, AddressFamily, Backlog, SockFlag, SockType, VsockAddr,
+    accept4, bind, connect, getpeername, listen, socket, AddressFamily, Backlog, SockFlag,
+    SockType, VsockAddr,
 };
 
 /// The host's vsock context id.
@@ -59,9 +60,41 @@ impl Listener {
         Ok(Listener { fd })
     }
 
-    /// Accepts the next connection.
-    pub fn accept(&self) -> Result<UnixStream> {
+    /// Accepts the next connection from the host. A peer with another CID (the guest
+    /// itself, through a loopback transport, or another VM) is hung up on and `None`
+    /// returned: only the host may ask the agent for anything.
+    pub fn accept(&self) -> Result<Option<UnixStream>> {
         let fd = accept4(&self.fd, SockFlag::SOCK_CLOEXEC).context("accept vsock")?;
-        Ok(UnixStream::from(fd))
+        let peer = getpeername::<VsockAddr>(std::os::fd::AsRawFd::as_raw_fd(&fd))
+            .context("peer of an accepted vsock connection")?;
+        if !peer_is_host(&peer) {
+            super::log(&format!(
+                "refused a connection from vsock CID {} port {}: only the host (CID {HOST_CID}) \
+                 may connect",
+                peer.cid(),
+                peer.port()
+            ));
+            return Ok(None);
+        }
+        Ok(Some(UnixStream::from(fd)))
+    }
+}
+
+/// Whether a connection came from the host.
+pub fn peer_is_host(peer: &VsockAddr) -> bool {
+    peer.cid() == HOST_CID
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_host_cid_is_accepted() {
+        assert!(peer_is_host(&VsockAddr::new(HOST_CID, 1234)));
+        // VMADDR_CID_LOCAL, the hypervisor, a guest's own CID, another guest, any.
+        for cid in [0, 1, 3, 4, 42, u32::MAX] {
+            assert!(!peer_is_host(&VsockAddr::new(cid, 1234)), "CID {cid}");
+        }
     }
 }

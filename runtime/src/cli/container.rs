@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use hull_runtime::backends;
 use hull_runtime::container::config::Config;
-use hull_runtime::container::lifecycle::{self, LifecycleError};
+use hull_runtime::container::lifecycle::{self, LifecycleError, Listed};
 use hull_runtime::container::logs::LogReader;
 use hull_runtime::container::spec::{self, ImageFacts, RunOptions};
 use hull_runtime::container::state::{now, ContainerState, ContainerStore, ProcRef, Status};
@@ -18,6 +18,7 @@ use hull_runtime::isolation::{self, IsolationError, IsolationKind, ProcessSpec};
 use hull_runtime::network::NetworkMode;
 use hull_runtime::paths::StatePaths;
 use hull_runtime::process::syscalls;
+use hull_runtime::sanitize;
 use hull_runtime::storage::opts::StorageOpts;
 
 /// Options shared by `run` and `create`.
@@ -291,8 +292,8 @@ fn create_container(
     let image = image_facts(&images, &a.image)?;
     let network = network_mode(&config, a, kind)?;
     let opts = run_options(a, network);
-    let (id, name) = store.allocate(a.name.as_deref())?;
-    let spec = match spec::build(&id, &image, &opts)
+    let new = store.allocate(a.name.as_deref())?;
+    let spec = match spec::build(&new.id, &image, &opts)
         .map_err(anyhow::Error::from)
         .and_then(|mut spec| {
             spec.kernel = kernel_option(a, kind)?;
@@ -301,13 +302,13 @@ fn create_container(
         }) {
         Ok(s) => s,
         Err(e) => {
-            let _ = store.delete(&id, &name);
+            store.abandon(new);
             return Err(e);
         }
     };
     let state = ContainerState {
-        id: id.clone(),
-        name: name.clone(),
+        id: new.id.clone(),
+        name: new.name.clone(),
         isolation: kind,
         spec,
         status: Status::Created,
@@ -321,10 +322,7 @@ fn create_container(
         error: None,
         network: None,
     };
-    if let Err(e) = store.save(&state) {
-        let _ = store.delete(&id, &name);
-        return Err(e.into());
-    }
+    store.commit(new, &state)?;
     Ok((state, backend))
 }
 
@@ -343,15 +341,20 @@ pub fn run(args: RunArgs, paths: &StatePaths) -> Result<i32> {
     }
     let outcome = supervisor::supervise(&store, &*backend, state, Mode::Foreground);
     if let Some(e) = outcome.error {
-        eprintln!("hull: error: {e}");
+        print_error(&e.to_string());
     }
     Ok(outcome.code)
 }
 
 /// Start errors end `hull` with their own code (126 not executable, 127 not found, 125).
 fn start_error(e: IsolationError) -> Result<i32> {
-    eprintln!("hull: error: {e}");
+    print_error(&e.to_string());
     Ok(e.exit_code())
+}
+
+/// `hull: error: ...` on stderr; the message may quote a guest, an image or a container.
+fn print_error(message: &str) {
+    eprintln!("hull: error: {}", sanitize::for_terminal(message));
 }
 
 /// `hull create`.
@@ -419,6 +422,8 @@ pub fn exec(args: ExecArgs, paths: &StatePaths) -> Result<i32> {
         tty: args.tty,
         stdin: args.interactive,
     };
+    hull_executor::user::check_spec(&process.user)?;
+    hull_protocol::check_command(&process.args, &process.env).map_err(|e| anyhow!(e))?;
     match supervisor::exec_attached(&store.context(&id), &*backend, &state.spec, &process) {
         Ok(code) => Ok(code),
         Err(e) => start_error(e),
@@ -461,17 +466,37 @@ fn ports_text(s: &ContainerState) -> Vec<String> {
         .collect()
 }
 
-/// `hull ps`.
+/// `hull ps`. A container whose record cannot be read is listed (always, it needs
+/// attention) with the reason, and never stops the others from being listed.
 pub fn ps(args: PsArgs, paths: &StatePaths) -> Result<i32> {
     let store = ContainerStore::new(paths);
-    let all: Vec<ContainerState> = lifecycle::list(&store)?
-        .into_iter()
-        .filter(|s| args.all || s.status == Status::Running)
-        .collect();
+    let mut all = Vec::new();
+    let mut unreadable = Vec::new();
+    for entry in lifecycle::list(&store) {
+        match entry {
+            Listed::Record(s) if args.all || s.status == Status::Running => all.push(*s),
+            Listed::Record(_) => {}
+            Listed::Unreadable { id, reason } => {
+                let name = store.name_of(&id).unwrap_or_default();
+                let reason = sanitize::one_line(&reason, 200).into_owned();
+                eprintln!(
+                    "hull: warning: the record of container {} cannot be read ({reason}); \
+                     remove it with `hull rm -f {}`",
+                    short(&id),
+                    short(&id)
+                );
+                unreadable.push((id, name, reason));
+            }
+        }
+    }
     let mut out = std::io::stdout().lock();
     if args.quiet {
-        for s in &all {
-            writeln!(out, "{}", short(&s.id))?;
+        for id in all
+            .iter()
+            .map(|s| &s.id)
+            .chain(unreadable.iter().map(|u| &u.0))
+        {
+            writeln!(out, "{}", short(id))?;
         }
         return Ok(0);
     }
@@ -496,6 +521,15 @@ pub fn ps(args: PsArgs, paths: &StatePaths) -> Result<i32> {
                         "ports": ports_text(s),
                     })
                 })
+                .chain(unreadable.iter().map(|(id, name, reason)| {
+                    serde_json::json!({
+                        "id": id,
+                        "name": name,
+                        "status": "unreadable",
+                        "state": format!("Unreadable ({reason})"),
+                        "error": reason,
+                    })
+                }))
                 .collect();
             writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
         }
@@ -506,7 +540,10 @@ pub fn ps(args: PsArgs, paths: &StatePaths) -> Result<i32> {
                 "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "ISOLATION", "PORTS"
             )?;
             for s in &all {
-                let mut cmd = format!("\"{}\"", s.spec.process.args.join(" "));
+                // The command comes from the image: no control characters reach the
+                // operator's terminal through `ps`.
+                let args = s.spec.process.args.join(" ");
+                let mut cmd = format!("\"{}\"", sanitize::one_line(&args, 256));
                 if cmd.len() > 22 {
                     cmd = format!(
                         "{}…\"",
@@ -524,6 +561,19 @@ pub fn ps(args: PsArgs, paths: &StatePaths) -> Result<i32> {
                     s.isolation,
                     ports_text(s).join(", "),
                     s.name
+                )?;
+            }
+            for (id, name, _) in &unreadable {
+                writeln!(
+                    out,
+                    "{:<12}  {:<24}  {:<22}  {:<16}  {:<24}  {:<9}  {}",
+                    short(id),
+                    "?",
+                    "?",
+                    "?",
+                    "Unreadable record",
+                    "?",
+                    name
                 )?;
             }
         }
@@ -679,7 +729,7 @@ fn for_each(
         match result {
             Ok(()) => println!("{key}"),
             Err(e) => {
-                eprintln!("hull: error: {key}: {e}");
+                print_error(&format!("{key}: {e}"));
                 code = 1;
             }
         }

@@ -164,19 +164,22 @@ pub fn run(cmd: ImageCommand, paths: &StatePaths) -> Result<i32> {
             // The VM disk images of images that are gone (another tag may keep an id, a
             // container may still use a removed one).
             let containers = hull_runtime::container::state::ContainerStore::new(paths);
-            let live: Vec<String> = store
-                .list()?
-                .into_iter()
-                .map(|i| i.id)
-                .chain(
-                    containers
-                        .ids()
+            match containers.all_records() {
+                Ok(records) => {
+                    let live: Vec<String> = store
+                        .list()?
                         .into_iter()
-                        .filter_map(|id| containers.load(&id).ok())
-                        .map(|c| c.spec.image_id),
-                )
-                .collect();
-            hull_runtime::vm::disk::prune(paths, &live)?;
+                        .map(|i| i.id)
+                        .chain(records.into_iter().map(|c| c.spec.image_id))
+                        .collect();
+                    hull_runtime::vm::disk::prune(paths, &live)?;
+                }
+                // Which disks are in use is unknown: none is deleted.
+                Err(bad) => tracing::warn!(
+                    "not pruning VM disks: {} container record(s) cannot be read",
+                    bad.len()
+                ),
+            }
             Ok(if failed { 1 } else { 0 })
         }
     }

@@ -8,7 +8,7 @@
 use std::os::fd::AsFd;
 
 use crate::backends;
-use crate::isolation::IsolationError;
+use crate::isolation::{IsolationError, IsolationKind};
 use crate::process::syscalls;
 
 use super::state::{ContainerState, ContainerStore, Status, StoreError};
@@ -85,16 +85,45 @@ pub fn load_fresh(
     }
 }
 
-/// All containers (repaired), newest first.
-pub fn list(store: &ContainerStore) -> Result<Vec<ContainerState>, LifecycleError> {
-    let mut all = Vec::new();
+/// One container as `hull ps` sees it.
+#[derive(Debug)]
+pub enum Listed {
+    /// Its record (repaired if its supervisor had died).
+    Record(Box<ContainerState>),
+    /// A container whose record cannot be read or repaired; shown with the reason, so one
+    /// bad record never hides the others.
+    Unreadable {
+        /// The container id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// All containers (repaired), newest first; unreadable ones last. Never fails as a whole.
+pub fn list(store: &ContainerStore) -> Vec<Listed> {
+    store.collect_leftovers();
+    let mut records = Vec::new();
+    let mut unreadable = Vec::new();
     for id in store.ids() {
-        if let Some(s) = load_fresh(store, &id)? {
-            all.push(s);
+        match load_fresh(store, &id) {
+            Ok(Some(s)) => records.push(s),
+            Ok(None) => {}
+            Err(e) => {
+                let reason = match e {
+                    LifecycleError::Store(StoreError::Unreadable { reason, .. }) => reason,
+                    other => other.to_string(),
+                };
+                unreadable.push(Listed::Unreadable { id, reason });
+            }
         }
     }
-    all.sort_by(|a, b| b.created.cmp(&a.created).then(a.name.cmp(&b.name)));
-    Ok(all)
+    records.sort_by(|a, b| b.created.cmp(&a.created).then(a.name.cmp(&b.name)));
+    records
+        .into_iter()
+        .map(|s| Listed::Record(Box::new(s)))
+        .chain(unreadable)
+        .collect()
 }
 
 /// Waits up to `timeout_ms` for the container's supervisor to finish (it records the exit
@@ -148,10 +177,18 @@ pub fn stop(store: &ContainerStore, id: &str, timeout_s: u64) -> Result<(), Life
     }
 }
 
-/// Removes a container; `force` kills it first if it runs.
+/// Removes a container; `force` kills it first if it runs. With `force`, a container
+/// whose record is unreadable goes too: whatever either backend finds of it from its
+/// files and id (processes, cgroups, a VM) is killed and removed with its directory.
 pub fn remove(store: &ContainerStore, id: &str, force: bool) -> Result<(), LifecycleError> {
-    let Some(state) = load_fresh(store, id)? else {
-        return Err(StoreError::NotFound(id.into()).into());
+    store.collect_leftovers();
+    let state = match load_fresh(store, id) {
+        Ok(Some(state)) => state,
+        Ok(None) => return Err(StoreError::NotFound(id.into()).into()),
+        Err(LifecycleError::Store(StoreError::Unreadable { .. })) if force => {
+            return remove_unreadable(store, id)
+        }
+        Err(e) => return Err(e),
     };
     let backend = backends::backend(state.isolation)?;
     if state.status == Status::Running {
@@ -170,5 +207,22 @@ pub fn remove(store: &ContainerStore, id: &str, force: bool) -> Result<(), Lifec
     };
     supervisor::release(&*backend, &store.context(id))?;
     store.delete(id, &state.name)?;
+    Ok(())
+}
+
+/// `rm -f` of a container whose record cannot be read: its isolation is unknown, so both
+/// backends clean up what they find (each works from its own files and the id alone).
+fn remove_unreadable(store: &ContainerStore, id: &str) -> Result<(), LifecycleError> {
+    let _lock = match store.lock(id) {
+        Ok(l) => l,
+        Err(StoreError::NotFound(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let ctx = store.context(id);
+    for kind in [IsolationKind::Process, IsolationKind::Vm] {
+        backends::backend(kind)?.cleanup(&ctx)?;
+    }
+    let name = store.name_of(id).unwrap_or_default();
+    store.delete(id, &name)?;
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! A container is hostile: records are at most 64 KiB and a log stops growing at
 //! [`MAX_LOG_BYTES`] (a note is written once).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
@@ -47,10 +47,7 @@ impl LogWriter {
 
     fn file(&mut self) -> io::Result<&mut File> {
         if self.file.is_none() {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
+            let file = crate::private_fs::open_append(&self.path)?;
             self.written = file.metadata()?.len();
             self.file = Some(file);
         }

@@ -2,6 +2,7 @@
 //! disk with locking, the supervisor that owns a running container's stdio and exit, logs,
 //! the isolation config file, and lifecycle operations (stop/kill/rm, crash repair).
 
+pub mod attach;
 pub mod config;
 pub mod lifecycle;
 pub mod logs;

@@ -13,6 +13,12 @@ use crate::network::request::{self as net, NetworkMode, NetworkSpec};
 
 /// Largest `--env-file` we read.
 const MAX_ENV_FILE: u64 = 1 << 20;
+/// Longest working directory (PATH_MAX).
+pub const MAX_PATH: usize = 4096;
+/// Longest `--user` / image User.
+pub const MAX_USER: usize = 256;
+/// Most `-v` volumes.
+pub const MAX_VOLUMES: usize = 64;
 
 /// Container options as given on the command line (backend-neutral).
 #[derive(Debug, Clone, Default)]
@@ -134,11 +140,26 @@ pub fn build(id: &str, image: &ImageFacts, opts: &RunOptions) -> Result<Containe
         merge_env(&mut env, expand_env(e)?);
     }
 
+    // Bounded here, at create time, with the limit named: the record of the container
+    // (state.json) and the guest's start message carry all of it, and an image's config may
+    // hold megabytes of Env.
+    hull_protocol::check_command(&args, &env).map_err(bad)?;
     let cwd = opts
         .workdir
         .clone()
         .or_else(|| Some(image.working_dir.clone()).filter(|w| !w.is_empty()))
         .unwrap_or_else(|| "/".into());
+    if cwd.len() > MAX_PATH || cwd.contains('\0') {
+        return Err(bad(format!(
+            "working directory: at most {MAX_PATH} bytes, no NUL byte"
+        )));
+    }
+    if opts.volumes.len() > MAX_VOLUMES {
+        return Err(bad(format!(
+            "{} volumes: at most {MAX_VOLUMES} are allowed",
+            opts.volumes.len()
+        )));
+    }
     if !cwd.starts_with('/') {
         return Err(bad(format!(
             "working directory {cwd:?} must be an absolute path"
@@ -149,6 +170,11 @@ pub fn build(id: &str, image: &ImageFacts, opts: &RunOptions) -> Result<Containe
         .clone()
         .unwrap_or_else(|| id[..12.min(id.len())].to_string());
     validate_hostname(&hostname)?;
+    let user = opts.user.clone().unwrap_or_else(|| image.user.clone());
+    if user.len() > MAX_USER || user.contains('\0') {
+        return Err(bad(format!("user: at most {MAX_USER} bytes, no NUL byte")));
+    }
+    hull_executor::user::check_spec(&user).map_err(|e| bad(e.to_string()))?;
 
     Ok(ContainerSpec {
         image: image.name.clone(),
@@ -158,7 +184,7 @@ pub fn build(id: &str, image: &ImageFacts, opts: &RunOptions) -> Result<Containe
             args,
             env,
             cwd,
-            user: opts.user.clone().unwrap_or_else(|| image.user.clone()),
+            user,
             tty: opts.tty,
             stdin: opts.interactive,
         },
@@ -312,6 +338,9 @@ pub fn parse_volume(s: &str) -> Result<Volume, SpecError> {
             )))
         }
     };
+    if host.len() > MAX_PATH || container.len() > MAX_PATH {
+        return Err(bad(format!("volume paths: at most {MAX_PATH} bytes each")));
+    }
     if !host.starts_with('/') {
         return Err(bad(format!(
             "volume host path {host:?} must be absolute (named volumes are not supported)"
@@ -426,6 +455,72 @@ mod tests {
         assert!(parse_memory("lots").is_err());
         assert_eq!(parse_cpus("1.5").unwrap(), 1_500_000_000);
         assert!(parse_cpus("-1").is_err());
+    }
+
+    /// An image whose Env alone is megabytes (the review's example: more than 1 MiB, which
+    /// made its record unreadable) is refused at create with the limit named; so are too
+    /// many `-e`, arguments or volumes.
+    #[test]
+    fn big_commands_and_environments_are_refused_with_the_limit_named() {
+        let mut img = image();
+        img.env = (0..300)
+            .map(|i| format!("K{i}={}", "x".repeat(4000)))
+            .collect();
+        let err = build(ID, &img, &RunOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("131072"), "{err}");
+        let err = build(
+            ID,
+            &image(),
+            &RunOptions {
+                command: vec!["x".repeat(70_000)],
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("65536"), "{err}");
+        let err = build(
+            ID,
+            &image(),
+            &RunOptions {
+                volumes: vec!["/tmp:/data".into(); MAX_VOLUMES + 1],
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("64"), "{err}");
+        let err = build(
+            ID,
+            &image(),
+            &RunOptions {
+                workdir: Some(format!("/{}", "d".repeat(MAX_PATH))),
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("4096"), "{err}");
+    }
+
+    #[test]
+    fn uid_4294967295_is_refused_at_create() {
+        for (flag, image_user) in [(Some("4294967295"), ""), (None, "0:4294967295")] {
+            let mut img = image();
+            img.user = image_user.into();
+            let err = build(
+                ID,
+                &img,
+                &RunOptions {
+                    user: flag.map(str::to_string),
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("4294967295"), "{err}");
+        }
     }
 
     #[test]

@@ -6,11 +6,19 @@
 //!   <id>/container.log     stdout/stderr records (see `logs`)
 //!   <id>/...               backend files (process.json, upper/, work/, rootfs/)
 //!   .names/<name> -> <id>  name reservations (symlink creation is atomic)
+//!   .new-<id>/             a container being created (locked by its creator)
+//!   .del-<id>/             a container being removed (locked by its remover)
 //! <root>/containers/<id>/  the writable layer, on disk (see `ContainerContext::storage_dir`)
 //! ```
 //!
 //! Mutations of one container happen under flock(2) on its directory. A waiter that gets
 //! the lock after the container was removed sees no state.json and reports it gone.
+//!
+//! A `<id>` directory always holds a record: a container is made in `.new-<id>` (its
+//! creator holding the lock) and renamed into place with its record written, and it is
+//! renamed to `.del-<id>` before its files go. A `hull` killed half way leaves only
+//! `.new-`/`.del-` directories that nobody holds locked, which [`ContainerStore::collect_leftovers`]
+//! (run by `ps` and `rm`) removes; one still locked belongs to a live `hull` and is left.
 
 use std::fs;
 use std::io::{self, Read};
@@ -24,8 +32,10 @@ use crate::isolation::{ContainerContext, ContainerSpec, IsolationKind};
 use crate::network::NetworkStatus;
 use crate::paths::StatePaths;
 
-/// Largest state.json we read.
-const MAX_STATE: u64 = 1 << 20;
+/// Largest state.json written or read. What goes into a record is bounded at create time
+/// (`spec::build`) far below this; `save` refuses anything larger, so no record is ever
+/// written that could not be read back.
+pub const MAX_STATE: u64 = 1 << 20;
 
 /// Lifecycle status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +149,19 @@ pub enum StoreError {
         "invalid container name {0:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 128 characters"
     )]
     BadName(String),
+    /// A record that cannot be used: larger than [`MAX_STATE`], not JSON, not a record.
+    #[error(
+        "the record of container {id} is unreadable ({reason}): remove it with `hull rm -f {id}`"
+    )]
+    Unreadable {
+        /// The container.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+    /// A record that would be too large to read back.
+    #[error("the container's record would take {0} bytes: at most {MAX_STATE} are allowed")]
+    TooLarge(usize),
     /// A file operation failed.
     #[error("{what}: {source}")]
     Io {
@@ -165,6 +188,39 @@ pub struct ContainerStore {
 /// An exclusive lock on one container (released on drop).
 pub struct ContainerLock {
     _dir: fs::File,
+}
+
+/// A container being created: its directory (`.new-<id>`, locked) and reserved name,
+/// until [`ContainerStore::commit`] puts it in place with its record, or
+/// [`ContainerStore::abandon`] removes it.
+pub struct NewContainer {
+    /// 64 hex digits.
+    pub id: String,
+    /// The reserved name.
+    pub name: String,
+    _lock: fs::File,
+}
+
+const PENDING: &str = ".new-";
+const DELETING: &str = ".del-";
+
+/// flock(2) on an open directory; `wait: false` fails with `WouldBlock` when held.
+fn flock(dir: &fs::File, wait: bool) -> io::Result<()> {
+    let how = if wait {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_EX | libc::LOCK_NB
+    };
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(dir.as_raw_fd(), how) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 impl ContainerStore {
@@ -194,42 +250,136 @@ impl ContainerStore {
         self.dir.join(".names")
     }
 
-    /// Reserves `name` (or a generated one) and creates the directory of a new container.
-    /// Returns (id, name).
-    pub fn allocate(&self, name: Option<&str>) -> Result<(String, String), StoreError> {
-        fs::create_dir_all(self.names_dir()).map_err(io_err("create container state directory"))?;
+    fn pending_dir(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{PENDING}{id}"))
+    }
+
+    /// Whether container `id` exists, being created or created. Checked in that order: a
+    /// creation renames `.new-<id>` to `<id>`, so one of the two is always seen.
+    fn exists(&self, id: &str) -> bool {
+        self.pending_dir(id).exists() || self.dir_of(id).exists()
+    }
+
+    /// Starts a container: a locked directory of its own and `name` (or a generated one)
+    /// reserved. Nothing of it is visible as a container until [`Self::commit`].
+    pub fn allocate(&self, name: Option<&str>) -> Result<NewContainer, StoreError> {
+        crate::private_fs::create_dir_all(&self.names_dir())
+            .map_err(io_err("create container state directory"))?;
+        if let Some(n) = name {
+            validate_name(n)?;
+        }
         let id = random_id();
-        let name = match name {
-            Some(n) => {
-                validate_name(n)?;
-                self.reserve(n, &id)?;
-                n.to_string()
-            }
-            None => {
-                let mut chosen = None;
-                for attempt in 0..8 {
-                    let candidate = generated_name(&id, attempt);
-                    match self.reserve(&candidate, &id) {
-                        Ok(()) => {
-                            chosen = Some(candidate);
-                            break;
-                        }
-                        Err(StoreError::NameInUse(_)) => continue,
-                        Err(e) => return Err(e),
-                    }
-                }
-                let n = chosen.unwrap_or_else(|| format!("hull_{}", &id[..12]));
-                if n.starts_with("hull_") {
-                    self.reserve(&n, &id)?;
-                }
-                n
+        let pending = self.pending_dir(&id);
+        crate::private_fs::create_dir(&pending).map_err(io_err("create container directory"))?;
+        let lock = fs::File::open(&pending)
+            .and_then(|dir| flock(&dir, true).map(|()| dir))
+            .map_err(io_err("lock container directory"));
+        let lock = match lock {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = fs::remove_dir(&pending);
+                return Err(e);
             }
         };
-        if let Err(e) = fs::create_dir(self.dir_of(&id)) {
-            let _ = fs::remove_file(self.names_dir().join(&name));
-            return Err(io_err("create container directory")(e));
+        match self.reserve_some(name, &id) {
+            Ok(name) => Ok(NewContainer {
+                id,
+                name,
+                _lock: lock,
+            }),
+            Err(e) => {
+                let _ = fs::remove_dir(&pending);
+                Err(e)
+            }
         }
-        Ok((id, name))
+    }
+
+    /// Reserves `name`, or the first free generated one.
+    fn reserve_some(&self, name: Option<&str>, id: &str) -> Result<String, StoreError> {
+        if let Some(n) = name {
+            self.reserve(n, id)?;
+            return Ok(n.to_string());
+        }
+        for attempt in 0..8 {
+            let candidate = generated_name(id, attempt);
+            match self.reserve(&candidate, id) {
+                Ok(()) => return Ok(candidate),
+                Err(StoreError::NameInUse(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let n = format!("hull_{}", &id[..12]);
+        self.reserve(&n, id)?;
+        Ok(n)
+    }
+
+    /// Puts a new container in place with its first record. On error it is abandoned.
+    pub fn commit(&self, new: NewContainer, state: &ContainerState) -> Result<(), StoreError> {
+        let pending = self.pending_dir(&new.id);
+        let result = self.write_record(&pending, state).and_then(|()| {
+            fs::rename(&pending, self.dir_of(&new.id)).map_err(io_err("create container"))
+        });
+        if result.is_err() {
+            self.abandon(new);
+        }
+        result
+    }
+
+    /// Removes a container that was never committed (its directory and name).
+    pub fn abandon(&self, new: NewContainer) {
+        self.release_name(&new.name, &new.id);
+        let _ = fs::remove_dir_all(self.pending_dir(&new.id));
+    }
+
+    fn release_name(&self, name: &str, id: &str) {
+        let link = self.names_dir().join(name);
+        if fs::read_link(&link).is_ok_and(|t| t == Path::new(id)) {
+            let _ = fs::remove_file(&link);
+        }
+    }
+
+    /// Removes what `hull` invocations killed half way left behind: directories of
+    /// containers being created or removed that nobody holds locked any more, and name
+    /// reservations of containers that do not exist. Never touches one in progress.
+    pub fn collect_leftovers(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(id) = name
+                .strip_prefix(PENDING)
+                .or_else(|| name.strip_prefix(DELETING))
+            else {
+                continue;
+            };
+            let Ok(dir) = fs::File::open(entry.path()) else {
+                continue;
+            };
+            if flock(&dir, false).is_err() {
+                continue; // a live hull is creating or removing it
+            }
+            tracing::info!("removing {name}, left by an interrupted hull");
+            if let Some(reserved) = self.name_of(id) {
+                self.release_name(&reserved, id);
+            }
+            // A removal killed while the writable layer went left a part of it.
+            let _ = self.remove_storage(id);
+            let _ = fs::remove_dir_all(entry.path());
+        }
+        let Ok(names) = fs::read_dir(self.names_dir()) else {
+            return;
+        };
+        for entry in names.filter_map(|e| e.ok()) {
+            if let Ok(target) = fs::read_link(entry.path()) {
+                if !self.exists(&target.to_string_lossy()) {
+                    // Re-read: the name may have been taken over meanwhile.
+                    if fs::read_link(entry.path()).is_ok_and(|t| t == target) {
+                        let _ = fs::remove_file(entry.path());
+                    }
+                }
+            }
+        }
     }
 
     fn reserve(&self, name: &str, id: &str) -> Result<(), StoreError> {
@@ -239,7 +389,7 @@ impl ContainerStore {
                 // A reservation whose container is gone is stale: take it over.
                 let owner = fs::read_link(self.names_dir().join(name)).ok();
                 if let Some(owner) = owner {
-                    if !self.dir_of(&owner.to_string_lossy()).exists() {
+                    if !self.exists(&owner.to_string_lossy()) {
                         let _ = fs::remove_file(self.names_dir().join(name));
                         return std::os::unix::fs::symlink(id, self.names_dir().join(name))
                             .map_err(|_| StoreError::NameInUse(name.to_string()));
@@ -254,12 +404,21 @@ impl ContainerStore {
     /// Writes a record atomically (temp file + rename in the same directory).
     pub fn save(&self, state: &ContainerState) -> Result<(), StoreError> {
         let dir = self.dir_of(&state.id);
+        if !dir.is_dir() {
+            return Err(StoreError::NotFound(state.id.clone()));
+        }
+        self.write_record(&dir, state)
+    }
+
+    fn write_record(&self, dir: &Path, state: &ContainerState) -> Result<(), StoreError> {
         let tmp = dir.join(".state.json.tmp");
         let data = serde_json::to_vec_pretty(state)
             .map_err(|e| io_err("encode state")(io::Error::other(e)))?;
-        fs::write(&tmp, data).map_err(io_err("write state"))?;
-        // Volatile run-root state: rename gives atomicity against crashes; no fsync.
-        fs::rename(&tmp, dir.join("state.json")).map_err(io_err("replace state"))
+        if data.len() as u64 > MAX_STATE {
+            return Err(StoreError::TooLarge(data.len()));
+        }
+        crate::private_fs::write_atomic(&tmp, &dir.join("state.json"), &data)
+            .map_err(io_err("write state"))
     }
 
     /// Reads the record of `id`.
@@ -272,12 +431,26 @@ impl ContainerStore {
             }
             Err(e) => return Err(io_err(format!("read {}", path.display()))(e)),
         };
-        let mut text = String::new();
-        file.take(MAX_STATE)
-            .read_to_string(&mut text)
+        let mut data = Vec::new();
+        file.take(MAX_STATE + 1)
+            .read_to_end(&mut data)
             .map_err(io_err(format!("read {}", path.display())))?;
-        serde_json::from_str(&text)
-            .map_err(|e| io_err(format!("parse {}", path.display()))(io::Error::other(e)))
+        let unreadable = |reason: String| StoreError::Unreadable {
+            id: id.to_string(),
+            reason,
+        };
+        if data.len() as u64 > MAX_STATE {
+            return Err(unreadable(format!("larger than {MAX_STATE} bytes")));
+        }
+        let state: ContainerState = serde_json::from_slice(&data)
+            .map_err(|e| unreadable(crate::sanitize::one_line(&e.to_string(), 200).into_owned()))?;
+        if state.id != id {
+            return Err(unreadable(format!(
+                "it names container {:?}",
+                crate::sanitize::one_line(&state.id, 80)
+            )));
+        }
+        Ok(state)
     }
 
     /// Locks container `id` exclusively (blocking until other holders are done).
@@ -289,17 +462,7 @@ impl ContainerStore {
                 io_err("open container directory")(e)
             }
         })?;
-        loop {
-            // SAFETY: flock on a descriptor we own.
-            let r = unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) };
-            if r == 0 {
-                break;
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(io_err("lock container")(e));
-            }
-        }
+        flock(&dir, true).map_err(io_err("lock container"))?;
         Ok(ContainerLock { _dir: dir })
     }
 
@@ -313,6 +476,37 @@ impl ContainerStore {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
             .collect()
+    }
+
+    /// The name reserved for container `id`, found from the reservations (for a container
+    /// whose record cannot be read).
+    pub fn name_of(&self, id: &str) -> Option<String> {
+        fs::read_dir(self.names_dir())
+            .ok()?
+            .filter_map(|e| e.ok())
+            .find(|e| fs::read_link(e.path()).is_ok_and(|t| t == Path::new(id)))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+    }
+
+    /// Every record, for a decision that must see all of them (which layers are in use):
+    /// fails, naming them, if any record cannot be read, instead of skipping it.
+    /// Containers removed meanwhile are skipped.
+    pub fn all_records(&self) -> Result<Vec<ContainerState>, Vec<(String, String)>> {
+        let mut records = Vec::new();
+        let mut unreadable = Vec::new();
+        for id in self.ids() {
+            match self.load(&id) {
+                Ok(s) => records.push(s),
+                Err(StoreError::NotFound(_)) => {}
+                Err(StoreError::Unreadable { reason, .. }) => unreadable.push((id, reason)),
+                Err(e) => unreadable.push((id, e.to_string())),
+            }
+        }
+        if unreadable.is_empty() {
+            Ok(records)
+        } else {
+            Err(unreadable)
+        }
     }
 
     /// Resolves a full id, a unique id prefix, or a name to an id.
@@ -339,28 +533,38 @@ impl ContainerStore {
     }
 
     /// Deletes everything hull keeps for `id` (writable layer, record, logs, name). The
-    /// backend must have cleaned up first. The writable layer goes first: a failure there
-    /// leaves the record, so a later `hull rm` finds the container and tries again.
+    /// backend must have cleaned up first. The caller holds the container's lock.
+    ///
+    /// The writable layer goes first: a failure there leaves the record, so a later
+    /// `hull rm` finds the container and tries again. The directory is then renamed out of
+    /// the way (`.del-<id>`), so a `hull` killed while the files go leaves no half-removed
+    /// container, only a leftover that [`Self::collect_leftovers`] finishes.
     pub fn delete(&self, id: &str, name: &str) -> Result<(), StoreError> {
-        let storage = self.context(id).storage_dir();
-        match fs::remove_dir_all(&storage) {
+        self.remove_storage(id)?;
+        self.release_name(name, id);
+        let doomed = self.dir.join(format!("{DELETING}{id}"));
+        match fs::rename(self.dir_of(id), &doomed) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(io_err(format!(
-                    "remove the writable layer {}",
-                    storage.display()
-                ))(e))
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err("remove container directory")(e)),
         }
-        let link = self.names_dir().join(name);
-        if fs::read_link(&link).is_ok_and(|t| t == Path::new(id)) {
-            let _ = fs::remove_file(&link);
-        }
-        match fs::remove_dir_all(self.dir_of(id)) {
+        match fs::remove_dir_all(&doomed) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err("remove container directory")(e)),
+        }
+    }
+
+    /// Removes the writable layer of `id` (absent is fine).
+    fn remove_storage(&self, id: &str) -> Result<(), StoreError> {
+        let storage = self.context(id).storage_dir();
+        match fs::remove_dir_all(&storage) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(format!(
+                "remove the writable layer {}",
+                storage.display()
+            ))(e)),
         }
     }
 }
@@ -444,14 +648,91 @@ mod tests {
     fn names_are_unique_while_reserved() {
         let dir = tempfile::tempdir().unwrap();
         let store = ContainerStore::new(&StatePaths::new(Some(dir.path())));
-        let (id, name) = store.allocate(Some("web")).unwrap();
-        assert_eq!(name, "web");
+        let web = store.allocate(Some("web")).unwrap();
+        assert_eq!(web.name, "web");
         assert!(matches!(
             store.allocate(Some("web")),
             Err(StoreError::NameInUse(_))
         ));
-        let (id2, generated) = store.allocate(None).unwrap();
-        assert_ne!(generated, "web");
-        assert_ne!(id, id2);
+        let other = store.allocate(None).unwrap();
+        assert_ne!(other.name, "web");
+        assert_ne!(web.id, other.id);
+    }
+
+    /// A creation or removal that a killed hull left half done is collected; one that a
+    /// live hull holds is not, and a created container is never touched.
+    #[test]
+    fn leftovers_are_collected_but_never_work_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContainerStore::new(&StatePaths::new(Some(dir.path())));
+        let live = store.allocate(Some("live")).unwrap();
+        let crashed = store.allocate(Some("crashed")).unwrap();
+        let crashed_id = crashed.id.clone();
+        drop(crashed); // its creator died: the lock is gone, the directory is not
+        let done = store.allocate(Some("done")).unwrap();
+        let done_id = done.id.clone();
+        store.commit(done, &record(&done_id, "done")).unwrap();
+        std::fs::create_dir(
+            dir.path()
+                .join(format!("run/containers/.del-{}", random_id())),
+        )
+        .unwrap();
+
+        store.collect_leftovers();
+        let left: Vec<String> = std::fs::read_dir(dir.path().join("run/containers"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != ".names")
+            .collect();
+        assert!(left.contains(&format!(".new-{}", live.id)), "{left:?}");
+        assert!(left.contains(&done_id), "{left:?}");
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert_eq!(store.name_of(&crashed_id), None);
+        assert_eq!(store.resolve("done").unwrap(), done_id);
+        // The name of the crashed creation is free again; the live one's is not.
+        assert!(store.allocate(Some("crashed")).is_ok());
+        assert!(matches!(
+            store.allocate(Some("live")),
+            Err(StoreError::NameInUse(_))
+        ));
+    }
+
+    fn record(id: &str, name: &str) -> ContainerState {
+        ContainerState {
+            id: id.into(),
+            name: name.into(),
+            isolation: IsolationKind::Process,
+            spec: ContainerSpec {
+                image: "i".into(),
+                image_id: "sha256:00".into(),
+                layers: vec![],
+                process: crate::isolation::ProcessSpec {
+                    args: vec!["true".into()],
+                    env: vec![],
+                    cwd: "/".into(),
+                    user: String::new(),
+                    tty: false,
+                    stdin: false,
+                },
+                hostname: "h".into(),
+                limits: Default::default(),
+                volumes: vec![],
+                read_only: false,
+                kernel: None,
+                network: Default::default(),
+                attachment: None,
+                storage: Default::default(),
+            },
+            status: Status::Created,
+            created: 0,
+            started: None,
+            finished: None,
+            exit_code: None,
+            pid: None,
+            supervisor: None,
+            auto_remove: false,
+            error: None,
+            network: None,
+        }
     }
 }

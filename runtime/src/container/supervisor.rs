@@ -7,28 +7,25 @@
 //! with `-t`, puts its terminal into raw mode and relays input. `hull run -d` and `hull
 //! start` fork a detached supervisor (new session, stdio on /dev/null) that only logs.
 //!
-//! Everything happens in one thread around one poll(2): output descriptors, the process's
-//! exit descriptor, a signalfd and (with `-t -i`) stdin. No sleeping, no polling loops.
+//! Everything happens in one thread around one poll(2) (`attach::pump`): output
+//! descriptors, the process's exit descriptor, a signalfd and (with `-i`) stdin. No
+//! sleeping, no polling loops. The container's streams are always pipes or a terminal of
+//! its own, never hull's descriptors (see `attach`).
 
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::isolation::{
-    ContainerProcess, ExitStatus, Isolation, IsolationError, ProcessIo, WinSize,
-};
+use crate::isolation::{ExitStatus, Isolation, IsolationError, ProcessIo, WinSize};
 use crate::network;
 use crate::process::tty;
 
+use super::attach::{self, InputEnd, Outputs, RawTerminal, StdinRelay};
 use super::config::Config;
-
-use super::logs::{LogWriter, Stream};
+use super::logs::LogWriter;
 use super::state::{now, ContainerState, ContainerStore, ProcRef, Status};
-
-/// How long output is still drained after the container's process ended.
-const DRAIN_TIMEOUT_MS: i32 = 2_000;
 
 /// Signals a foreground supervisor forwards to the container.
 const FORWARDED: &[Signal] = &[
@@ -102,7 +99,7 @@ pub fn supervise(
     spec.attachment = Some(network.attachment);
     state.network = Some(network.status);
     let _published_ports = network.ports;
-    let (io, out_r, err_r) = match make_io(&spec.process, foreground) {
+    let (io, out_r, err_r, stdin_w) = match make_io(&spec.process, foreground) {
         Ok(v) => v,
         Err(e) => return fail(store, backend, state, mode, e),
     };
@@ -133,8 +130,14 @@ pub fn supervise(
             let _ = process.resize(size);
         }
     }
-    let relay_stdin = foreground && spec.process.tty && spec.process.stdin;
-    pump(
+    let stdin = match stdin_relay(stdin_w, terminal.as_ref(), foreground && spec.process.stdin) {
+        Ok(relay) => relay,
+        Err(e) => {
+            tracing::warn!("relaying stdin: {e}");
+            None
+        }
+    };
+    attach::pump(
         &mut *process,
         Outputs {
             out: terminal.or(out_r),
@@ -142,7 +145,7 @@ pub fn supervise(
         },
         log.as_mut(),
         foreground,
-        relay_stdin,
+        stdin,
         sigfd.as_ref(),
     );
     drop(raw);
@@ -256,34 +259,33 @@ fn fail(
     }
 }
 
-type IoParts = (ProcessIo, Option<OwnedFd>, Option<OwnedFd>);
+/// The process's I/O, and hull's ends: stdout and stderr to read, stdin to write.
+type IoParts = (ProcessIo, Option<OwnedFd>, Option<OwnedFd>, Option<OwnedFd>);
 
+fn pipe() -> Result<(OwnedFd, OwnedFd), IsolationError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| IsolationError::os("create pipe", e))
+}
+
+/// Pipes (or, with `-t`, a terminal the backend creates) for a process; `with_stdin`: a
+/// stdin pipe that hull feeds from its own stdin. hull's own descriptors are never given.
 fn make_io(
     process: &crate::isolation::ProcessSpec,
-    foreground: bool,
+    with_stdin: bool,
 ) -> Result<IoParts, IsolationError> {
     if process.tty {
         let size = tty::get_size(1)
             .or_else(|| tty::get_size(0))
             .unwrap_or(WinSize { rows: 24, cols: 80 });
-        return Ok((ProcessIo::Terminal { size }, None, None));
+        return Ok((ProcessIo::Terminal { size }, None, None, None));
     }
-    let pipe = || {
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| IsolationError::os("create pipe", e))
-    };
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    // Foreground `-i`: the container reads hull's own stdin directly.
-    let stdin = if foreground && process.stdin {
-        Some(
-            io::stdin()
-                .as_fd()
-                .try_clone_to_owned()
-                .map_err(|e| IsolationError::os("dup stdin", e))?,
-        )
+    let (stdin, stdin_w) = if with_stdin && process.stdin {
+        let (r, w) = pipe()?;
+        (Some(r), Some(w))
     } else {
-        None
+        (None, None)
     };
     Ok((
         ProcessIo::Pipes {
@@ -293,180 +295,23 @@ fn make_io(
         },
         Some(out_r),
         Some(err_r),
+        stdin_w,
     ))
 }
 
-struct Outputs {
-    out: Option<OwnedFd>,
-    err: Option<OwnedFd>,
-}
-
-/// Relays until both outputs closed (bounded by [`DRAIN_TIMEOUT_MS`] after exit).
-fn pump(
-    process: &mut dyn ContainerProcess,
-    mut outputs: Outputs,
-    mut log: Option<&mut LogWriter>,
-    foreground: bool,
-    relay_stdin: bool,
-    sigfd: Option<&SignalFd>,
-) {
-    let mut exited = false;
-    let mut stdin_open = relay_stdin;
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        if outputs.out.is_none() && outputs.err.is_none() && exited {
-            return;
-        }
-        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(5);
-        let mut kinds: Vec<u8> = Vec::with_capacity(5);
-        let mut add = |fd: RawFd, kind: u8| {
-            fds.push(libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            });
-            kinds.push(kind);
-        };
-        if let Some(o) = &outputs.out {
-            add(o.as_raw_fd(), b'o');
-        }
-        if let Some(e) = &outputs.err {
-            add(e.as_raw_fd(), b'e');
-        }
-        if !exited {
-            add(process.exit_fd().as_raw_fd(), b'x');
-        }
-        if let Some(s) = sigfd {
-            add(s.as_raw_fd(), b's');
-        }
-        if stdin_open && outputs.out.is_some() {
-            add(0, b'i');
-        }
-        if fds.is_empty() {
-            return;
-        }
-        let timeout = if exited { DRAIN_TIMEOUT_MS } else { -1 };
-        // SAFETY: `fds` is a valid array of pollfd of the given length.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-        if n < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
-        }
-        if n == 0 {
-            return; // exited and output went quiet: stop draining
-        }
-        for (pfd, kind) in fds.iter().zip(&kinds) {
-            if pfd.revents == 0 {
-                continue;
-            }
-            match kind {
-                b'o' | b'e' => {
-                    let (slot, stream) = if *kind == b'o' {
-                        (&mut outputs.out, Stream::Stdout)
-                    } else {
-                        (&mut outputs.err, Stream::Stderr)
-                    };
-                    let Some(fd) = slot.as_ref() else { continue };
-                    match nix::unistd::read(fd.as_fd(), &mut buf) {
-                        Ok(0) | Err(_) => *slot = None, // EOF, or EIO: pty slave closed
-                        Ok(n) => {
-                            if let Some(l) = log.as_deref_mut() {
-                                if let Err(e) = l.write(stream, &buf[..n]) {
-                                    tracing::warn!("writing log: {e}");
-                                }
-                            }
-                            if foreground {
-                                let target = if stream == Stream::Stdout { 1 } else { 2 };
-                                if let Err(e) = write_all(target, &buf[..n]) {
-                                    // Our reader went away (`hull run ... | head`): close
-                                    // the container's end too, so it gets SIGPIPE like any
-                                    // process in a pipeline.
-                                    if e.raw_os_error() == Some(libc::EPIPE) {
-                                        *slot = None;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-                b'x' => exited = true,
-                b's' => forward_signals(process, sigfd),
-                b'i' => match nix::unistd::read(io::stdin().as_fd(), &mut buf) {
-                    Ok(0) | Err(_) => {
-                        stdin_open = false;
-                        if let Some(t) = &outputs.out {
-                            let _ = nix::unistd::write(t.as_fd(), &[4u8]); // ^D: end of input
-                        }
-                    }
-                    Ok(n) => {
-                        if let Some(t) = &outputs.out {
-                            let _ = write_all_fd(t.as_fd(), &buf[..n]);
-                        }
-                    }
-                },
-                _ => {}
-            }
-        }
+/// The stdin relay: into the stdin pipe, or typed into the terminal with `-t`.
+fn stdin_relay(
+    pipe: Option<OwnedFd>,
+    terminal: Option<&OwnedFd>,
+    wanted: bool,
+) -> io::Result<Option<StdinRelay>> {
+    if !wanted {
+        return Ok(None);
     }
-}
-
-fn forward_signals(process: &dyn ContainerProcess, sigfd: Option<&SignalFd>) {
-    let Some(sigfd) = sigfd else { return };
-    while let Ok(Some(info)) = sigfd.read_signal() {
-        let sig = info.ssi_signo as i32;
-        if sig == libc::SIGWINCH {
-            if let Some(size) = tty::get_size(1).or_else(|| tty::get_size(0)) {
-                let _ = process.resize(size);
-            }
-        } else if let Err(e) = process.signal(sig) {
-            tracing::debug!("forwarding signal {sig}: {e}");
-        }
-    }
-}
-
-fn write_all(fd: RawFd, data: &[u8]) -> io::Result<()> {
-    // SAFETY: fd 1/2 stay open for the life of the process.
-    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    write_all_fd(fd, data)
-}
-
-fn write_all_fd(fd: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
-    while !data.is_empty() {
-        match nix::unistd::write(fd, data) {
-            Ok(n) => data = &data[n..],
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
-/// The user's terminal in raw mode while attached with `-t`; restored on drop.
-struct RawTerminal {
-    fd: RawFd,
-    saved: nix::sys::termios::Termios,
-}
-
-impl RawTerminal {
-    fn enter(fd: RawFd) -> Option<RawTerminal> {
-        // SAFETY: stdin stays open for the life of the process.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        let saved = nix::sys::termios::tcgetattr(borrowed).ok()?;
-        let mut raw = saved.clone();
-        nix::sys::termios::cfmakeraw(&mut raw);
-        nix::sys::termios::tcsetattr(borrowed, nix::sys::termios::SetArg::TCSANOW, &raw).ok()?;
-        Some(RawTerminal { fd, saved })
-    }
-}
-
-impl Drop for RawTerminal {
-    fn drop(&mut self) {
-        // SAFETY: stdin stays open for the life of the process.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(self.fd) };
-        let _ =
-            nix::sys::termios::tcsetattr(borrowed, nix::sys::termios::SetArg::TCSANOW, &self.saved);
+    match (pipe, terminal) {
+        (Some(w), _) => StdinRelay::new(w, InputEnd::Close).map(Some),
+        (None, Some(t)) => StdinRelay::new(t.try_clone()?, InputEnd::ControlD).map(Some),
+        (None, None) => Ok(None),
     }
 }
 
@@ -537,10 +382,7 @@ fn detach_stdio(dir: &std::path::Path) {
         .read(true)
         .write(true)
         .open("/dev/null");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("supervisor.log"));
+    let log = crate::private_fs::open_append(&dir.join("supervisor.log"));
     if let Ok(null) = &null {
         // SAFETY: dup2 onto our own stdio descriptors.
         unsafe {
@@ -555,9 +397,9 @@ fn detach_stdio(dir: &std::path::Path) {
 }
 
 /// Runs `process` in a running container attached to hull's own stdio (`hull exec`) and
-/// returns its exit code. Without `-t` the process gets hull's descriptors directly; with
-/// `-t` hull relays between its terminal (raw mode) and the container's pty. Signals hull
-/// receives are forwarded. Must be called from a single-threaded process.
+/// returns its exit code. The process gets pipes (or, with `-t`, a terminal of its own)
+/// that hull relays to and from its stdio, with its terminal in raw mode for `-t`.
+/// Signals hull receives are forwarded. Must be called from a single-threaded process.
 pub fn exec_attached(
     ctx: &crate::isolation::ContainerContext,
     backend: &dyn Isolation,
@@ -571,40 +413,26 @@ pub fn exec_attached(
     set.add(Signal::SIGWINCH);
     let _ = set.thread_block();
     let sigfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok();
-    let dup = |fd: RawFd| {
-        // SAFETY: hull's stdio descriptors stay open for the life of the process.
-        unsafe { BorrowedFd::borrow_raw(fd) }
-            .try_clone_to_owned()
-            .map_err(|e| IsolationError::os("dup stdio", e))
-    };
-    let io = if process.tty {
-        let size = tty::get_size(1)
-            .or_else(|| tty::get_size(0))
-            .unwrap_or(WinSize { rows: 24, cols: 80 });
-        ProcessIo::Terminal { size }
-    } else {
-        ProcessIo::Pipes {
-            stdin: if process.stdin { Some(dup(0)?) } else { None },
-            stdout: dup(1)?,
-            stderr: dup(2)?,
-        }
-    };
+    let (io, out_r, err_r, stdin_w) = make_io(process, true)?;
     let started = backend.exec(ctx, spec, process, io)?;
     let mut child = started.process;
+    let terminal = started.terminal;
     let raw = if process.tty {
         RawTerminal::enter(0)
     } else {
         None
     };
-    pump(
+    let stdin = stdin_relay(stdin_w, terminal.as_ref(), process.stdin)
+        .map_err(|e| IsolationError::os("relay stdin", e))?;
+    attach::pump(
         &mut *child,
         Outputs {
-            out: started.terminal,
-            err: None,
+            out: terminal.or(out_r),
+            err: err_r,
         },
         None,
         true,
-        process.tty && process.stdin,
+        stdin,
         sigfd.as_ref(),
     );
     drop(raw);

@@ -88,6 +88,20 @@ pub enum ImageError {
         /// `shortid (name)` of each container.
         containers: Vec<String>,
     },
+
+    /// Some container records cannot be read, so which layers are in use is unknown:
+    /// nothing is deleted (failing closed) until they are removed.
+    #[error(
+        "cannot tell which images are in use: the record of container{} {} cannot be read \
+         (remove {} with `hull rm -f`, then retry; nothing was deleted)",
+        if containers.len() == 1 { "" } else { "s" },
+        containers.join(", "),
+        if containers.len() == 1 { "it" } else { "them" }
+    )]
+    UnreadableRecords {
+        /// `id (reason)` of each unreadable record.
+        containers: Vec<String>,
+    },
 }
 
 impl ImageError {

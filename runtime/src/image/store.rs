@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::reference::Reference;
 use super::{ImageError, Limits, Sha256Digest, StoredImage};
-use crate::container::state::ContainerStore;
+use crate::container::state::{ContainerState, ContainerStore};
 use crate::paths::StatePaths;
 
 /// Format version of `index.json`.
@@ -122,10 +122,7 @@ impl ImageStore {
             store.dir.join("layers/sha256"),
             store.dir.join("tmp"),
         ] {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&sub)
+            crate::private_fs::create_dir_all(&sub)
                 .map_err(|e| ImageError::io(format!("create {}", sub.display()), e))?;
         }
         Ok(store)
@@ -276,10 +273,17 @@ impl ImageStore {
         let mut index = self.load_index()?;
         index.images.retain(|i| i.name != record.name);
         let other_name = index.images.iter().any(|i| i.id == record.id);
-        let users = if other_name {
-            Vec::new()
-        } else {
-            self.containers_using(&record.id)
+        // An unreadable record may use this image: refused, or with force only the name
+        // goes (its layers stay, as for any container still using them).
+        let containers = match self.container_records() {
+            Err(e) if !force && !other_name => return Err(e),
+            other => other,
+        };
+        let users = match &containers {
+            _ if other_name => Vec::new(),
+            Ok(records) => users_of(records, &record.id),
+            Err(ImageError::UnreadableRecords { containers }) => containers.clone(),
+            Err(_) => Vec::new(),
         };
         if !users.is_empty() && !force {
             return Err(ImageError::InUse {
@@ -288,7 +292,10 @@ impl ImageStore {
             });
         }
         self.save_index(&index)?;
-        self.collect_garbage_locked(&index)?;
+        match containers {
+            Ok(records) => self.collect_garbage_locked(&index, &records)?,
+            Err(e) => tracing::warn!("not collecting unused layers: {e}"),
+        }
         Ok(Removal {
             record,
             kept_for: users,
@@ -332,42 +339,20 @@ impl ImageStore {
             .map_err(|(_, e)| ImageError::io(format!("lock {}", path.display()), e.into()))
     }
 
-    /// `shortid (name)` of every container record made from image `id`.
-    fn containers_using(&self, id: &str) -> Vec<String> {
+    /// Every container record, or [`ImageError::UnreadableRecords`] if any cannot be read:
+    /// an unreadable record may name any layer, so nothing may be collected then.
+    fn container_records(&self) -> Result<Vec<ContainerState>, ImageError> {
         let Some(containers) = &self.containers else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
-        let mut users: Vec<String> = containers
-            .ids()
-            .into_iter()
-            .filter_map(|cid| containers.load(&cid).ok())
-            .filter(|c| c.spec.image_id == id)
-            .map(|c| format!("{} ({})", &c.id[..12.min(c.id.len())], c.name))
-            .collect();
-        users.sort();
-        users
-    }
-
-    /// Names (hex of the diff_id) of the layers of this store that container records use.
-    fn layers_of_containers(&self) -> HashSet<String> {
-        let mut layers = HashSet::new();
-        let Some(containers) = &self.containers else {
-            return layers;
-        };
-        for cid in containers.ids() {
-            match containers.load(&cid) {
-                // By name only: the same root may be spelled differently by different
-                // invocations, and keeping a layer too many is harmless.
-                Ok(c) => layers.extend(c.spec.layers.iter().filter_map(|layer| {
-                    layer.file_name().map(|n| n.to_string_lossy().into_owned())
-                })),
-                // A record that cannot be read cannot be run either.
-                Err(e) => {
-                    tracing::warn!(container = %cid, error = %e, "unreadable container record")
-                }
-            }
-        }
-        layers
+        containers
+            .all_records()
+            .map_err(|bad| ImageError::UnreadableRecords {
+                containers: bad
+                    .into_iter()
+                    .map(|(id, reason)| format!("{id} ({reason})"))
+                    .collect(),
+            })
     }
 
     /// Starts an import: takes the store lock, clears leftovers of crashed imports and
@@ -380,7 +365,13 @@ impl ImageStore {
             remove_any(&entry.path())?;
         }
         let index = self.load_index()?;
-        self.collect_garbage(&index)?;
+        match self.collect_garbage(&index) {
+            // An import goes on without collecting; `image rm` reports it.
+            Err(e @ ImageError::UnreadableRecords { .. }) => {
+                tracing::warn!("not collecting unused layers: {e}")
+            }
+            other => other?,
+        }
         let work = tmp.join(format!("import-{}", std::process::id()));
         fs::DirBuilder::new()
             .mode(0o700)
@@ -438,13 +429,25 @@ impl ImageStore {
     /// Removes blobs and layers that no image in `index` and no container references.
     fn collect_garbage(&self, index: &Index) -> Result<(), ImageError> {
         let _users = self.lock_users(FlockArg::LockExclusive)?;
-        self.collect_garbage_locked(index)
+        let records = self.container_records()?;
+        self.collect_garbage_locked(index, &records)
     }
 
-    /// `collect_garbage` for a caller that holds the users lock exclusively.
-    fn collect_garbage_locked(&self, index: &Index) -> Result<(), ImageError> {
+    /// `collect_garbage` for a caller that holds the users lock exclusively and has read
+    /// every container record.
+    fn collect_garbage_locked(
+        &self,
+        index: &Index,
+        containers: &[ContainerState],
+    ) -> Result<(), ImageError> {
         let mut blobs = HashSet::new();
-        let mut layers = self.layers_of_containers();
+        // By name only: the same root may be spelled differently by different
+        // invocations, and keeping a layer too many is harmless.
+        let mut layers: HashSet<String> = containers
+            .iter()
+            .flat_map(|c| c.spec.layers.iter())
+            .filter_map(|layer| layer.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
         for image in &index.images {
             blobs.insert(image.id.trim_start_matches("sha256:").to_string());
             blobs.insert(
@@ -672,4 +675,15 @@ fn remove_any(path: &Path) -> Result<(), ImageError> {
         fs::remove_file(path)
     };
     result.map_err(|e| ImageError::io(format!("remove {}", path.display()), e))
+}
+
+/// `shortid (name)` of every container in `records` made from image `id`.
+fn users_of(records: &[ContainerState], id: &str) -> Vec<String> {
+    let mut users: Vec<String> = records
+        .iter()
+        .filter(|c| c.spec.image_id == id)
+        .map(|c| format!("{} ({})", &c.id[..12.min(c.id.len())], c.name))
+        .collect();
+    users.sort();
+    users
 }

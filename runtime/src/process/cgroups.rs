@@ -1,7 +1,9 @@
 //! Control groups for one container: memory, CPU (CFS quota) and PID limits, on both
 //! cgroup v1 (this machine: one hierarchy per controller) and v2 (one unified hierarchy).
-//! A container without limits gets no cgroup at all: its PID namespace already ties every
-//! process to its init, and device access is confined by `nodev` mounts (see `rootfs`).
+//! Every container has at least one cgroup, limits or not (v1: the `pids` hierarchy, v2:
+//! its directory): whatever happens to hull, every process of a container can be found
+//! by the container's id and killed (`remove`). Device access is confined by `nodev`
+//! mounts (see `rootfs`), so no devices cgroup is needed.
 //!
 //! The cgroup directories are named after the container id (`.../hull/<id>`), so cleanup
 //! finds them from the id alone, even after a crash.
@@ -73,8 +75,8 @@ fn mkdir(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Creates the container's cgroups and sets its limits. Controllers without a limit are
-/// not created (on v2: no directory at all when nothing is limited).
+/// Creates the container's cgroups and sets its limits. On v1, controllers without a
+/// limit are not created, except `pids`, which every container gets.
 pub fn create(id: &str, limits: &Limits) -> io::Result<Cgroups> {
     let result = match version() {
         Version::V1 => create_v1(id, limits),
@@ -92,7 +94,8 @@ fn create_v1(id: &str, limits: &Limits) -> io::Result<Cgroups> {
         let wanted = match controller {
             "memory" => limits.memory_bytes.is_some(),
             "cpu" => limits.nano_cpus.is_some(),
-            "pids" => limits.pids.is_some(),
+            // Always: the one hierarchy that holds every container's processes.
+            "pids" => true,
             _ => false,
         };
         if !wanted {
@@ -114,10 +117,11 @@ fn create_v1(id: &str, limits: &Limits) -> io::Result<Cgroups> {
                 write(&dir.join("cpu.cfs_period_us"), &CFS_PERIOD_US.to_string())?;
                 write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
             }
-            "pids" => write(
-                &dir.join("pids.max"),
-                &limits.pids.unwrap_or_default().to_string(),
-            )?,
+            "pids" => {
+                if let Some(pids) = limits.pids {
+                    write(&dir.join("pids.max"), &pids.to_string())?;
+                }
+            }
             _ => {}
         }
         procs_files.push(dir.join("cgroup.procs"));
@@ -126,11 +130,6 @@ fn create_v1(id: &str, limits: &Limits) -> io::Result<Cgroups> {
 }
 
 fn create_v2(id: &str, limits: &Limits) -> io::Result<Cgroups> {
-    if *limits == Limits::default() {
-        return Ok(Cgroups {
-            procs_files: Vec::new(),
-        });
-    }
     let parent = Path::new(CGROUP_ROOT).join("hull");
     mkdir(&parent)?;
     // Delegate the controllers we use to our subtree (ignored when already enabled).

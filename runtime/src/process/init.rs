@@ -30,6 +30,8 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 pub const TAG_TERMINAL: u8 = b'T';
 /// Message tag: a failure `E<code> <message>`.
 pub const TAG_ERROR: u8 = b'E';
+/// Message tag (parent to child): the container's record is written, exec may follow.
+pub const TAG_GO: u8 = b'G';
 
 /// Standard streams as the child should set them up.
 pub enum ChildStdio {
@@ -94,6 +96,9 @@ pub struct Launch<'a> {
     pub stdio: ChildStdio,
     /// Child end of the sync socket.
     pub sync: BorrowedFd<'a>,
+    /// The parent's end, inherited through the fork: closed first thing, so that the
+    /// parent's death shows as end-of-file on `sync`.
+    pub parent_end: RawFd,
     /// Capabilities to keep.
     pub caps: CapsHashSet,
     /// Hostname (exported as HOSTNAME).
@@ -116,8 +121,12 @@ pub fn child_main(role: Role<'_>, launch: Launch<'_>) -> ! {
 }
 
 fn run(role: Role<'_>, launch: &Launch<'_>) -> Result<std::convert::Infallible, Failure> {
-    // Die with the parent while still setting up.
+    // SAFETY: closing the inherited copy of the parent's end, which this process never uses.
+    unsafe { libc::close(launch.parent_end) };
+    // Die with the parent while still setting up; and if it died before this was set,
+    // the signal will never come: check.
     set_parent_death_signal()?;
+    exit_if_orphaned(launch.sync);
     reset_signals();
     // Device nodes and directories get exactly the modes we ask for.
     // SAFETY: umask has no failure mode.
@@ -186,6 +195,35 @@ fn set_parent_death_signal() -> Result<(), Failure> {
     Ok(())
 }
 
+/// Leaves at once, silently, if the parent is gone (its end of the sync socket closed):
+/// nobody would know about this process.
+fn exit_if_orphaned(sync: BorrowedFd<'_>) {
+    let mut pfd = libc::pollfd {
+        fd: sync.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no timeout.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    if n > 0 && pfd.revents & (libc::POLLHUP | libc::POLLRDHUP) != 0 {
+        // SAFETY: leaving without running anything of the parent's address space.
+        unsafe { libc::_exit(125) }
+    }
+}
+
+/// Blocks until the parent says go; leaves silently on end-of-file (the parent died).
+fn await_go(sync: BorrowedFd<'_>) {
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(sync, &mut byte) {
+            Ok(1) if byte[0] == TAG_GO => return,
+            Err(nix::errno::Errno::EINTR) => continue,
+            // SAFETY: leaving without running anything of the parent's address space.
+            _ => unsafe { libc::_exit(125) },
+        }
+    }
+}
+
 fn setup_stdio(stdio: &ChildStdio, sync: BorrowedFd<'_>) -> Result<(), Failure> {
     match *stdio {
         ChildStdio::Pipes {
@@ -193,6 +231,9 @@ fn setup_stdio(stdio: &ChildStdio, sync: BorrowedFd<'_>) -> Result<(), Failure> 
             stdout,
             stderr,
         } => {
+            // A session of its own, without a controlling terminal: /dev/tty opens
+            // nothing, and no terminal of the host is reachable (the pipes are hull's).
+            nix::unistd::setsid().map_err(|e| setup_err(format!("new session: {e}")))?;
             // Inside the container now: its own /dev/null.
             let null = match stdin {
                 Some(_) => None,
@@ -280,8 +321,12 @@ fn finish_and_exec(launch: &Launch<'_>) -> Result<std::convert::Infallible, Fail
             std::io::Error::last_os_error()
         )));
     }
-    // Changing credentials cleared the parent-death signal: set it again.
+    // Changing credentials cleared the parent-death signal: set it again, then wait for
+    // the parent's go (it has written the container's record) and check once more that it
+    // is still there, now that its death would kill us.
     set_parent_death_signal()?;
+    await_go(launch.sync);
+    exit_if_orphaned(launch.sync);
     // SAFETY: umask has no failure mode.
     unsafe { libc::umask(0o022) };
     seccomp::install(&filters).map_err(|e| setup_err(e.to_string()))?;

@@ -79,11 +79,8 @@ fn read_record(ctx: &ContainerContext) -> Option<InitRecord> {
 }
 
 fn write_record(ctx: &ContainerContext, record: &InitRecord) -> io::Result<()> {
-    let tmp = ctx.file(".process.json.tmp");
-    fs::write(&tmp, serde_json::to_vec(record).map_err(io::Error::other)?)?;
-    // Runtime state lives on the volatile run root: a rename is atomic against crashes of
-    // hull; power loss ends the containers too, so no fsync.
-    fs::rename(&tmp, ctx.file(STATE_FILE))
+    let data = serde_json::to_vec(record).map_err(io::Error::other)?;
+    crate::private_fs::write_atomic(&ctx.file(".process.json.tmp"), &ctx.file(STATE_FILE), &data)
 }
 
 /// pidfd of the running init process, or `NotRunning`.
@@ -196,7 +193,9 @@ fn await_exec(sock: &OwnedFd, pidfd: &OwnedFd) -> Result<Option<OwnedFd>, Isolat
                 terminal = fd;
             }
             Ok((n, _)) if buf[0] == init::TAG_ERROR => {
-                let text = String::from_utf8_lossy(&buf[1..n]).into_owned();
+                // The message may quote the image (a command, a user name, a path).
+                let text = crate::sanitize::for_terminal(&String::from_utf8_lossy(&buf[1..n]))
+                    .into_owned();
                 let (code, message) = text.split_once(' ').unwrap_or(("125", &text));
                 let message = message.to_string();
                 break Err(match code {
@@ -216,8 +215,7 @@ fn await_exec(sock: &OwnedFd, pidfd: &OwnedFd) -> Result<Option<OwnedFd>, Isolat
     match result {
         Ok(()) => Ok(terminal),
         Err(e) => {
-            let _ = syscalls::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
-            let _ = syscalls::wait_pidfd(pidfd.as_fd());
+            kill_and_reap(pidfd);
             Err(e)
         }
     }
@@ -265,6 +263,22 @@ fn network_plan(spec: &ContainerSpec) -> Result<NetworkPlan, IsolationError> {
     })
 }
 
+fn kill_and_reap(pidfd: &OwnedFd) {
+    let _ = syscalls::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
+    let _ = syscalls::wait_pidfd(pidfd.as_fd());
+}
+
+/// Tells the child it may exec (`init::TAG_GO`). Until then it only sets up; if this
+/// process dies first, the child reads end-of-file instead and exits, so no container
+/// process ever runs without a live parent that knows it.
+fn release(sock: &OwnedFd, pidfd: &OwnedFd) -> Result<(), IsolationError> {
+    if let Err(e) = nix::unistd::write(sock, &[init::TAG_GO]) {
+        kill_and_reap(pidfd);
+        return Err(IsolationError::os("release the container process", e));
+    }
+    Ok(())
+}
+
 impl ProcessIsolation {
     fn start_inner(
         &self,
@@ -273,7 +287,7 @@ impl ProcessIsolation {
         io: ProcessIo,
     ) -> Result<Started, IsolationError> {
         let d = dirs(ctx);
-        fs::create_dir(&d.rootfs)
+        crate::private_fs::create_dir(&d.rootfs)
             .map_err(|e| IsolationError::os(format!("create {}", d.rootfs.display()), e))?;
         let layer = crate::storage::ensure_layer_dirs(ctx)?;
         for layer in &spec.layers {
@@ -324,6 +338,7 @@ impl ProcessIsolation {
                     process: &spec.process,
                     stdio,
                     sync: child_sock.as_fd(),
+                    parent_end: parent_sock.as_raw_fd(),
                     caps,
                     hostname: &spec.hostname,
                 },
@@ -333,9 +348,15 @@ impl ProcessIsolation {
         drop(child_sock);
         drop(cgroup_fds);
         drop(io);
-        let terminal = await_exec(&parent_sock, &pidfd)?;
+        // The record that lets any hull find (and kill) this process exists before the
+        // process may run anything of the image: the child waits for `go` before execve.
         let start_time = syscalls::start_time(pid).unwrap_or(0);
-        write_record(ctx, &InitRecord { pid, start_time }).map_err(os("write process.json"))?;
+        if let Err(e) = write_record(ctx, &InitRecord { pid, start_time }) {
+            kill_and_reap(&pidfd);
+            return Err(os("write process.json")(e));
+        }
+        release(&parent_sock, &pidfd)?;
+        let terminal = await_exec(&parent_sock, &pidfd)?;
         let dup = terminal
             .as_ref()
             .map(|t| t.try_clone())
@@ -402,6 +423,7 @@ impl Isolation for ProcessIsolation {
                     process,
                     stdio,
                     sync: child_sock.as_fd(),
+                    parent_end: parent_sock.as_raw_fd(),
                     caps,
                     hostname: &spec.hostname,
                 },
@@ -411,6 +433,7 @@ impl Isolation for ProcessIsolation {
         drop(child_sock);
         drop(cgroup_fds);
         drop(io);
+        release(&parent_sock, &pidfd)?;
         let terminal = await_exec(&parent_sock, &pidfd)?;
         let dup = terminal
             .as_ref()

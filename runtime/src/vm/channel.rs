@@ -102,9 +102,17 @@ pub fn accept_hello(
             }
             Ok((stream, kernel))
         }
-        Ok(other) => Err(VmError::Protocol(format!("expected hello, got {other:?}"))),
+        Ok(other) => Err(VmError::Protocol(format!(
+            "expected hello, got {}",
+            describe(&other)
+        ))),
         Err(e) => Err(protocol_error("hello", e)),
     }
+}
+
+/// A guest's message as hull may quote it in an error or a log line: escaped, cut short.
+pub fn describe(msg: &Message) -> String {
+    crate::sanitize::one_line(&format!("{msg:?}"), 200).into_owned()
 }
 
 /// Maps a protocol error (a timeout included) to a VmError naming the step.

@@ -87,13 +87,17 @@ pub fn ensure_disk(
         return Ok(path);
     }
     let dir = disks_dir(paths);
-    fs::create_dir_all(&dir).map_err(|e| VmError::io(format!("create {}", dir.display()), e))?;
+    crate::private_fs::create_dir_all(&dir)
+        .map_err(|e| VmError::io(format!("create {}", dir.display()), e))?;
     let tmp = dir.join(format!(".building-{}-{}", std::process::id(), unique()));
     let mountpoint = dir.join(format!(".merge-{}-{}", std::process::id(), unique()));
     let result = build(layers, &tmp, &mountpoint);
     let _ = fs::remove_dir(&mountpoint);
     match result {
         Ok(()) => {
+            // mkfs.erofs creates it with the umask's mode; the image is root's only.
+            crate::private_fs::narrow(&tmp)
+                .map_err(|e| VmError::io(format!("chmod {}", tmp.display()), e))?;
             fs::rename(&tmp, &path).map_err(|e| {
                 let _ = fs::remove_file(&tmp);
                 VmError::io(format!("rename disk image into {}", path.display()), e)

@@ -65,10 +65,11 @@ pub fn ensure_initramfs(paths: &StatePaths, agent: &Path) -> Result<PathBuf, VmE
     if path.exists() {
         return Ok(path);
     }
-    fs::create_dir_all(&dir).map_err(|e| VmError::io(format!("create {}", dir.display()), e))?;
+    crate::private_fs::create_dir_all(&dir)
+        .map_err(|e| VmError::io(format!("create {}", dir.display()), e))?;
     let tmp = dir.join(format!(".initramfs-{}.tmp", std::process::id()));
     let write = || -> std::io::Result<()> {
-        let mut out = BufWriter::new(File::create(&tmp)?);
+        let mut out = BufWriter::new(crate::private_fs::create(&tmp)?);
         write_archive(&mut out, &binary)?;
         out.into_inner()?.sync_all()
     };

@@ -82,7 +82,7 @@ impl MachineState {
         let tmp = state_dir.join(format!(".{STATE_FILE}.tmp"));
         let data = serde_json::to_vec(self).map_err(|e| VmError::Backend(e.to_string()))?;
         let write = || -> std::io::Result<()> {
-            let f = fs::File::create(&tmp)?;
+            let f = crate::private_fs::create(&tmp)?;
             std::io::Write::write_all(&mut &f, &data)?;
             f.sync_all()?;
             fs::rename(&tmp, state_dir.join(STATE_FILE))
@@ -111,8 +111,8 @@ pub fn launch(cfg: &MachineConfig, state_dir: &Path) -> Result<Child, VmError> {
         "console=ttyS0 reboot=k panic=-1 quiet rdinit=/init {}",
         cfg.extra_cmdline
     );
-    let log =
-        fs::File::create(state_dir.join(VMM_LOG)).map_err(|e| VmError::io("create vmm.log", e))?;
+    let log = crate::private_fs::create(&state_dir.join(VMM_LOG))
+        .map_err(|e| VmError::io("create vmm.log", e))?;
     let mut cmd = Command::new(&cfg.vmm);
     cmd.current_dir(state_dir)
         .arg("--kernel")
@@ -134,14 +134,22 @@ pub fn launch(cfg: &MachineConfig, state_dir: &Path) -> Result<Child, VmError> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
-    // SAFETY: setsid and prctl are async-signal-safe and touch no memory of the parent.
-    // The VMM gets its own session (a terminal's ^C goes to hull, which forwards it to the
-    // container) and dies with the process that started it, so no VM outlives its owner.
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: setsid, umask, prctl and getppid are async-signal-safe and touch no memory of
+    // the parent. The VMM gets its own session (a terminal's ^C goes to hull, which
+    // forwards it to the container) and dies with the process that started it, so no VM
+    // outlives its owner: if hull died before the death signal was set, the signal will
+    // never come, so the parent is checked after setting it.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             libc::setsid();
+            // What the VMM creates (the console log, its vsock sockets) is root's only.
+            libc::umask(0o077);
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(std::io::Error::other("hull exited while starting the VMM"));
             }
             Ok(())
         });
@@ -152,9 +160,17 @@ pub fn launch(cfg: &MachineConfig, state_dir: &Path) -> Result<Child, VmError> {
 
 /// Last lines of a log file, for error messages.
 pub fn tail(path: &Path, lines: usize) -> String {
-    let text = fs::read(path).unwrap_or_default();
-    let start = text.len().saturating_sub(16 * 1024);
-    let text = String::from_utf8_lossy(&text[start..]);
+    use std::io::{Read, Seek, SeekFrom};
+    // Only the end is read: the guest decides how long its console log grows.
+    let mut text = Vec::new();
+    if let Ok(mut f) = fs::File::open(path) {
+        let _ = f
+            .seek(SeekFrom::End(-16 * 1024))
+            .or_else(|_| f.seek(SeekFrom::Start(0)));
+        let _ = f.take(16 * 1024).read_to_end(&mut text);
+    }
+    let text = String::from_utf8_lossy(&text);
     let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    // The guest writes the console: its lines are escaped before anyone prints them.
+    crate::sanitize::for_terminal(&all[all.len().saturating_sub(lines)..].join("\n")).into_owned()
 }

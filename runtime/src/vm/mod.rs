@@ -267,8 +267,10 @@ fn boot_timeout() -> Duration {
         .unwrap_or(DEFAULT_BOOT_TIMEOUT)
 }
 
-/// Maps the agent's refusal to start a process to the runtime's error kinds.
+/// Maps the agent's refusal to start a process to the runtime's error kinds. The message
+/// is the guest's: escaped and bounded before it goes anywhere (a record, a terminal).
 fn start_error(message: String) -> IsolationError {
+    let message = crate::sanitize::for_terminal(&message).into_owned();
     if message.contains("not found in $PATH") || message.contains("No such file") {
         IsolationError::CommandNotFound(message)
     } else if message.contains("Permission denied") && message.contains("exec") {
@@ -432,7 +434,11 @@ impl VmIsolation {
             match channel::request(&mut conn, &Message::Start(container), "start")? {
                 Message::Started { .. } => Ok(conn),
                 Message::Error { message } => Err(start_error(message)),
-                other => Err(VmError::Protocol(format!("expected started, got {other:?}")).into()),
+                other => Err(VmError::Protocol(format!(
+                    "expected started, got {}",
+                    channel::describe(&other)
+                ))
+                .into()),
             }
         })();
         drop(listener);
@@ -500,7 +506,11 @@ impl Isolation for VmIsolation {
             Message::Started { .. } => {}
             Message::Error { message } => return Err(start_error(message)),
             other => {
-                return Err(VmError::Protocol(format!("expected started, got {other:?}")).into())
+                return Err(VmError::Protocol(format!(
+                    "expected started, got {}",
+                    channel::describe(&other)
+                ))
+                .into())
             }
         }
         let process = VmProcess::start(conn, relay_io, state.vmm_pid, None)?;
@@ -520,8 +530,14 @@ impl Isolation for VmIsolation {
             let mut conn = channel::connect_agent(&dir)?;
             match channel::request(&mut conn, &Message::Signal { signal }, "signal")? {
                 Message::Ok => Ok(()),
-                Message::Error { message } => Err(IsolationError::Backend(message)),
-                other => Err(VmError::Protocol(format!("expected ok, got {other:?}")).into()),
+                Message::Error { message } => Err(IsolationError::Backend(
+                    crate::sanitize::for_terminal(&message).into_owned(),
+                )),
+                other => Err(VmError::Protocol(format!(
+                    "expected ok, got {}",
+                    channel::describe(&other)
+                ))
+                .into()),
             }
         })();
         match via_agent {

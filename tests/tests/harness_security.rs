@@ -1,0 +1,123 @@
+//! Tier 4: the holes of issue 10 attacked from inside `--isolation=vm` containers, in the
+//! nested harness (the only place these machines boot a Linux guest on KVM). One boot,
+//! many containers; see docs/security.md for what each check covers.
+
+mod security_common;
+mod vm_common;
+
+use security_common::{add_probe, reports};
+use vm_common::{vm_harness, Results};
+
+/// Every vsock target a container might try: the guest itself (CID 1 = VMADDR_CID_LOCAL,
+/// 3 = the guest's own CID), the agent's port (1025), the host (CID 2) on the hello port
+/// the host listens on and on another, and VMADDR_CID_ANY.
+const VSOCK_TARGETS: &str = "1:1025 3:1025 2:1024 2:1025 2:5000 4294967295:1025";
+
+/// The same attacks as the process-mode tests, from inside the guest: vsock (to the agent
+/// and to the host, as root and as a user, in the first process and in exec'd ones),
+/// terminal injection, uid 4294967295. hull exec keeps working throughout.
+#[test]
+fn vm_containers_cannot_reach_the_agent_the_host_or_a_terminal() {
+    let rootfs = vm_common::busybox_rootfs();
+    add_probe(rootfs.path());
+    std::fs::write(
+        rootfs.path().join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n\
+         ghost:x:4294967295:0::/:/bin/sh\n",
+    )
+    .unwrap();
+    let body = format!(
+        r#"
+V="--isolation=vm"
+t vs_root hull run --rm $V $I hull-probe vsock-attack {VSOCK_TARGETS}
+t vs_user hull run --rm $V -u 1000:1000 $I hull-probe vsock-attack {VSOCK_TARGETS}
+t victim hull run -d $V --name victim $I sleep 1000
+t vs_exec hull exec victim hull-probe vsock-attack {VSOCK_TARGETS}
+t vs_exec_user hull exec -u 1000 victim hull-probe vsock-attack {VSOCK_TARGETS}
+t exec_ok hull exec victim sh -c 'echo exec-works'
+t tty hull run --rm $V $I hull-probe tty-attack 'touch /tmp/pwned-vm' 200
+t tty_exec hull exec victim hull-probe tty-attack 'touch /tmp/pwned-vm-exec' 200
+t tty_t script -qec "hull run --rm -t $V $I hull-probe tty-attack 'touch /tmp/pwned-vm-t' 200" /dev/null
+record pwned "$(ls /tmp/pwned-* 2>/dev/null | wc -l)"
+t uid hull run --rm $V -u 4294967295 $I id
+t uid_group hull run --rm $V -u 0:4294967295 $I id
+t uid_ghost hull run --rm $V -u ghost $I id
+t uid_exec hull exec -u 4294967295 victim id
+t exec_still_ok hull exec victim sh -c 'echo exec-works'
+t rm hull rm -f victim
+record left_vmms "$(ps -o comm | grep -c '^hull-vmm')"
+record left_containers "$(ls /var/lib/hull/run/containers | grep -v '^\.' | wc -l)"
+"#
+    );
+    let mut r = Results::collect(&vm_harness(rootfs.path()), &body);
+
+    for step in ["vs_root", "vs_user", "vs_exec", "vs_exec_user"] {
+        r.expect_code(step, 0);
+        let got = reports(r.out(step));
+        let what = format!("{step}: {:?}", r.out(step));
+        r.check(
+            got.get("vsock_socket").map(String::as_str) == Some("EPERM"),
+            what.clone(),
+        );
+        r.check(
+            got.get("vsock_socketpair").map(String::as_str) == Some("EPERM"),
+            what.clone(),
+        );
+        for target in VSOCK_TARGETS.split(' ') {
+            let key = format!("vsock_connect_{}", target.replace(':', "_"));
+            r.check(
+                got.get(&key).map(String::as_str) == Some("socket:EPERM"),
+                format!("{key}: {what}"),
+            );
+        }
+    }
+    r.expect_out("exec_ok", "exec-works\n");
+    r.expect_out("exec_still_ok", "exec-works\n");
+
+    for step in ["tty", "tty_exec", "tty_t"] {
+        let got = reports(r.out(step));
+        let what = format!("{step}: {:?}", r.out(step));
+        r.check(
+            got.get("tty_attack").map(String::as_str) == Some("done"),
+            what.clone(),
+        );
+        for fd in 0..3 {
+            for key in [format!("tiocsti_{fd}"), format!("tioclinux_{fd}")] {
+                r.check(
+                    got.get(&key).map(String::as_str) == Some("EPERM"),
+                    format!("{key}: {what}"),
+                );
+            }
+        }
+        r.check(
+            got.get("open_dev_console").map(String::as_str) == Some("ENOENT"),
+            what.clone(),
+        );
+        if step == "tty_t" {
+            r.check(
+                got.get("tiocsti_dev_tty").map(String::as_str) == Some("EPERM"),
+                what.clone(),
+            );
+        } else {
+            r.check(
+                got.get("ctty").map(String::as_str) == Some("0"),
+                what.clone(),
+            );
+            r.check(
+                got.get("open_dev_tty").map(String::as_str) == Some("ENXIO"),
+                what.clone(),
+            );
+        }
+    }
+    r.expect_out("pwned", "0\n");
+
+    for step in ["uid", "uid_group", "uid_ghost", "uid_exec"] {
+        r.expect_code(step, 125);
+        r.expect_err_contains(step, "4294967295");
+        r.expect_out(step, "");
+    }
+    r.expect_code("rm", 0);
+    r.expect_out("left_vmms", "0\n");
+    r.expect_out("left_containers", "0\n");
+    r.finish();
+}
