@@ -30,7 +30,8 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 pub const TAG_TERMINAL: u8 = b'T';
 /// Message tag: a failure `E<code> <message>`.
 pub const TAG_ERROR: u8 = b'E';
-/// Message tag (parent to child): the container's record is written, exec may follow.
+/// Byte on the go pipe (parent to child): the container's record is written, exec may
+/// follow.
 pub const TAG_GO: u8 = b'G';
 
 /// Standard streams as the child should set them up.
@@ -96,9 +97,13 @@ pub struct Launch<'a> {
     pub stdio: ChildStdio,
     /// Child end of the sync socket.
     pub sync: BorrowedFd<'a>,
-    /// The parent's end, inherited through the fork: closed first thing, so that the
-    /// parent's death shows as end-of-file on `sync`.
-    pub parent_end: RawFd,
+    /// Read end of the go pipe: [`TAG_GO`] from the parent, or end-of-file when it died.
+    /// (A pipe of its own, not `sync`: a `G` left unread in a socket would turn the
+    /// child's failure report into ECONNRESET when it exits.)
+    pub go: BorrowedFd<'a>,
+    /// The go pipe's write end, inherited through the fork: closed first thing, so only
+    /// the parent holds it.
+    pub go_writer: RawFd,
     /// Capabilities to keep.
     pub caps: CapsHashSet,
     /// Hostname (exported as HOSTNAME).
@@ -122,11 +127,11 @@ pub fn child_main(role: Role<'_>, launch: Launch<'_>) -> ! {
 
 fn run(role: Role<'_>, launch: &Launch<'_>) -> Result<std::convert::Infallible, Failure> {
     // SAFETY: closing the inherited copy of the parent's end, which this process never uses.
-    unsafe { libc::close(launch.parent_end) };
+    unsafe { libc::close(launch.go_writer) };
     // Die with the parent while still setting up; and if it died before this was set,
     // the signal will never come: check.
     set_parent_death_signal()?;
-    exit_if_orphaned(launch.sync);
+    exit_if_orphaned(launch.go);
     reset_signals();
     // Device nodes and directories get exactly the modes we ask for.
     // SAFETY: umask has no failure mode.
@@ -195,27 +200,27 @@ fn set_parent_death_signal() -> Result<(), Failure> {
     Ok(())
 }
 
-/// Leaves at once, silently, if the parent is gone (its end of the sync socket closed):
+/// Leaves at once, silently, if the parent is gone (the go pipe's only writer closed):
 /// nobody would know about this process.
-fn exit_if_orphaned(sync: BorrowedFd<'_>) {
+fn exit_if_orphaned(go: BorrowedFd<'_>) {
     let mut pfd = libc::pollfd {
-        fd: sync.as_raw_fd(),
-        events: libc::POLLRDHUP,
+        fd: go.as_raw_fd(),
+        events: 0,
         revents: 0,
     };
     // SAFETY: one valid pollfd, no timeout.
     let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-    if n > 0 && pfd.revents & (libc::POLLHUP | libc::POLLRDHUP) != 0 {
+    if n > 0 && pfd.revents & libc::POLLHUP != 0 {
         // SAFETY: leaving without running anything of the parent's address space.
         unsafe { libc::_exit(125) }
     }
 }
 
 /// Blocks until the parent says go; leaves silently on end-of-file (the parent died).
-fn await_go(sync: BorrowedFd<'_>) {
+fn await_go(go: BorrowedFd<'_>) {
     let mut byte = [0u8; 1];
     loop {
-        match nix::unistd::read(sync, &mut byte) {
+        match nix::unistd::read(go, &mut byte) {
             Ok(1) if byte[0] == TAG_GO => return,
             Err(nix::errno::Errno::EINTR) => continue,
             // SAFETY: leaving without running anything of the parent's address space.
@@ -301,9 +306,9 @@ fn finish_and_exec(launch: &Launch<'_>) -> Result<std::convert::Infallible, Fail
         .map_err(|e| setup_err(format!("create working directory {cwd}: {e}")))?;
     let filters = seccomp::build().map_err(|e| setup_err(e.to_string()))?;
 
-    // No host descriptor survives into the container: only stdio and the sync socket
-    // (O_CLOEXEC: closed by execve) remain.
-    syscalls::close_fds_from(3, &[launch.sync.as_raw_fd()]);
+    // No host descriptor survives into the container: only stdio, the sync socket and the
+    // go pipe (both O_CLOEXEC: closed by execve) remain.
+    syscalls::close_fds_from(3, &[launch.sync.as_raw_fd(), launch.go.as_raw_fd()]);
     nix::unistd::chdir(cwd).map_err(|e| setup_err(format!("chdir {cwd}: {e}")))?;
     check_cwd_inside_root()?;
 
@@ -325,8 +330,8 @@ fn finish_and_exec(launch: &Launch<'_>) -> Result<std::convert::Infallible, Fail
     // the parent's go (it has written the container's record) and check once more that it
     // is still there, now that its death would kill us.
     set_parent_death_signal()?;
-    await_go(launch.sync);
-    exit_if_orphaned(launch.sync);
+    await_go(launch.go);
+    exit_if_orphaned(launch.go);
     // SAFETY: umask has no failure mode.
     unsafe { libc::umask(0o022) };
     seccomp::install(&filters).map_err(|e| setup_err(e.to_string()))?;

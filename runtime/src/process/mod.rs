@@ -268,15 +268,24 @@ fn kill_and_reap(pidfd: &OwnedFd) {
     let _ = syscalls::wait_pidfd(pidfd.as_fd());
 }
 
+fn go_pipe() -> Result<(OwnedFd, OwnedFd), IsolationError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| IsolationError::os("create go pipe", e))
+}
+
 /// Tells the child it may exec (`init::TAG_GO`). Until then it only sets up; if this
 /// process dies first, the child reads end-of-file instead and exits, so no container
-/// process ever runs without a live parent that knows it.
-fn release(sock: &OwnedFd, pidfd: &OwnedFd) -> Result<(), IsolationError> {
-    if let Err(e) = nix::unistd::write(sock, &[init::TAG_GO]) {
-        kill_and_reap(pidfd);
-        return Err(IsolationError::os("release the container process", e));
+/// process ever runs without a live parent that knows it. A child that already failed
+/// (EPIPE) has its report waiting on the sync socket. The caller keeps `go` open until
+/// the child has exec'd: the child takes a writer-less pipe for a dead parent.
+fn release(go: &OwnedFd, pidfd: &OwnedFd) -> Result<(), IsolationError> {
+    match nix::unistd::write(go, &[init::TAG_GO]) {
+        Ok(_) | Err(nix::errno::Errno::EPIPE) => Ok(()),
+        Err(e) => {
+            kill_and_reap(pidfd);
+            Err(IsolationError::os("release the container process", e))
+        }
     }
-    Ok(())
 }
 
 impl ProcessIsolation {
@@ -311,6 +320,7 @@ impl ProcessIsolation {
             .and_then(|c| c.open_for_join())
             .map_err(os("set up cgroups"))?;
         let (parent_sock, child_sock) = sync_pair()?;
+        let (go_r, go_w) = go_pipe()?;
         let stdio = child_stdio(&io);
         let caps = capabilities::container_set();
 
@@ -338,7 +348,8 @@ impl ProcessIsolation {
                     process: &spec.process,
                     stdio,
                     sync: child_sock.as_fd(),
-                    parent_end: parent_sock.as_raw_fd(),
+                    go: go_r.as_fd(),
+                    go_writer: go_w.as_raw_fd(),
                     caps,
                     hostname: &spec.hostname,
                 },
@@ -355,8 +366,11 @@ impl ProcessIsolation {
             kill_and_reap(&pidfd);
             return Err(os("write process.json")(e));
         }
-        release(&parent_sock, &pidfd)?;
+        drop(go_r);
+        release(&go_w, &pidfd)?;
         let terminal = await_exec(&parent_sock, &pidfd)?;
+        // Held until the child exec'd: its last check before execve sees a writer.
+        drop(go_w);
         let dup = terminal
             .as_ref()
             .map(|t| t.try_clone())
@@ -409,6 +423,7 @@ impl Isolation for ProcessIsolation {
         namespaces::enter_pid_namespace_for_children(init_fd.as_fd())
             .map_err(os("enter container PID namespace"))?;
         let (parent_sock, child_sock) = sync_pair()?;
+        let (go_r, go_w) = go_pipe()?;
         let stdio = child_stdio(&io);
         let caps = capabilities::container_set();
         // SAFETY: `hull exec` is single-threaded; the child only runs `init::child_main`.
@@ -423,7 +438,8 @@ impl Isolation for ProcessIsolation {
                     process,
                     stdio,
                     sync: child_sock.as_fd(),
-                    parent_end: parent_sock.as_raw_fd(),
+                    go: go_r.as_fd(),
+                    go_writer: go_w.as_raw_fd(),
                     caps,
                     hostname: &spec.hostname,
                 },
@@ -433,8 +449,11 @@ impl Isolation for ProcessIsolation {
         drop(child_sock);
         drop(cgroup_fds);
         drop(io);
-        release(&parent_sock, &pidfd)?;
+        drop(go_r);
+        release(&go_w, &pidfd)?;
         let terminal = await_exec(&parent_sock, &pidfd)?;
+        // Held until the child exec'd: its last check before execve sees a writer.
+        drop(go_w);
         let dup = terminal
             .as_ref()
             .map(|t| t.try_clone())
