@@ -33,6 +33,7 @@ Options:
                                    (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR) or one opened by name
       --serial <stdout|none|FILE>  Serial console output: stdout, none or a file path
       --config <FILE.json>         JSON configuration file (options given as well override it)
+      --no-seccomp                 Do not confine the VMM's threads with seccomp (debugging only)
   -h, --help                       Print help
   -V, --version                    Print version
 ";
@@ -62,6 +63,7 @@ struct Args {
     net: Option<String>,
     serial: Option<String>,
     config: Option<PathBuf>,
+    no_seccomp: bool,
 }
 
 /// Parses the arguments after the program name; bad input is an [`Error::Config`] naming
@@ -99,6 +101,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
                 set_once(&mut args.serial, "--serial", text(&mut parser, "--serial")?)?
             }
             Long("config") => set_once(&mut args.config, "--config", path(&mut parser)?)?,
+            Long("no-seccomp") => args.no_seccomp = true,
             Value(v) => {
                 return Err(Error::Config(format!(
                     "unexpected argument '{}' (hull-vmm takes options only; see --help)",
@@ -159,10 +162,16 @@ fn build_config(args: Args) -> Result<VmConfig> {
             VmConfig::from_json(&text)
                 .map_err(|e| Error::Config(format!("--config {}: {e}", path.display())))?
         }
-        None => VmConfig::new(args.kernel.clone().ok_or_else(|| {
-            Error::Config("--kernel PATH is required (or --config FILE.json)".into())
-        })?),
+        None => VmConfig {
+            seccomp: true,
+            ..VmConfig::new(args.kernel.clone().ok_or_else(|| {
+                Error::Config("--kernel PATH is required (or --config FILE.json)".into())
+            })?)
+        },
     };
+    if args.no_seccomp {
+        config.seccomp = false;
+    }
     if let Some(kernel) = args.kernel {
         config.kernel = kernel;
     }

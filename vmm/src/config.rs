@@ -221,6 +221,16 @@ pub struct VmConfig {
     /// Serial console output.
     #[serde(default)]
     pub serial: SerialOutput,
+    /// Confine each VMM thread with its seccomp filter before the guest runs (docs/vmm.md,
+    /// "Seccomp"). On by default in the `hull-vmm` binary and JSON files; off in
+    /// [`VmConfig::new`], because a library caller's own thread becomes the event loop and
+    /// would stay confined after `run` returns.
+    #[serde(default = "default_true")]
+    pub seccomp: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl VmConfig {
@@ -236,6 +246,7 @@ impl VmConfig {
             vsock: None,
             net: None,
             serial: SerialOutput::Stdout,
+            seccomp: false,
         }
     }
 

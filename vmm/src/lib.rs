@@ -16,6 +16,7 @@ pub mod exit;
 pub mod fuzzing;
 pub mod memory;
 pub mod microvm;
+pub mod seccomp;
 pub mod vcpu;
 pub mod vm;
 

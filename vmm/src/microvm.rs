@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,7 @@ use crate::error::{os, Error, Result};
 use crate::event_loop::{new_event_loop, EventLoop, Wakeup};
 use crate::exit::{ExitNotifier, ExitReason};
 use crate::memory::create_guest_memory;
+use crate::seccomp::{self, ThreadKind};
 use crate::vcpu::{self, Vcpu, VcpuContext};
 use crate::vm::Vm;
 use event_manager::SubscriberOps;
@@ -46,6 +47,7 @@ pub struct MicroVm {
     exit: Arc<ExitNotifier>,
     serial: Arc<Mutex<SerialDevice>>,
     events: EventLoop,
+    seccomp: bool,
 }
 
 fn serial_sink(out: &SerialOutput) -> Result<SerialSink> {
@@ -138,6 +140,7 @@ impl MicroVm {
             exit,
             serial,
             events,
+            seccomp: config.seccomp,
         })
     }
 
@@ -149,16 +152,40 @@ impl MicroVm {
     /// Runs the guest until it ends the VM, a vCPU or device fails, or `timeout` (if any)
     /// passes. The device event loop runs on the calling thread. Stops every thread it
     /// started before returning.
+    ///
+    /// With `seccomp` on, every vCPU thread confines itself before its first KVM_RUN and
+    /// then waits until the calling thread has confined itself too (a gate), so no guest
+    /// instruction runs before both filters are in place.
     pub fn run(mut self, timeout: Option<Duration>) -> Result<ExitReason> {
+        let trigger = seccomp::test_trigger();
+        if self.seccomp {
+            seccomp::install_violation_handler()?;
+        }
         let (finished_tx, finished) = mpsc::channel();
+        let start = Arc::new(Gate::default());
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
         let mut spawn_error = None;
+        let confine = self.seccomp;
         for mut vcpu in self.vcpus.drain(..) {
             let finished_tx = finished_tx.clone();
+            let start = start.clone();
+            let exit = self.exit.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("vcpu{}", vcpu.index()))
                 .spawn(move || {
-                    vcpu.run();
+                    let confined = if confine {
+                        seccomp::confine_current_thread(ThreadKind::Vcpu, vcpu.index())
+                    } else {
+                        Ok(())
+                    };
+                    start.wait();
+                    match confined {
+                        Ok(()) => {
+                            seccomp::maybe_trigger(trigger, ThreadKind::Vcpu);
+                            vcpu.run();
+                        }
+                        Err(e) => exit.report(Err(e)),
+                    }
                     let _ = finished_tx.send(());
                 })
                 .map_err(os("spawning a vCPU thread"));
@@ -174,9 +201,27 @@ impl MicroVm {
             Some(e) => {
                 self.exit
                     .report(Err(Error::EventLoop("startup failed".into())));
+                start.open();
                 Err(e)
             }
-            None => self.event_loop(timeout),
+            None => {
+                let confined = if self.seccomp {
+                    seccomp::confine_current_thread(ThreadKind::Main, 0)
+                } else {
+                    Ok(())
+                };
+                if let Err(e) = &confined {
+                    self.exit.report(Err(Error::EventLoop(format!("{e}"))));
+                }
+                start.open();
+                match confined {
+                    Ok(()) => {
+                        seccomp::maybe_trigger(trigger, ThreadKind::Main);
+                        self.event_loop(timeout)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
         };
         stop_threads(threads, &finished);
         self.serial
@@ -220,6 +265,27 @@ impl MicroVm {
         };
         STOP_WAKE_FD.store(-1, Ordering::SeqCst);
         outcome
+    }
+}
+
+/// A one-shot gate: vCPU threads wait at it until the main thread opens it.
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl Gate {
+    fn open(&self) {
+        *self.open.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.cond.notify_all();
+    }
+
+    fn wait(&self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        while !*open {
+            open = self.cond.wait(open).unwrap_or_else(|e| e.into_inner());
+        }
     }
 }
 

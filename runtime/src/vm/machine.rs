@@ -158,6 +158,27 @@ pub fn launch(cfg: &MachineConfig, state_dir: &Path) -> Result<Child, VmError> {
         .map_err(|e| VmError::io(format!("start the VMM {}", cfg.vmm.display()), e))
 }
 
+/// Exit code of hull-vmm when its seccomp filter stopped it (docs/vmm.md, "Exit codes").
+pub const VMM_EXIT_SECCOMP: i32 = 108;
+
+/// What hull tells the user when the VMM ended with `code` for a reason of its own: today a
+/// seccomp violation, whose report line (thread and system call) the VMM wrote to its log.
+pub fn vmm_failure(code: i32, log: &Path) -> Option<String> {
+    if code != VMM_EXIT_SECCOMP {
+        return None;
+    }
+    let text = tail(log, 20);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("seccomp violation"))
+        .unwrap_or("no report in its log");
+    Some(format!(
+        "the VM's monitor was stopped by its seccomp filter (a forbidden system call, as an \
+         exploited device would make): {line}"
+    ))
+}
+
 /// Last lines of a log file, for error messages.
 pub fn tail(path: &Path, lines: usize) -> String {
     use std::io::{Read, Seek, SeekFrom};
@@ -173,4 +194,29 @@ pub fn tail(path: &Path, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     // The guest writes the console: its lines are escaped before anyone prints them.
     crate::sanitize::for_terminal(&all[all.len().saturating_sub(lines)..].join("\n")).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seccomp_stop_is_explained_with_the_vmms_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join(VMM_LOG);
+        fs::write(
+            &log,
+            "warming up\nhull-vmm: seccomp violation: thread vcpu 0 made the forbidden \
+             system call socket (41) with domain 2; the VMM is stopped (exit 108)\n",
+        )
+        .unwrap();
+        let msg = vmm_failure(VMM_EXIT_SECCOMP, &log).unwrap();
+        assert!(
+            msg.contains("seccomp filter") && msg.contains("thread vcpu 0"),
+            "{msg}"
+        );
+        assert!(msg.contains("socket (41)"), "{msg}");
+        assert_eq!(vmm_failure(0, &log), None);
+        assert_eq!(vmm_failure(137, &log), None);
+    }
 }

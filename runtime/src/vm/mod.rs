@@ -452,7 +452,11 @@ impl VmIsolation {
                 return Err(e);
             }
         };
-        let process = VmProcess::start(conn, relay_io, vmm_pid, Some(child))?;
+        let vmm = relay::OwnedVmm {
+            child,
+            log: ctx.file(machine::VMM_LOG),
+        };
+        let process = VmProcess::start(conn, relay_io, vmm_pid, Some(vmm))?;
         Ok(Started {
             process: Box::new(process),
             terminal,

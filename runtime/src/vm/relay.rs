@@ -34,11 +34,19 @@ pub struct RelayIo {
     pub shutdown_on_exit: Option<UnixStream>,
 }
 
+/// The VMM child of a container's main process, and its log.
+pub struct OwnedVmm {
+    /// The hull-vmm process.
+    pub child: Child,
+    /// Its stderr (where it writes why it stopped, e.g. a seccomp violation).
+    pub log: std::path::PathBuf,
+}
+
 /// A guest process as a [`ContainerProcess`].
 pub struct VmProcess {
     vmm_pid: u32,
     /// The VMM child when this is the container's main process (we reap it).
-    vmm: Option<Child>,
+    vmm: Option<OwnedVmm>,
     writer: Arc<Mutex<UnixStream>>,
     exit_read: OwnedFd,
     output: Option<JoinHandle<Option<i32>>>,
@@ -55,7 +63,7 @@ impl VmProcess {
         conn: UnixStream,
         io: RelayIo,
         vmm_pid: u32,
-        vmm: Option<Child>,
+        vmm: Option<OwnedVmm>,
     ) -> Result<VmProcess, IsolationError> {
         // Output can legitimately take forever; the VM's death closes the stream.
         conn.set_read_timeout(None)
@@ -200,8 +208,14 @@ impl ContainerProcess for VmProcess {
             } else {
                 Duration::from_millis(500)
             };
-            let status = reap_vmm(vmm, timeout);
+            let status = reap_vmm(&mut vmm.child, timeout);
             tracing::debug!("hull-vmm ended: {status:?}");
+            if let Some(report) = status
+                .and_then(|s| s.code())
+                .and_then(|code| super::machine::vmm_failure(code, &vmm.log))
+            {
+                tracing::error!("{report}");
+            }
         }
         Ok(match code {
             Some(code) => ExitStatus::Code(code),
@@ -225,7 +239,7 @@ impl ContainerProcess for VmProcess {
 impl Drop for VmProcess {
     fn drop(&mut self) {
         // Never leave a VM behind because its owner forgot to wait.
-        if let Some(mut vmm) = self.vmm.take() {
+        if let Some(OwnedVmm { child: mut vmm, .. }) = self.vmm.take() {
             if let Ok(None) = vmm.try_wait() {
                 let _ = vmm.kill();
                 let _ = vmm.wait();
