@@ -13,7 +13,9 @@
 //! Prints medians over many runs. Needs /dev/kvm.
 //! Environment: `HULL_VMM_BENCH_RUNS` (default 200); `HULL_VMM_BIN` measures another
 //! hull-vmm binary (e.g. an older build, for a before/after in the same period);
-//! `HULL_VMM_BENCH_SMAPS=FILE` saves one run's full smaps for inspection.
+//! `HULL_VMM_BENCH_SMAPS=FILE` saves one run's full smaps for inspection;
+//! `HULL_VMM_BENCH_JAIL=1` runs each VMM jailed (`unshare --pid --fork` + `--jail`, as
+//! root), so start time and memory include the jail (and unshare's own fork + exec).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -168,13 +170,35 @@ fn main() {
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_hull-vmm").to_string());
     let mem = MEMORY_MIB.to_string();
     let args = ["--kernel", kernel.to_str().unwrap(), "--memory", &mem];
+    let jail = std::env::var_os("HULL_VMM_BENCH_JAIL").is_some_and(|v| !v.is_empty());
+    let jail_dir = dir.path().join("jail");
+    if jail {
+        std::fs::create_dir(&jail_dir).unwrap();
+    }
 
     let mut latencies = Vec::with_capacity(runs);
     let mut samples: Vec<Breakdown> = Vec::with_capacity(runs);
     for run in 0..runs {
         let start = Instant::now();
-        let mut child = Command::new(&bin)
-            .args(args)
+        let mut cmd = if jail {
+            // A uid per run, as hull gives each VM its own: RLIMIT_NPROC counts per uid, and
+            // the previous run's VMM may still be exiting.
+            let id = (3_999_100_000 + run).to_string();
+            std::os::unix::fs::chown(&jail_dir, Some(3_999_100_000 + run as u32), None).unwrap();
+            let mut c = Command::new("unshare");
+            c.args(["--pid", "--fork", "--kill-child"])
+                .arg(&bin)
+                .args(args)
+                .args(["--jail", jail_dir.to_str().unwrap()])
+                .args(["--jail-uid", &id, "--jail-gid", &id])
+                .current_dir(&jail_dir);
+            c
+        } else {
+            let mut c = Command::new(&bin);
+            c.args(args);
+            c
+        };
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -190,13 +214,21 @@ fn main() {
         assert_eq!(byte[0], b'!');
         std::thread::sleep(SETTLE);
         let dump_this = if run == 0 { dump.as_deref() } else { None };
-        samples.push(breakdown(child.id(), dump_this));
+        let pid = if jail {
+            let children =
+                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()))
+                    .unwrap();
+            children.split_whitespace().next().unwrap().parse().unwrap()
+        } else {
+            child.id()
+        };
+        samples.push(breakdown(pid, dump_this));
         child.kill().unwrap();
         child.wait().unwrap();
     }
     let mut sorted = latencies.clone();
     sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    println!("hull-vmm: {bin}");
+    println!("hull-vmm: {bin}{}", if jail { " (jailed)" } else { "" });
     println!(
         "start to first guest instruction: median {:.3} ms, p10 {:.3} ms, p90 {:.3} ms ({runs} runs)",
         median(&mut latencies),

@@ -34,6 +34,10 @@ Options:
       --serial <stdout|none|FILE>  Serial console output: stdout, none or a file path
       --config <FILE.json>         JSON configuration file (options given as well override it)
       --no-seccomp                 Do not confine the VMM's threads with seccomp (debugging only)
+      --jail <DIR>                 Run jailed with DIR as root (needs root and a new PID namespace)
+      --jail-uid <UID>             The jailed VMM's uid (with --jail)
+      --jail-gid <GID>             The jailed VMM's gid (with --jail)
+      --jail-netns <PATH>          Join this network namespace instead of a new one (with --jail)
   -h, --help                       Print help
   -V, --version                    Print version
 ";
@@ -64,6 +68,10 @@ struct Args {
     serial: Option<String>,
     config: Option<PathBuf>,
     no_seccomp: bool,
+    jail: Option<PathBuf>,
+    jail_uid: Option<u32>,
+    jail_gid: Option<u32>,
+    jail_netns: Option<PathBuf>,
 }
 
 /// Parses the arguments after the program name; bad input is an [`Error::Config`] naming
@@ -102,6 +110,20 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
             }
             Long("config") => set_once(&mut args.config, "--config", path(&mut parser)?)?,
             Long("no-seccomp") => args.no_seccomp = true,
+            Long("jail") => set_once(&mut args.jail, "--jail", path(&mut parser)?)?,
+            Long("jail-uid") => set_once(
+                &mut args.jail_uid,
+                "--jail-uid",
+                number(&mut parser, "--jail-uid")?,
+            )?,
+            Long("jail-gid") => set_once(
+                &mut args.jail_gid,
+                "--jail-gid",
+                number(&mut parser, "--jail-gid")?,
+            )?,
+            Long("jail-netns") => {
+                set_once(&mut args.jail_netns, "--jail-netns", path(&mut parser)?)?
+            }
             Value(v) => {
                 return Err(Error::Config(format!(
                     "unexpected argument '{}' (hull-vmm takes options only; see --help)",
@@ -214,6 +236,23 @@ fn build_config(args: Args) -> Result<VmConfig> {
     }
     if let Some(serial) = args.serial {
         config.serial = SerialOutput::from(serial);
+    }
+    match (args.jail, args.jail_uid, args.jail_gid) {
+        (Some(dir), Some(uid), Some(gid)) => {
+            config.jail = Some(crate::jail::JailConfig {
+                dir,
+                uid,
+                gid,
+                netns: args.jail_netns,
+            })
+        }
+        (None, None, None) if args.jail_netns.is_none() => {}
+        _ => {
+            return Err(Error::Config(
+                "--jail DIR, --jail-uid and --jail-gid go together (--jail-netns needs them)"
+                    .into(),
+            ))
+        }
     }
     config.validate()?;
     Ok(config)

@@ -227,6 +227,9 @@ pub struct VmConfig {
     /// would stay confined after `run` returns.
     #[serde(default = "default_true")]
     pub seccomp: bool,
+    /// Run jailed (docs/vmm.md, "Jail"): entered after the VM is built, before the guest runs.
+    #[serde(default)]
+    pub jail: Option<crate::jail::JailConfig>,
 }
 
 fn default_true() -> bool {
@@ -247,6 +250,7 @@ impl VmConfig {
             net: None,
             serial: SerialOutput::Stdout,
             seccomp: false,
+            jail: None,
         }
     }
 
@@ -286,6 +290,9 @@ impl VmConfig {
             if vsock.uds_path.as_os_str().is_empty() {
                 return Err(Error::Config("vsock: empty socket path".into()));
             }
+        }
+        if let Some(jail) = &self.jail {
+            jail.validate()?;
         }
         if self.kernel.as_os_str().is_empty() {
             return Err(Error::Config("kernel: empty path".into()));

@@ -14,6 +14,7 @@ pub mod event_loop;
 pub mod exit;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod jail;
 pub mod memory;
 pub mod microvm;
 pub mod seccomp;

@@ -42,6 +42,10 @@ fn main() -> ExitCode {
         }
         Ok(Command::Run(config)) => MicroVm::new(&config).and_then(|vm| {
             hull_vmm::microvm::install_stop_signal_handlers()?;
+            if let Some(jail) = &config.jail {
+                // Main thread + vCPUs, plus one of slack.
+                hull_vmm::jail::enter(jail, u64::from(config.vcpus) + 2)?;
+            }
             vm.run(None)
         }),
         Err(e) => Err(e),
