@@ -17,6 +17,11 @@
 //!                                             type into or read the operator's terminal
 //! hull-probe vsock-attack CID:PORT...         (in a container) AF_VSOCK sockets and one
 //!                                             connect to each CID:PORT (see attack.rs)
+//! hull-probe vsock-send CID PORT MIB         (guest) connect to CID:PORT, send MIB MiB,
+//!                                             half-close, print the throughput and the
+//!                                             peer's answer line
+//! hull-probe uds-sink PATH                    (host) accept one connection on the Unix
+//!                                             socket PATH, read to end, answer "got N"
 //! hull-probe time-to-marker MARKER TIMEOUT_S LOG -- CMD [ARGS...]
 //!                                             run CMD, copy its stdout to LOG, print
 //!                                             "marker_us=N total_us=T exit=S" (N: µs from
@@ -53,6 +58,10 @@ fn main() -> ExitCode {
         ["uds-call", socket, port, message] => {
             parse(port).and_then(|port| uds_call(Path::new(socket), port, message))
         }
+        ["vsock-send", cid, port, mib] => parse(cid).and_then(|cid| {
+            parse(port).and_then(|port| parse(mib).and_then(|mib| vsock_send(cid, port, mib)))
+        }),
+        ["uds-sink", path] => uds_sink(Path::new(path)),
         ["uds-serve", path] => uds_serve(Path::new(path), "host"),
         ["uds-serve", path, name] => uds_serve(Path::new(path), name),
         ["tty-attack", text, listen_ms] => {
@@ -65,7 +74,7 @@ fn main() -> ExitCode {
         _ => Err(format!(
             "usage: hull-probe vsock-serve PORT [NAME] | vsock-call CID PORT MSG | \
              uds-call SOCKET PORT MSG | uds-serve PATH [NAME] | tty-attack TEXT LISTEN_MS | \
-             vsock-attack CID:PORT... | \
+             vsock-attack CID:PORT... | vsock-send CID PORT MIB | uds-sink PATH | \
              time-to-marker MARKER TIMEOUT_S LOG -- CMD... (got {argv:?})"
         )),
     };
@@ -195,7 +204,63 @@ fn vsock_serve(port: u32, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Sends `mib` MiB to CID:PORT and reports the rate (a benchmark's guest side).
+fn vsock_send(cid: u32, port: u32, mib: u64) -> Result<(), String> {
+    let fd = vsock_connect(cid, port)?;
+    let mut stream = into_stream(fd);
+    let chunk = vec![0x5au8; 64 << 10];
+    let start = Instant::now();
+    for _ in 0..mib * 16 {
+        stream
+            .write_all(&chunk)
+            .map_err(|e| format!("write: {e}"))?;
+    }
+    // SAFETY: shutdown(2) on our own connected socket.
+    unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_WR) };
+    let answer = read_line(&stream)?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "vsock-send: {mib} MiB in {:.0} ms = {:.1} MiB/s; peer: {answer}",
+        secs * 1e3,
+        mib as f64 / secs
+    );
+    Ok(())
+}
+
+/// Accepts one connection on a new Unix socket at `path`, counts its bytes to the end and
+/// answers "got N" (a benchmark's host side).
+fn uds_sink(path: &Path) -> Result<(), String> {
+    let listener = UnixListener::bind(path).map_err(|e| format!("bind {path:?}: {e}"))?;
+    wait_readable(&listener, IO_TIMEOUT).map_err(|e| format!("accept on {path:?}: {e}"))?;
+    let (mut conn, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+    conn.set_read_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| format!("set timeout: {e}"))?;
+    let mut buf = vec![0u8; 64 << 10];
+    let mut total = 0u64;
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n as u64,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+    writeln!(conn, "got {total}").map_err(|e| format!("write: {e}"))?;
+    println!("uds-sink: {total} bytes");
+    Ok(())
+}
+
 fn vsock_call(cid: u32, port: u32, message: &str) -> Result<(), String> {
+    let fd = vsock_connect(cid, port)?;
+    let mut stream = into_stream(fd);
+    writeln!(stream, "{message}").map_err(|e| format!("write: {e}"))?;
+    let answer = read_line(&stream)?;
+    println!("{answer}");
+    Ok(())
+}
+
+/// Connects to CID:PORT, retrying while the peer is not listening yet.
+fn vsock_connect(cid: u32, port: u32) -> Result<OwnedFd, String> {
     let deadline = Instant::now() + CONNECT_PATIENCE;
     let fd = loop {
         let fd = vsock_socket()?;
@@ -217,11 +282,7 @@ fn vsock_call(cid: u32, port: u32, message: &str) -> Result<(), String> {
         }
         thread::sleep(Duration::from_millis(100));
     };
-    let mut stream = into_stream(fd);
-    writeln!(stream, "{message}").map_err(|e| format!("write: {e}"))?;
-    let answer = read_line(&stream)?;
-    println!("{answer}");
-    Ok(())
+    Ok(fd)
 }
 
 /// poll() for readability with a timeout.
