@@ -48,8 +48,9 @@ const COMMON: &[i64] = &[
 
 /// The event loop: epoll, eventfds and the vsock timerfd (read/write), block I/O
 /// (preadv/pwritev/fdatasync), vsock sockets (accept, recv, non-blocking connect to
-/// AF_UNIX only, shutdown, close, FIONBIO), the socket file's removal at exit, and the
-/// vCPU kick at the end (tgkill with the pid).
+/// AF_UNIX only, shutdown, close, FIONBIO), virtio-net's TAP (readv/writev, and
+/// TUNSETOFFLOAD once the driver's features are known), the socket file's removal at exit,
+/// and the vCPU kick at the end (tgkill with the pid).
 const MAIN: &[i64] = &[
     libc::SYS_epoll_wait,
     libc::SYS_epoll_pwait,
@@ -100,7 +101,13 @@ pub fn filter_for(kind: ThreadKind) -> Result<BpfProgram> {
     match kind {
         ThreadKind::Main => {
             rules.insert(libc::SYS_socket, vec![arg_eq(0, libc::AF_UNIX as u64)?]);
-            rules.insert(libc::SYS_ioctl, vec![arg_eq(1, libc::FIONBIO)?]);
+            rules.insert(
+                libc::SYS_ioctl,
+                vec![
+                    arg_eq(1, libc::FIONBIO)?,
+                    arg_eq(1, crate::devices::virtio::net::tap::TUNSETOFFLOAD)?,
+                ],
+            );
         }
         ThreadKind::Vcpu => {
             rules.insert(

@@ -19,7 +19,7 @@ pub const VNET_HDR_LEN: usize = 12;
 // linux/if_tun.h
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNGETIFF: libc::c_ulong = 0x8004_54d2;
-const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+pub(crate) const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
