@@ -100,10 +100,30 @@ fn jailed_vmm_runs_unprivileged_in_its_own_namespaces_and_root() {
     assert_eq!(&up, b"up");
     let pid = vmm_pid(launched.0.as_ref().unwrap().id());
 
-    let tasks: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .map(|t| t.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    // The guest printed from vCPU 0; vCPU 1's thread exists (the vCPUs pass the gate only
+    // after every one was spawned) but may not have been scheduled yet to take its name.
+    let task_names = || -> Vec<(String, String)> {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .map(|t| t.unwrap().file_name().to_string_lossy().into_owned())
+            .map(|t| (status_field(pid, &t, "Name:"), t))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while task_names()
+        .iter()
+        .filter(|(n, _)| n.starts_with("vcpu"))
+        .count()
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "vCPU threads: {:?}",
+            task_names()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let tasks: Vec<String> = task_names().into_iter().map(|(_, t)| t).collect();
     let ids = format!("{UID} {UID} {UID} {UID}");
     let mut checked = 0;
     for task in &tasks {
