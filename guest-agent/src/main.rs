@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use hull_protocol::{self as protocol, Message, HOST_HELLO_PORT, PROTOCOL_VERSION};
 
-use agent::{cgroup, mounts, reaper, server, session, spawn, vsock};
+use agent::{cgroup, mounts, network, reaper, server, session, spawn, vsock};
 
 /// How long the host has to send the container spec after the hello.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -54,11 +54,22 @@ fn run() -> Result<()> {
     let started = (|| -> Result<_> {
         let root = mounts::mount_container_root(spec.readonly_rootfs)
             .context("mount the container root")?;
+        let net = spec.network.as_deref();
+        let interface = net.and_then(|n| n.interface.as_ref());
+        if let Some(iface) = interface {
+            network::configure(iface).context("configure eth0")?;
+        }
+        if let Some(n) = net {
+            network::install_files(&root, &n.files).context("the container's /etc files")?;
+        }
         let cg = cgroup::Cgroup::create(&spec.limits).context("set up the container cgroup")?;
         let procs = cg.procs_fd()?;
         let ns = spawn::Namespaces::Create {
             root: root.to_string_lossy().into_owned(),
             hostname: spec.hostname.clone(),
+            // With an interface the container shares the guest's namespace (eth0 is
+            // its); without, it gets one of its own with loopback only.
+            new_network: interface.is_none(),
         };
         let child = spawn::spawn(&spec.process, ns, &root, &procs)?;
         Ok((root, cg, procs, child))

@@ -182,6 +182,85 @@ pub struct ContainerSpec {
     pub readonly_rootfs: bool,
     /// The main process.
     pub process: ProcessSpec,
+    /// The container's network: eth0 and the /etc files. `None`: a network namespace of
+    /// its own with loopback only, and the image's files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Box<Network>>,
+}
+
+/// What the host's network setup made for the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Network {
+    /// eth0 (`--network bridge`): the agent configures the guest's eth0 so, and the
+    /// container shares the guest's network namespace. `None` (`--network none`): the
+    /// container gets a network namespace of its own with loopback only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<Interface>,
+    /// Files bound read-only into the container (its /etc/resolv.conf, /etc/hosts,
+    /// /etc/hostname, as the host wrote them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<ContainerFile>,
+}
+
+/// eth0 as the host's network setup made it (the guest takes the veth's identity).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interface {
+    /// MAC address `aa:bb:cc:dd:ee:ff` (what the virtio-net device reports too).
+    pub mac: String,
+    /// IPv4 address.
+    pub address: std::net::Ipv4Addr,
+    /// Prefix length.
+    pub prefix: u8,
+    /// Default gateway.
+    pub gateway: std::net::Ipv4Addr,
+    /// MTU.
+    pub mtu: u32,
+}
+
+/// A file the agent puts in place in the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerFile {
+    /// Absolute path in the container; one of [`CONTAINER_FILES`].
+    pub path: String,
+    /// Contents.
+    pub contents: String,
+}
+
+/// The only paths [`ContainerFile`] may name.
+pub const CONTAINER_FILES: [&str; 3] = ["/etc/resolv.conf", "/etc/hosts", "/etc/hostname"];
+
+impl Network {
+    /// Checks the bounds of every field.
+    fn validate(&self) -> Result<(), ProtocolError> {
+        if let Some(i) = &self.interface {
+            let mac_ok = i.mac.len() == 17
+                && i.mac
+                    .split(':')
+                    .all(|b| b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit()));
+            if !mac_ok {
+                return Err(ProtocolError::Violation(format!("bad MAC {:?}", i.mac)));
+            }
+            if i.prefix == 0 || i.prefix > 30 || !(68..=65_535).contains(&i.mtu) {
+                return Err(ProtocolError::Violation(format!(
+                    "bad interface prefix /{} or MTU {}",
+                    i.prefix, i.mtu
+                )));
+            }
+        }
+        if self.files.len() > CONTAINER_FILES.len() {
+            return Err(ProtocolError::Violation("too many files".into()));
+        }
+        for f in &self.files {
+            if !CONTAINER_FILES.contains(&f.path.as_str()) {
+                return Err(ProtocolError::Violation(format!(
+                    "file {:?} is not one the host may set",
+                    f.path
+                )));
+            }
+            check_str("file contents", &f.contents)?;
+        }
+        Ok(())
+    }
 }
 
 /// Control messages. Host-to-guest and guest-to-host share one enum so either side can
@@ -336,6 +415,9 @@ impl Message {
                 check_str("hostname", &c.hostname)?;
                 if c.hostname.len() > 64 {
                     return Err(ProtocolError::Violation("hostname longer than 64".into()));
+                }
+                if let Some(n) = &c.network {
+                    n.validate()?;
                 }
                 c.process.validate()
             }
@@ -536,6 +618,46 @@ mod tests {
         assert_eq!(roundtrip(Frame::Stdin(vec![])), Frame::Stdin(vec![]));
         let exit = Frame::Control(Message::Exit { code: 3 });
         assert_eq!(roundtrip(exit.clone()), exit);
+    }
+
+    #[test]
+    fn network_fields_round_trip_and_are_bounded() {
+        let good = ContainerSpec {
+            hostname: "box".into(),
+            process: spec(),
+            network: Some(Box::new(Network {
+                interface: Some(Interface {
+                    mac: "02:42:ac:11:00:02".into(),
+                    address: "10.87.0.2".parse().unwrap(),
+                    prefix: 16,
+                    gateway: "10.87.0.1".parse().unwrap(),
+                    mtu: 1500,
+                }),
+                files: vec![ContainerFile {
+                    path: "/etc/hosts".into(),
+                    contents: "127.0.0.1\tlocalhost\n".into(),
+                }],
+            })),
+            ..Default::default()
+        };
+        let start = Frame::Control(Message::Start(good.clone()));
+        assert_eq!(roundtrip(start.clone()), start);
+        Message::Start(good.clone()).validate().unwrap();
+        fn net(s: &mut ContainerSpec) -> &mut Network {
+            s.network.as_mut().unwrap()
+        }
+        let mut bad = good.clone();
+        net(&mut bad).files[0].path = "/etc/shadow".into();
+        assert!(
+            Message::Start(bad).validate().is_err(),
+            "only the three files"
+        );
+        let mut bad = good.clone();
+        net(&mut bad).interface.as_mut().unwrap().mac = "02:42:ac:11:00".into();
+        assert!(Message::Start(bad).validate().is_err());
+        let mut bad = good;
+        net(&mut bad).interface.as_mut().unwrap().mtu = 70_000;
+        assert!(Message::Start(bad).validate().is_err());
     }
 
     #[test]

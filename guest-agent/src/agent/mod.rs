@@ -3,6 +3,7 @@
 pub mod cgroup;
 pub mod confine;
 pub mod mounts;
+pub mod network;
 pub mod reaper;
 pub mod server;
 pub mod session;

@@ -33,6 +33,9 @@ pub enum Namespaces {
         root: String,
         /// Hostname for the new UTS namespace.
         hostname: String,
+        /// A new network namespace with loopback up; false: share the guest's (where the
+        /// agent configured eth0 for `--network bridge`).
+        new_network: bool,
     },
     /// A later process (`exec`): join the first process's namespaces and root.
     Join {
@@ -153,6 +156,7 @@ enum ChildNs {
         proc_dir: CString,
         cgroup_dir: CString,
         hostname: CString,
+        new_network: bool,
     },
     Join {
         mnt: OwnedFd,
@@ -259,18 +263,23 @@ pub fn spawn(
 
     let mut own_pid_ns: Option<File> = None;
     let (child_ns, clone_flags) = match &ns {
-        Namespaces::Create { root, hostname } => (
+        Namespaces::Create {
+            root,
+            hostname,
+            new_network,
+        } => (
             ChildNs::Create {
                 root: cstring(root)?,
                 proc_dir: cstring(&format!("{root}/proc"))?,
                 cgroup_dir: cstring(&format!("{root}/sys/fs/cgroup"))?,
                 hostname: cstring(hostname)?,
+                new_network: *new_network,
             },
             libc::CLONE_NEWPID
                 | libc::CLONE_NEWNS
                 | libc::CLONE_NEWUTS
                 | libc::CLONE_NEWIPC
-                | libc::CLONE_NEWNET,
+                | if *new_network { libc::CLONE_NEWNET } else { 0 },
         ),
         Namespaces::Join { main_pid } => {
             let pid_ns = open_ns(*main_pid, "ns/pid")?;
@@ -574,6 +583,7 @@ fn child_main(p: &Prepared) -> ! {
                 proc_dir,
                 cgroup_dir,
                 hostname,
+                new_network,
             } => {
                 // A cgroup namespace rooted at the container's cgroup (joined above), so
                 // the container sees its own cgroup as /sys/fs/cgroup, as in process mode.
@@ -632,7 +642,9 @@ fn child_main(p: &Prepared) -> ! {
                     fail(p, Stage::Hostname);
                 }
                 mask_and_protect(p);
-                loopback_up(p);
+                if *new_network {
+                    loopback_up(p);
+                }
             }
             ChildNs::Join {
                 mnt,
