@@ -262,13 +262,6 @@ fn network_mode(config: &Config, a: &CreateArgs, kind: IsolationKind) -> Result<
             "--network host is not available with --isolation=vm: the VM has its own kernel \
              and network stack, so it cannot share the host's (publish ports with -p)"
         ),
-        // Until hull-vmm has its virtio-net device, a VM has loopback only: that is what
-        // it gets by default, and asking for a bridge says why it cannot have one.
-        (IsolationKind::Vm, NetworkMode::Bridge) if a.network.is_none() => Ok(NetworkMode::None),
-        (IsolationKind::Vm, NetworkMode::Bridge) => bail!(
-            "--network bridge is not available with --isolation=vm yet (hull-vmm has no \
-             network device yet); use --network none"
-        ),
         (_, mode) => Ok(mode),
     }
 }

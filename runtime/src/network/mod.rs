@@ -30,6 +30,7 @@ pub mod netns;
 pub mod ports;
 pub mod request;
 pub mod settings;
+pub mod vmlink;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

@@ -36,7 +36,24 @@ pub struct MachineConfig {
     pub vcpus: u32,
     /// Extra kernel command line words.
     pub extra_cmdline: String,
+    /// virtio-net on the container's TAP (`--network bridge`).
+    pub net: Option<NetDevice>,
 }
+
+/// The VM's NIC: a TAP descriptor hull opened in the container's network namespace,
+/// inherited by the VMM as fd [`NET_FD`].
+#[derive(Debug, Clone)]
+pub struct NetDevice {
+    /// hull's descriptor of the TAP (close-on-exec; duplicated to [`NET_FD`] in the child).
+    pub tap_fd: std::os::fd::RawFd,
+    /// The guest's MAC.
+    pub mac: String,
+    /// The MTU.
+    pub mtu: u32,
+}
+
+/// The descriptor number the VMM finds its TAP at.
+pub const NET_FD: std::os::fd::RawFd = 3;
 
 /// Identifies the VMM process across hull invocations (pid + start time against reuse).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -134,11 +151,16 @@ pub fn launch(cfg: &MachineConfig, state_dir: &Path) -> Result<Child, VmError> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
+    let tap_fd = cfg.net.as_ref().map(|n| {
+        cmd.arg("--net")
+            .arg(format!("fd={NET_FD},mac={},mtu={}", n.mac, n.mtu));
+        n.tap_fd
+    });
     let parent = std::process::id() as libc::pid_t;
-    // SAFETY: setsid, umask, prctl and getppid are async-signal-safe and touch no memory of
-    // the parent. The VMM gets its own session (a terminal's ^C goes to hull, which
-    // forwards it to the container) and dies with the process that started it, so no VM
-    // outlives its owner: if hull died before the death signal was set, the signal will
+    // SAFETY: setsid, umask, prctl, getppid, dup2 and fcntl are async-signal-safe and touch
+    // no memory of the parent. The VMM gets its own session (a terminal's ^C goes to hull,
+    // which forwards it to the container) and dies with the process that started it, so no
+    // VM outlives its owner: if hull died before the death signal was set, the signal will
     // never come, so the parent is checked after setting it.
     unsafe {
         cmd.pre_exec(move || {
@@ -150,6 +172,18 @@ pub fn launch(cfg: &MachineConfig, state_dir: &Path) -> Result<Child, VmError> {
             }
             if libc::getppid() != parent {
                 return Err(std::io::Error::other("hull exited while starting the VMM"));
+            }
+            // The TAP at a fixed number, without close-on-exec (dup2 clears it; a
+            // descriptor that already is NET_FD only needs the flag cleared).
+            if let Some(fd) = tap_fd {
+                let ok = if fd == NET_FD {
+                    libc::fcntl(fd, libc::F_SETFD, 0) == 0
+                } else {
+                    libc::dup2(fd, NET_FD) == NET_FD
+                };
+                if !ok {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });

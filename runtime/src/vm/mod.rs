@@ -239,6 +239,36 @@ pub fn guest_process(p: &ProcessSpec, tty_size: Option<(u16, u16)>) -> proto::Pr
     }
 }
 
+/// The guest's view of the container network: eth0 (bridge mode) and the /etc files.
+fn guest_network(spec: &ContainerSpec) -> Result<Option<Box<proto::Network>>, IsolationError> {
+    let Some(a) = &spec.attachment else {
+        return Ok(None);
+    };
+    let interface = a.interface.as_ref().map(|i| proto::Interface {
+        mac: i.mac.clone(),
+        address: i.address,
+        prefix: i.prefix,
+        gateway: i.gateway,
+        mtu: i.mtu,
+    });
+    let mut files = Vec::with_capacity(a.files.len());
+    for f in &a.files {
+        use std::io::Read;
+        let mut contents = String::new();
+        File::open(&f.host)
+            .and_then(|file| {
+                file.take(proto::MAX_STRING as u64)
+                    .read_to_string(&mut contents)
+            })
+            .map_err(|e| IsolationError::os(format!("read {}", f.host.display()), e))?;
+        files.push(proto::ContainerFile {
+            path: f.container.clone(),
+            contents,
+        });
+    }
+    Ok(Some(Box::new(proto::Network { interface, files })))
+}
+
 /// VM size for a spec: `--memory` plus room for the guest kernel, `--cpus` rounded up.
 pub fn machine_size(spec: &ContainerSpec) -> (u64, u32) {
     let memory = spec
@@ -364,6 +394,17 @@ impl VmIsolation {
                     .into(),
             ));
         }
+        if spec
+            .attachment
+            .as_ref()
+            .is_some_and(|a| a.namespace == crate::network::Namespace::Host)
+        {
+            return Err(IsolationError::InvalidSpec(
+                "--network host is not available with --isolation=vm: the VM has its own \
+                 kernel and network stack"
+                    .into(),
+            ));
+        }
         let kernel = locate_kernel(spec.kernel.as_deref())?;
         let vmm = locate_vmm()?;
         let agent = locate_agent()?;
@@ -371,6 +412,14 @@ impl VmIsolation {
         let disk = disk::ensure_disk(&ctx.paths, &spec.image_id, &spec.layers)?;
         let (memory_mib, vcpus) = machine_size(spec);
         let debug = tracing::enabled!(tracing::Level::DEBUG);
+        // The TAP in the container's namespace, tied to its veth; ours is closed once the
+        // VMM holds it.
+        let link = match &spec.attachment {
+            Some(a) => crate::network::vmlink::link(a)
+                .map_err(|e| IsolationError::Backend(format!("network: {e}")))?,
+            None => None,
+        };
+        let guest_network = guest_network(spec)?;
         let cfg = MachineConfig {
             vmm,
             kernel,
@@ -383,6 +432,11 @@ impl VmIsolation {
             } else {
                 String::new()
             },
+            net: link.as_ref().map(|l| machine::NetDevice {
+                tap_fd: std::os::fd::AsRawFd::as_raw_fd(&l.tap),
+                mac: l.mac.clone(),
+                mtu: l.mtu,
+            }),
         };
         let (relay_io, terminal, tty_size) = relay_io(io)?;
 
@@ -392,6 +446,7 @@ impl VmIsolation {
         let listener = UnixListener::bind(dir.short(&hello_name))
             .map_err(|e| IsolationError::os("listen for the guest agent", e))?;
         let mut child = machine::launch(&cfg, ctx.dir())?;
+        drop(link);
         let vmm_pid = child.id();
         let mut state = MachineState {
             vmm_pid,
@@ -430,6 +485,7 @@ impl VmIsolation {
                 },
                 readonly_rootfs: spec.read_only,
                 process: guest_process(&spec.process, tty_size),
+                network: guest_network.clone(),
             };
             match channel::request(&mut conn, &Message::Start(container), "start")? {
                 Message::Started { .. } => Ok(conn),
