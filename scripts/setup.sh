@@ -37,6 +37,7 @@ fi
 #                               container networks: the CNI reference plugins (bridge,
 #                               host-local, portmap, firewall, loopback) and the iptables
 #                               they run
+#   iperf3                      the network benchmark (tests/benches/harness_network.rs)
 PACKAGES=(
     busybox-static qemu-system-x86
     build-essential linux-source-6.12 bc bison flex libelf-dev libssl-dev xz-utils cpio
@@ -44,7 +45,7 @@ PACKAGES=(
     docker-registry apache2-utils
     iproute2 kmod util-linux socat librsvg2-bin
     golang-go podman containerd python3-grpcio protobuf-compiler
-    containernetworking-plugins iptables
+    containernetworking-plugins iptables iperf3
 )
 if [[ -z ${SETUP_SKIP_APT:-} ]]; then
     missing=()

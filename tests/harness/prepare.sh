@@ -10,6 +10,9 @@
 #   modules/kvm.load         insmod order for /dev/kvm        (file names, one a line)
 #   modules/vhost-vsock.load insmod order for /dev/vhost-vsock (QEMU's vsock, reference runs)
 #   modules/overlay.load     insmod order for overlayfs (process-mode containers in the harness)
+#   modules/network.load     insmod order for container networks: veth, bridge, tun, the
+#                            nf_tables/xtables modules iptables-nft and the CNI plugins use,
+#                            and tc's ingress qdisc, u32 filter and mirred action
 #   release                  the kernel release string
 # and points $HULL_HARNESS_CACHE/current at it. Idempotent: a second run only checks.
 # Also checks the host tools the harness runs (QEMU, static busybox).
@@ -51,7 +54,8 @@ fi
 
 if ((check)); then
     current="$cache/current"
-    for part in vmlinuz modules/kvm.load modules/vhost-vsock.load modules/overlay.load; do
+    for part in vmlinuz modules/kvm.load modules/vhost-vsock.load modules/overlay.load \
+                modules/network.load; do
         [[ -f "$current/$part" ]] || die "$current/$part missing: run tests/harness/prepare.sh"
     done
     [[ -f "$guest_kernel" ]] || die "guest kernel $guest_kernel missing: run kernel-config/build.sh"
@@ -76,7 +80,7 @@ version="$(apt-cache show --no-all-versions "$package" | awk '/^Version:/ { prin
 
 dest="$cache/${package}_${version//[^A-Za-z0-9.+-]/_}"
 if [[ -f "$dest/vmlinuz" && -f "$dest/modules/kvm.load" && -f "$dest/modules/vhost-vsock.load" \
-      && -f "$dest/modules/overlay.load" ]]; then
+      && -f "$dest/modules/overlay.load" && -f "$dest/modules/network.load" ]]; then
     ln -sfn "$dest" "$cache/current"
     echo "$dest"
     exit 0
@@ -116,9 +120,27 @@ collect() {
     cp "$moddir/$path" "$work/out/modules/"
     basename "$path" >>"$list"
 }
+# Writes the insmod order for several modules into LIST: each one's closure, every file once.
+collect_all() {
+    local list="$1" one="$work/one.load" m f
+    shift
+    : >"$list"
+    for m in "$@"; do
+        collect "$m" "$one"
+        while read -r f; do
+            grep -qxF "$f" "$list" || echo "$f" >>"$list"
+        done <"$one"
+    done
+    rm -f "$one"
+}
 collect kvm-amd "$work/out/modules/kvm.load"
 collect vhost_vsock "$work/out/modules/vhost-vsock.load"
 collect overlay "$work/out/modules/overlay.load"
+# What hull's bridge networks need in the test host (CNI bridge/portmap/firewall through
+# iptables-nft, and the VM's TAP tied to the veth with tc).
+collect_all "$work/out/modules/network.load" veth bridge tun nf_tables nft_compat nft_chain_nat \
+    xt_MASQUERADE xt_nat xt_mark xt_comment xt_addrtype xt_multiport xt_conntrack xt_tcpudp \
+    sch_ingress cls_u32 act_mirred
 if ls "$work/out/modules" | grep -qv '\.ko$\|\.load$'; then
     die "$release ships compressed modules; busybox insmod needs plain .ko files"
 fi

@@ -27,6 +27,10 @@
 //!                                             "marker_us=N total_us=T exit=S" (N: µs from
 //!                                             spawn to the first output containing MARKER,
 //!                                             T: µs from spawn to CMD's exit)
+//! hull-probe tcp-rr ADDR PORT COUNT           connect to an echo server (retrying while it
+//!                                             starts), send COUNT one-byte requests one at a
+//!                                             time, each answered before the next; print
+//!                                             "rr_us_median=M rr_us_p90=P count=N"
 //! ```
 
 mod attack;
@@ -68,6 +72,9 @@ fn main() -> ExitCode {
             parse(listen_ms).and_then(|ms| attack::tty_attack(text, Duration::from_millis(ms)))
         }
         ["vsock-attack", targets @ ..] => attack::vsock_attack(targets),
+        ["tcp-rr", addr, port, count] => parse(port)
+            .and_then(|port| parse(count).map(|count| (port, count)))
+            .and_then(|(port, count)| tcp_rr(addr, port, count)),
         ["time-to-marker", marker, timeout, log, "--", cmd @ ..] if !cmd.is_empty() => {
             parse(timeout).and_then(|t| time_to_marker(marker, Duration::from_secs(t), log, cmd))
         }
@@ -75,6 +82,7 @@ fn main() -> ExitCode {
             "usage: hull-probe vsock-serve PORT [NAME] | vsock-call CID PORT MSG | \
              uds-call SOCKET PORT MSG | uds-serve PATH [NAME] | tty-attack TEXT LISTEN_MS | \
              vsock-attack CID:PORT... | vsock-send CID PORT MIB | uds-sink PATH | \
+             tcp-rr ADDR PORT COUNT | \
              time-to-marker MARKER TIMEOUT_S LOG -- CMD... (got {argv:?})"
         )),
     };
@@ -454,4 +462,57 @@ fn time_to_marker(marker: &str, timeout: Duration, log: &str, cmd: &[&str]) -> R
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+// ---------------------------------------------------------------- TCP request/response
+
+/// Round trips of one-byte requests to an echo server: connect (retrying while it starts),
+/// then COUNT times send a byte and wait for it to come back. Prints the median and 90th
+/// percentile round trip in microseconds.
+fn tcp_rr(addr: &str, port: u16, count: usize) -> Result<(), String> {
+    use std::net::{TcpStream, ToSocketAddrs};
+    if count == 0 || count > 1_000_000 {
+        return Err(format!("count {count} out of range 1..=1000000"));
+    }
+    let target = (addr, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("{addr}:{port}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{addr}:{port}: no address"))?;
+    let deadline = Instant::now() + CONNECT_PATIENCE;
+    let mut stream = loop {
+        match TcpStream::connect_timeout(&target, IO_TIMEOUT) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(format!("connect {target}: {e}")),
+        }
+    };
+    stream
+        .set_nodelay(true)
+        .map_err(|e| format!("nodelay: {e}"))?;
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| format!("timeout: {e}"))?;
+    let mut rtts = Vec::with_capacity(count);
+    let mut byte = [0u8; 1];
+    for i in 0..count {
+        let start = Instant::now();
+        stream
+            .write_all(b"x")
+            .map_err(|e| format!("send request {i}: {e}"))?;
+        stream
+            .read_exact(&mut byte)
+            .map_err(|e| format!("read answer {i}: {e}"))?;
+        rtts.push(start.elapsed().as_micros() as u64);
+    }
+    rtts.sort_unstable();
+    println!(
+        "rr_us_median={} rr_us_p90={} count={count}",
+        rtts[count / 2],
+        rtts[(count * 9 / 10).min(count - 1)]
+    );
+    Ok(())
 }

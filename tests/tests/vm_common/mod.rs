@@ -57,22 +57,57 @@ pub fn static_agent() -> PathBuf {
 /// mkfs.erofs (the disk image is built inside, as on a user's host) and the busybox
 /// root filesystem of the process-mode tests.
 pub fn vm_harness(rootfs: &Path) -> Harness {
+    vm_harness_loading(rootfs, &["overlay.load"])
+}
+
+/// [`vm_harness`] plus what container networks need in the test host: the network
+/// modules (veth, bridge, tun, nf_tables/xtables, tc's ingress/u32/mirred), the CNI
+/// plugins, iptables (nf_tables) with its extensions, and tc.
+pub fn vm_network_harness(rootfs: &Path) -> Harness {
+    let mut h = vm_harness_loading(rootfs, &["overlay.load", "network.load"]);
+    for plugin in ["bridge", "host-local", "portmap", "firewall", "loopback"] {
+        h = h.binary(
+            &Path::new("/usr/lib/cni").join(plugin),
+            &format!("/usr/lib/cni/{plugin}"),
+        );
+    }
+    // iptables is one multi-call binary that looks at its name.
+    let xtables = Path::new("/usr/sbin/xtables-nft-multi");
+    h.binary(xtables, "/usr/sbin/iptables")
+        .binary(xtables, "/usr/sbin/iptables-save")
+        .binary(xtables, "/usr/sbin/ip6tables")
+        .dir(
+            Path::new("/usr/lib/x86_64-linux-gnu/xtables"),
+            "/usr/lib/x86_64-linux-gnu/xtables",
+        )
+        .binary(Path::new("/usr/sbin/tc"), "/usr/sbin/tc")
+}
+
+fn vm_harness_loading(rootfs: &Path, load_lists: &[&str]) -> Harness {
     Harness::require();
     let bin = hull_tests::bin_dir();
-    // overlayfs for the process-mode containers of the comparison (a module in the
-    // test-host kernel; tests/harness/prepare.sh collects it with its insmod order).
+    // Modules of the test-host kernel that tests/harness/prepare.sh collected with their
+    // insmod order: overlayfs for the process-mode containers of the comparison, and the
+    // network set for the network tests.
     let modules = HarnessPaths::resolve().host_kernel_dir.join("modules");
-    let order = std::fs::read_to_string(modules.join("overlay.load")).unwrap_or_else(|e| {
-        panic!(
-            "{}/overlay.load: {e} (re-run tests/harness/prepare.sh)",
-            modules.display()
-        )
-    });
     let mut harness = Harness::new();
     let mut insmod = String::new();
-    for module in order.lines().map(str::trim).filter(|m| !m.is_empty()) {
-        harness = harness.file(&modules.join(module), &format!("/lib/hull-extra/{module}"));
-        insmod.push_str(&format!("insmod /lib/hull-extra/{module}\n"));
+    let mut loaded: Vec<String> = Vec::new();
+    for list in load_lists {
+        let order = std::fs::read_to_string(modules.join(list)).unwrap_or_else(|e| {
+            panic!(
+                "{}/{list}: {e} (re-run tests/harness/prepare.sh)",
+                modules.display()
+            )
+        });
+        for module in order.lines().map(str::trim).filter(|m| !m.is_empty()) {
+            if loaded.iter().any(|m| m == module) {
+                continue;
+            }
+            harness = harness.file(&modules.join(module), &format!("/lib/hull-extra/{module}"));
+            insmod.push_str(&format!("insmod /lib/hull-extra/{module}\n"));
+            loaded.push(module.to_string());
+        }
     }
     harness
         .text("/lib/hull-extra/load.sh", &insmod, true)

@@ -1,0 +1,144 @@
+//! Tier 4: container networks with `--isolation=vm` inside the nested harness, next to
+//! process-mode containers on the same bridge: the VM's virtio-net device on a TAP in the
+//! container's network namespace, tied to the CNI veth with tc mirred both ways. One
+//! boot, many steps (see vm_common): a server in a VM reached through `-p` (loopback,
+//! the bridge's address, its own address), containers of the two models reaching each
+//! other and the host, `--network none` (loopback only), `--network host` refused, the
+//! /etc files, and nothing left after `rm` and after a killed VMM.
+
+mod vm_common;
+
+use vm_common::{vm_network_harness, Results};
+
+#[test]
+fn vm_containers_share_the_bridge_with_process_containers_and_leave_nothing() {
+    let rootfs = vm_common::busybox_rootfs();
+    let body = r#"
+echo '{"network": {"bridge": "hull0", "subnet": "10.88.0.0/24"}}' > /var/lib/hull/config.json
+# The test host's /init leaves loopback down; the published ports are reached through it.
+ip link set lo up
+WEB='mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www'
+# Polls http://ADDR/ until it answers (each try and the whole wait bounded), records the
+# page under NAME.
+wait_http() {
+    a=$(cut -d. -f1 /proc/uptime)
+    while [ $(($(cut -d. -f1 /proc/uptime) - a)) -lt 240 ]; do
+        timeout -s KILL 10 wget -q -O /tmp/r/$1.out "http://$2/" 2>/dev/null && break
+        sleep 1
+    done
+    emit /tmp/r/$1.out
+}
+address() { "$@" | tr -d ' \n' | sed -n 's/.*"address":"\([0-9.]*\)".*/\1/p'; }
+t p_web P hull run -d --name pweb --hostname pweb -p 8081:80 $I sh -c "$WEB"
+t v_web hull run -d --isolation=vm --name vweb --hostname vweb -p 8082:80 $I sh -c "$WEB"
+wait_http p_lo 127.0.0.1:8081
+wait_http v_lo 127.0.0.1:8082
+PIP=$(address P hull inspect pweb)
+VIP=$(address hull inspect vweb)
+record addrs "$PIP $VIP"
+t v_gw wget -q -O - http://10.88.0.1:8082/
+t v_direct wget -q -O - http://$VIP/
+t v_port hull port vweb
+t v_ps hull ps
+t v_exec hull exec vweb sh -c 'ip -o -4 addr show eth0; ip route'
+t v_check hull network check vweb
+# Across the models, both ways, by address.
+t v_to_p hull run --rm --isolation=vm $I wget -q -O - http://$PIP/
+t p_to_v P hull run --rm $I wget -q -O - http://$VIP/
+# A VM container reaches the host on the bridge's address.
+mkdir -p /tmp/hostwww && echo hello-host > /tmp/hostwww/index.html
+httpd -p 10.88.0.1:9099 -h /tmp/hostwww
+t v_to_host hull run --rm --isolation=vm $I wget -q -O - http://10.88.0.1:9099/
+t v_none hull run --rm --isolation=vm --network none $I ls /sys/class/net
+t v_host hull run --rm --isolation=vm --network host $I true
+t v_files hull run --rm --isolation=vm --hostname box1 --dns 192.0.2.53 --add-host db:198.51.100.7 --add-host gw:host-gateway --mac-address 02:42:ac:11:00:42 $I sh -c 'cat /etc/resolv.conf; echo ---; cat /etc/hosts; echo ---; cat /etc/hostname; cat /sys/class/net/eth0/address; echo x >> /etc/hosts 2>/dev/null || echo read-only'
+t rm_v hull rm -f vweb
+t rm_p P hull rm -f pweb
+# A VMM killed under a running container: its supervisor notices, the network goes.
+t v_kill hull run -d --isolation=vm --name vk -p 8083:80 $I sh -c "$WEB"
+wait_http vk_lo 127.0.0.1:8083
+record vk_veth "$(ls /sys/class/net | grep -c '^veth')"
+kill -9 $(pidof hull-vmm)
+for i in $(seq 120); do hull ps -a | grep vk | grep -q Exited && break; sleep 1; done
+t vk_ps hull ps -a
+t rm_vk hull rm vk
+kill $(pidof httpd) 2>/dev/null
+record left_links "$(ls /sys/class/net | grep -cE '^(veth|tap|hull0)')"
+record left_rules "$(iptables-save | grep -c '10\.88\.')"
+record left_leases "$(ls /run/hull-networks/hull0/ipam/hull 2>/dev/null | grep -c '^10\.')"
+record left_netns "$(grep -c ' nsfs ' /proc/self/mountinfo)"
+record left_vmms "$(pidof hull-vmm | wc -w)"
+record left_containers "$(ls /var/lib/hull/run/containers | grep -v '^\.' | wc -l)"
+"#;
+    let mut r = Results::collect(&vm_network_harness(rootfs.path()), body);
+
+    r.expect_code("p_web", 0);
+    r.expect_code("v_web", 0);
+    r.expect_out("p_lo", "hello-from-pweb\n");
+    r.expect_out("v_lo", "hello-from-vweb\n");
+    let addrs = r.out("addrs").trim().to_string();
+    let (pip, vip) = addrs.split_once(' ').unwrap_or(("", ""));
+    r.check(
+        pip.starts_with("10.88.0.") && vip.starts_with("10.88.0.") && pip != vip,
+        format!("both containers have addresses on the bridge: {addrs:?}"),
+    );
+    r.expect_out("v_gw", "hello-from-vweb\n");
+    r.expect_out("v_direct", "hello-from-vweb\n");
+    r.expect_out("v_port", "80/tcp -> 0.0.0.0:8082\n");
+    r.expect_out_contains("v_ps", "0.0.0.0:8082->80/tcp");
+    r.expect_out_contains("v_exec", &format!("inet {vip}/24"));
+    r.expect_out_contains("v_exec", "default via 10.88.0.1 dev eth0");
+    r.expect_code("v_check", 0);
+    r.expect_out("v_to_p", "hello-from-pweb\n");
+    r.expect_out("p_to_v", "hello-from-vweb\n");
+    r.expect_out("v_to_host", "hello-host\n");
+
+    r.expect_code("v_none", 0);
+    r.expect_out("v_none", "lo\n");
+    r.expect_code("v_host", 125);
+    r.expect_err_contains(
+        "v_host",
+        "--network host is not available with --isolation=vm",
+    );
+
+    r.expect_code("v_files", 0);
+    let files = r.out("v_files").to_string();
+    let parts: Vec<&str> = files.split("---\n").collect();
+    r.check(
+        parts.first() == Some(&"# Written by hull for this container.\nnameserver 192.0.2.53\n"),
+        format!("resolv.conf: {files:?}"),
+    );
+    r.check(
+        parts.get(1).is_some_and(|h| {
+            h.starts_with("127.0.0.1\tlocalhost\n")
+                && h.lines()
+                    .any(|l| l.starts_with("10.88.0.") && l.ends_with("\tbox1"))
+                && h.contains("198.51.100.7\tdb\n")
+                && h.ends_with("10.88.0.1\tgw\n")
+        }),
+        format!("hosts: {files:?}"),
+    );
+    r.check(
+        parts.get(2) == Some(&"box1\n02:42:ac:11:00:42\nread-only\n"),
+        format!("hostname, MAC, read-only: {files:?}"),
+    );
+
+    r.expect_code("rm_v", 0);
+    r.expect_code("rm_p", 0);
+    r.expect_code("v_kill", 0);
+    r.expect_out_contains("vk_lo", "hello-from-");
+    r.expect_out_contains("vk_ps", "Exited");
+    r.expect_code("rm_vk", 0);
+    for (name, what) in [
+        ("left_links", "veths, TAPs or the bridge"),
+        ("left_rules", "iptables rules naming the subnet"),
+        ("left_leases", "address leases"),
+        ("left_netns", "pinned network namespaces"),
+        ("left_vmms", "VMMs"),
+        ("left_containers", "container state"),
+    ] {
+        let n = r.out(name).trim().to_string();
+        r.check(n == "0", format!("{what} left behind: {n}"));
+    }
+    r.finish();
+}
