@@ -1,8 +1,10 @@
 //! The guest's own filesystems and the container's root.
 //!
 //! The container root is the image's read-only block device (`/dev/vda`, erofs or ext4)
-//! with an overlay whose upper layer lives on a tmpfs, so writes stay in guest RAM and
-//! vanish with the VM.
+//! with an overlay on top. The overlay's upper layer lives on the container's writable
+//! layer disk when the host attached one (`hull.upper=vdb` on the kernel command line: an
+//! ext4 image the host keeps per container, so writes survive stop/start), else on a tmpfs
+//! in guest RAM.
 
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -19,6 +21,8 @@ const LOWER: &str = "/run/hull/lower";
 const SCRATCH: &str = "/run/hull/rw";
 /// The block device carrying the image.
 const ROOT_DEVICE: &str = "/dev/vda";
+/// Kernel command line word naming the writable layer's disk.
+const UPPER_PARAM: &str = "hull.upper=";
 
 fn mount_fs(
     src: &str,
@@ -72,23 +76,67 @@ pub fn mount_basics() -> Result<()> {
     Ok(())
 }
 
-/// Waits for the root block device (probing can lag PID 1 a little).
-fn wait_for_device(timeout: Duration) -> Result<()> {
+/// Waits for a block device (probing can lag PID 1 a little).
+fn wait_for_device(device: &str, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
-    while !Path::new(ROOT_DEVICE).exists() {
+    while !Path::new(device).exists() {
         if Instant::now() > deadline {
-            bail!("{ROOT_DEVICE} did not appear within {timeout:?}: no image disk attached?");
+            bail!("{device} did not appear within {timeout:?}: disk not attached?");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     Ok(())
 }
 
-/// Mounts the image read-only and an overlay with a tmpfs upper layer at
+/// The writable layer's device from the kernel command line (`hull.upper=vdb` gives
+/// `/dev/vdb`); only a virtio disk name is accepted.
+pub fn upper_device(cmdline: &str) -> Option<String> {
+    let name = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(UPPER_PARAM))?;
+    let valid = name.len() == 3
+        && name.starts_with("vd")
+        && name.as_bytes()[2].is_ascii_lowercase()
+        && name != "vda";
+    valid.then(|| format!("/dev/{name}"))
+}
+
+/// Mounts the writable layer at [`SCRATCH`]: the host's layer disk when it attached one,
+/// else a tmpfs.
+fn mount_scratch() -> Result<()> {
+    let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    match upper_device(&cmdline) {
+        Some(device) => {
+            wait_for_device(&device, Duration::from_secs(10))?;
+            // ext4 as the host formatted it; a container that filled it sees ENOSPC and
+            // an unclean end is replayed from the journal here. noinit_itable: the kernel
+            // would otherwise zero every inode table in the background (160 MiB for the
+            // default 10 GiB), making the sparse image dense for nothing (unused inodes
+            // are tracked per group and never read).
+            mount_fs(
+                &device,
+                SCRATCH,
+                "ext4",
+                MsFlags::empty(),
+                Some("noinit_itable"),
+            )
+            .with_context(|| format!("mount the writable layer disk {device}"))
+        }
+        None => mount_fs(
+            "tmpfs",
+            SCRATCH,
+            "tmpfs",
+            MsFlags::empty(),
+            Some("mode=0755"),
+        ),
+    }
+}
+
+/// Mounts the image read-only and an overlay with the writable layer on top at
 /// [`CONTAINER_ROOT`], then the container's /proc-less API filesystems (/proc is mounted by
 /// the container's first process, inside its PID namespace).
 pub fn mount_container_root(readonly: bool) -> Result<PathBuf> {
-    wait_for_device(Duration::from_secs(10))?;
+    wait_for_device(ROOT_DEVICE, Duration::from_secs(10))?;
     fs::create_dir_all(LOWER)?;
     let ro = MsFlags::MS_RDONLY;
     let lower_ok = ["erofs", "ext4"]
@@ -117,13 +165,7 @@ pub fn mount_container_root(readonly: bool) -> Result<PathBuf> {
         )
         .context("remount image root read-only")?;
     } else {
-        mount_fs(
-            "tmpfs",
-            SCRATCH,
-            "tmpfs",
-            MsFlags::empty(),
-            Some("mode=0755"),
-        )?;
+        mount_scratch()?;
         fs::create_dir_all(format!("{SCRATCH}/upper"))?;
         fs::create_dir_all(format!("{SCRATCH}/work"))?;
         let opts = format!("lowerdir={LOWER},upperdir={SCRATCH}/upper,workdir={SCRATCH}/work");
@@ -208,4 +250,27 @@ fn mount_api_filesystems(root: &Path) -> Result<()> {
         Some("mode=1777,size=65536k"),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_virtio_disk_other_than_the_image_is_a_layer_device() {
+        let dev = |c: &str| upper_device(c);
+        assert_eq!(
+            dev("quiet hull.upper=vdb rdinit=/init"),
+            Some("/dev/vdb".into())
+        );
+        assert_eq!(dev("quiet"), None);
+        for bad in [
+            "hull.upper=vda",
+            "hull.upper=../sda",
+            "hull.upper=vdbb",
+            "hull.upper=",
+        ] {
+            assert_eq!(dev(bad), None, "{bad}");
+        }
+    }
 }

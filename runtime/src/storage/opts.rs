@@ -50,19 +50,9 @@ impl StorageOpts {
                     .into(),
             );
         }
-        if parsed.size_bytes.is_some() && kind == IsolationKind::Vm && !VM_LAYER_DISK {
-            return Err(
-                "--storage-opt size is not available with --isolation=vm yet: its writable \
-                 layer is still in guest RAM (the per-container layer disk is being built)"
-                    .into(),
-            );
-        }
         Ok(parsed)
     }
 }
-
-/// Whether the vm model's writable layer is a disk of its own (what `size` sizes).
-const VM_LAYER_DISK: bool = false;
 
 /// `10g`, `512m`, `1073741824` (binary units, like `--memory`).
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -92,9 +82,6 @@ mod tests {
 
     #[test]
     fn sizes_parse_with_units() {
-        if !VM_LAYER_DISK {
-            return;
-        }
         let vm = IsolationKind::Vm;
         let p = |s: &str| StorageOpts::parse(&[format!("size={s}")], vm).map(|o| o.size_bytes);
         assert_eq!(p("64m"), Ok(Some(64 << 20)));

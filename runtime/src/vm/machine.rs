@@ -28,8 +28,11 @@ pub struct MachineConfig {
     pub kernel: PathBuf,
     /// The agent initramfs.
     pub initramfs: PathBuf,
-    /// The image disk (attached read-only).
+    /// The image disk (attached read-only, the guest's `vda`).
     pub disk: PathBuf,
+    /// The container's writable layer disk (read-write, the guest's `vdb`), unless the
+    /// root is read-only.
+    pub layer_disk: Option<PathBuf>,
     /// Guest RAM.
     pub memory_mib: u64,
     /// vCPUs.
@@ -124,8 +127,12 @@ impl MachineState {
 /// Starts hull-vmm for a container. Its working directory is the state directory, so the
 /// vsock socket, console log and the guest's port sockets are short relative names.
 pub fn launch(cfg: &MachineConfig, state_dir: &Path) -> Result<Child, VmError> {
+    let layer_param = match cfg.layer_disk {
+        Some(_) => format!("hull.upper={}", super::upper::GUEST_DEVICE),
+        None => String::new(),
+    };
     let cmdline = format!(
-        "console=ttyS0 reboot=k panic=-1 quiet rdinit=/init {}",
+        "console=ttyS0 reboot=k panic=-1 quiet rdinit=/init {layer_param} {}",
         cfg.extra_cmdline
     );
     let log = crate::private_fs::create(&state_dir.join(VMM_LOG))
@@ -143,8 +150,11 @@ pub fn launch(cfg: &MachineConfig, state_dir: &Path) -> Result<Child, VmError> {
         .arg("--vcpus")
         .arg(cfg.vcpus.to_string())
         .arg("--disk")
-        .arg(format!("{},ro", cfg.disk.display()))
-        .arg("--vsock")
+        .arg(format!("{},ro", cfg.disk.display()));
+    if let Some(layer) = &cfg.layer_disk {
+        cmd.arg("--disk").arg(layer);
+    }
+    cmd.arg("--vsock")
         .arg(VSOCK_SOCKET)
         .arg("--serial")
         .arg(CONSOLE_LOG)

@@ -5,6 +5,8 @@
 //! (the VMM's vsock socket), `vsock.sock_1024` (where the agent says hello at boot),
 //! `console.log` (guest serial console) and `vmm.log`. Shared and cached under the state
 //! root: the image's erofs disk (`vm/disks/`, one per image id) and the agent initramfs.
+//! Per container under the state root: the writable layer's ext4 disk
+//! (`containers/<id>/upper.ext4`, see [`upper`]), kept across stop/start.
 //! The guest is hostile: every message is bounded and validated, every wait has a timeout,
 //! and nothing the guest says selects a host path or resource (the sockets, disk and
 //! kernel are all chosen by the host before the VM starts).
@@ -14,6 +16,7 @@ pub mod disk;
 pub mod initramfs;
 pub mod machine;
 pub mod relay;
+pub mod upper;
 
 use std::fs::File;
 use std::os::unix::net::UnixListener;
@@ -410,6 +413,11 @@ impl VmIsolation {
         let agent = locate_agent()?;
         let initramfs = initramfs::ensure_initramfs(&ctx.paths, &agent)?;
         let disk = disk::ensure_disk(&ctx.paths, &spec.image_id, &spec.layers)?;
+        let layer_disk = if spec.read_only {
+            None
+        } else {
+            Some(upper::ensure_layer_disk(ctx, spec.storage.size_bytes)?)
+        };
         let (memory_mib, vcpus) = machine_size(spec);
         let debug = tracing::enabled!(tracing::Level::DEBUG);
         // The TAP in the container's namespace, tied to its veth; ours is closed once the
@@ -425,6 +433,7 @@ impl VmIsolation {
             kernel,
             initramfs,
             disk,
+            layer_disk,
             memory_mib,
             vcpus,
             extra_cmdline: if debug {

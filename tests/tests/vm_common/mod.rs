@@ -54,7 +54,8 @@ pub fn static_agent() -> PathBuf {
 }
 
 /// A harness machine carrying hull, hull-vmm, the static agent, the guest kernel,
-/// mkfs.erofs (the disk image is built inside, as on a user's host) and the busybox
+/// mkfs.erofs and mkfs.ext4 (the image disk and the containers' writable layer disks are
+/// built inside, as on a user's host) and the busybox
 /// root filesystem of the process-mode tests.
 pub fn vm_harness(rootfs: &Path) -> Harness {
     vm_harness_loading(rootfs, &["overlay.load"])
@@ -114,6 +115,7 @@ fn vm_harness_loading(rootfs: &Path, load_lists: &[&str]) -> Harness {
         .binary(&bin.join("hull"), "/usr/local/bin/hull")
         .binary(&bin.join("hull-vmm"), "/usr/local/bin/hull-vmm")
         .binary(Path::new("/usr/bin/mkfs.erofs"), "/usr/bin/mkfs.erofs")
+        .binary(Path::new("/usr/sbin/mke2fs"), "/usr/sbin/mkfs.ext4")
         .binary(Path::new("/usr/bin/script"), "/usr/bin/script")
         .file(&static_agent(), "/usr/local/lib/hull/hull-agent")
         .file(&Harness::guest_kernel(), "/usr/local/lib/hull/vmlinux")
