@@ -114,3 +114,33 @@ fn storage_opt_size_is_refused_where_the_layer_cannot_be_capped() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("sise"));
     env.assert_clean(&[]);
 }
+
+/// `hull diff` lists the container's changes to its image, docker's way; a vm container
+/// is refused with the reason.
+#[test]
+fn diff_lists_what_the_container_changed() {
+    let env = Env::new();
+    let id = env.detached(
+        "chg",
+        &[],
+        "echo more >> /etc/passwd; rm /etc/group; mkdir /data; echo y > /data/f; \
+         ln -s / /data/root",
+    );
+    env.wait_exited("chg", Duration::from_secs(20));
+    let out = env.ok(["diff", "chg"]);
+    assert_eq!(
+        out,
+        "A /data\nA /data/f\nA /data/root\nC /etc\nD /etc/group\nC /etc/passwd\n"
+    );
+
+    let vm = env.run(["create", "--isolation=vm", "--name", "vmc", IMAGE, "true"]);
+    if vm.status.success() {
+        let out = env.run(["diff", "vmc"]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--isolation=vm"), "{err}");
+        env.ok(["rm", "vmc"]);
+    }
+    env.ok(["rm", "chg"]);
+    env.assert_clean(&[id]);
+}

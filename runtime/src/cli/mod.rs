@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod image;
 pub mod network;
 pub mod registry;
+pub mod storage;
 
 /// All `hull` subcommands.
 #[derive(Debug, Subcommand)]
@@ -57,6 +58,8 @@ pub enum Command {
     Rm(container::RmArgs),
     /// Show containers' full records as JSON.
     Inspect(container::ContainersArgs),
+    /// List what a container changed in its image (A added, C changed, D deleted).
+    Diff(storage::DiffArgs),
     /// List a container's published ports, or the host address of one of them.
     Port(network::PortArgs),
     /// Container networks: check that a running container's network is intact.
@@ -87,6 +90,7 @@ pub fn dispatch(command: Command, paths: &StatePaths) -> Result<i32> {
         Command::Kill(args) => container::kill(args, paths),
         Command::Rm(args) => container::rm(args, paths),
         Command::Inspect(args) => container::inspect(args, paths),
+        Command::Diff(args) => storage::diff(args, paths),
         Command::Port(args) => network::port(args, paths),
         Command::Network(cmd) => network::run(cmd, paths),
     }
