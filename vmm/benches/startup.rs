@@ -14,15 +14,22 @@
 //! Environment: `HULL_VMM_BENCH_RUNS` (default 200); `HULL_VMM_BIN` measures another
 //! hull-vmm binary (e.g. an older build, for a before/after in the same period);
 //! `HULL_VMM_BENCH_SMAPS=FILE` saves one run's full smaps for inspection;
-//! `HULL_VMM_BENCH_JAIL=1` runs each VMM jailed (`unshare --pid --fork` + `--jail`, as
-//! root), so start time and memory include the jail (and unshare's own fork + exec).
+//! `HULL_VMM_BENCH_JAIL=1` runs each VMM jailed (as root: started as PID 1 of a new PID
+//! namespace with clone3, as hull does, plus `--jail`), so start time and memory include the
+//! jail; `HULL_VMM_BENCH_JAIL=both` alternates unjailed and jailed runs in the same minutes
+//! and prints both, side by side, with the jail's cost (difference and ratio of medians).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fs::File;
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const DEFAULT_RUNS: usize = 200;
@@ -151,6 +158,155 @@ fn breakdown(pid: u32, dump: Option<&str>) -> Breakdown {
     b
 }
 
+/// `struct clone_args` of clone3(2), first version.
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+}
+
+/// A started VMM: its host pid and the read end of its stdout.
+enum Vmm {
+    Plain(Child),
+    /// PID 1 of its own PID namespace (our child; reaped by `stop`).
+    Jailed(i32),
+}
+
+/// Starts `argv` as PID 1 of a new PID namespace in `dir`, stdout to `out`, stderr to
+/// /dev/null: hull's launch (runtime/src/vm/launch.rs) without its cgroup and checks.
+fn spawn_in_pid_namespace(argv: &[CString], dir: &Path, out: &OwnedFd) -> i32 {
+    let dir = CString::new(dir.as_os_str().as_bytes()).unwrap();
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    let null = File::options().write(true).open("/dev/null").unwrap();
+    let mut args = CloneArgs {
+        flags: libc::CLONE_NEWPID as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    // SAFETY: clone3 without a stack behaves like fork(2); the child makes only
+    // async-signal-safe calls on memory prepared above and execs or _exits.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if pid == 0 {
+        // SAFETY: in the child: dup2/chdir/prctl/execv/_exit on valid descriptors and
+        // C strings.
+        unsafe {
+            libc::dup2(out.as_raw_fd(), 1);
+            libc::dup2(null.as_raw_fd(), 2);
+            libc::chdir(dir.as_ptr());
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            libc::execv(ptrs[0], ptrs.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    assert!(pid > 0, "clone3: {}", std::io::Error::last_os_error());
+    pid as i32
+}
+
+impl Vmm {
+    fn pid(&self) -> u32 {
+        match self {
+            Vmm::Plain(c) => c.id(),
+            Vmm::Jailed(pid) => *pid as u32,
+        }
+    }
+
+    fn stop(self) {
+        match self {
+            Vmm::Plain(mut c) => {
+                c.kill().unwrap();
+                c.wait().unwrap();
+            }
+            Vmm::Jailed(pid) => {
+                // SAFETY: kill/waitpid on our own child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, std::ptr::null_mut(), 0);
+                }
+            }
+        }
+    }
+}
+
+/// One run: start → first guest output (ms), and the VMM's memory.
+fn one_run(
+    bin: &str,
+    args: &[&str],
+    jail: Option<(&Path, u32)>,
+    dump: Option<&str>,
+) -> (f64, Breakdown) {
+    let start = Instant::now();
+    let (vmm, mut out) = match jail {
+        Some((dir, id)) => {
+            // A uid per run, as hull gives each VM its own: RLIMIT_NPROC counts per uid,
+            // and the previous run's VMM may still be exiting.
+            std::os::unix::fs::chown(dir, Some(id), None).unwrap();
+            let mut argv: Vec<CString> = [bin]
+                .iter()
+                .chain(args)
+                .map(|a| CString::new(*a).unwrap())
+                .collect();
+            let id = id.to_string();
+            for a in [
+                "--jail",
+                dir.to_str().unwrap(),
+                "--jail-uid",
+                &id,
+                "--jail-gid",
+                &id,
+            ] {
+                argv.push(CString::new(a).unwrap());
+            }
+            let mut fds = [0; 2];
+            // SAFETY: pipe2 fills two descriptors that we then own.
+            assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+            // SAFETY: fresh descriptors from pipe2.
+            let (read, write) =
+                unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+            let pid = spawn_in_pid_namespace(&argv, dir, &write);
+            (Vmm::Jailed(pid), read)
+        }
+        None => {
+            let mut child = Command::new(bin)
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn hull-vmm");
+            let out = File::from(OwnedFd::from(child.stdout.take().unwrap()));
+            (Vmm::Plain(child), out)
+        }
+    };
+    let mut byte = [0u8; 1];
+    out.read_exact(&mut byte).expect("first guest output");
+    let latency = start.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(byte[0], b'!');
+    std::thread::sleep(SETTLE);
+    let memory = breakdown(vmm.pid(), dump);
+    vmm.stop();
+    (latency, memory)
+}
+
+/// Per mode: latencies (ms) and memory samples.
+#[derive(Default)]
+struct Series {
+    latencies: Vec<f64>,
+    samples: Vec<Breakdown>,
+}
+
 fn main() {
     if !std::path::Path::new("/dev/kvm").exists() {
         eprintln!("startup bench: /dev/kvm is missing; nothing measured");
@@ -170,68 +326,51 @@ fn main() {
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_hull-vmm").to_string());
     let mem = MEMORY_MIB.to_string();
     let args = ["--kernel", kernel.to_str().unwrap(), "--memory", &mem];
-    let jail = std::env::var_os("HULL_VMM_BENCH_JAIL").is_some_and(|v| !v.is_empty());
+    let mode = std::env::var("HULL_VMM_BENCH_JAIL").unwrap_or_default();
+    let modes: &[bool] = match mode.as_str() {
+        "" | "0" => &[false],
+        "both" => &[false, true],
+        _ => &[true],
+    };
     let jail_dir = dir.path().join("jail");
-    if jail {
-        std::fs::create_dir(&jail_dir).unwrap();
-    }
+    std::fs::create_dir(&jail_dir).unwrap();
 
-    let mut latencies = Vec::with_capacity(runs);
-    let mut samples: Vec<Breakdown> = Vec::with_capacity(runs);
+    let mut series: Vec<Series> = modes.iter().map(|_| Series::default()).collect();
     for run in 0..runs {
-        let start = Instant::now();
-        let mut cmd = if jail {
-            // A uid per run, as hull gives each VM its own: RLIMIT_NPROC counts per uid, and
-            // the previous run's VMM may still be exiting.
-            let id = (3_999_100_000 + run).to_string();
-            std::os::unix::fs::chown(&jail_dir, Some(3_999_100_000 + run as u32), None).unwrap();
-            let mut c = Command::new("unshare");
-            c.args(["--pid", "--fork", "--kill-child"])
-                .arg(&bin)
-                .args(args)
-                .args(["--jail", jail_dir.to_str().unwrap()])
-                .args(["--jail-uid", &id, "--jail-gid", &id])
-                .current_dir(&jail_dir);
-            c
-        } else {
-            let mut c = Command::new(&bin);
-            c.args(args);
-            c
-        };
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn hull-vmm");
-        let mut byte = [0u8; 1];
-        child
-            .stdout
-            .as_mut()
-            .unwrap()
-            .read_exact(&mut byte)
-            .expect("first guest output");
-        latencies.push(start.elapsed().as_secs_f64() * 1e3);
-        assert_eq!(byte[0], b'!');
-        std::thread::sleep(SETTLE);
-        let dump_this = if run == 0 { dump.as_deref() } else { None };
-        let pid = if jail {
-            let children =
-                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()))
-                    .unwrap();
-            children.split_whitespace().next().unwrap().parse().unwrap()
-        } else {
-            child.id()
-        };
-        samples.push(breakdown(pid, dump_this));
-        child.kill().unwrap();
-        child.wait().unwrap();
+        for (m, jailed) in modes.iter().enumerate() {
+            let jail = jailed.then_some((jail_dir.as_path(), 3_999_100_000 + run as u32));
+            let dump_this = if run == 0 { dump.as_deref() } else { None };
+            let (latency, memory) = one_run(&bin, &args, jail, dump_this);
+            series[m].latencies.push(latency);
+            series[m].samples.push(memory);
+        }
     }
+    let mut medians = Vec::new();
+    for (jailed, s) in modes.iter().zip(series.iter_mut()) {
+        medians.push(report(&bin, *jailed, runs, s));
+    }
+    if let [(t0, m0), (t1, m1)] = medians[..] {
+        println!(
+            "the jail's cost (same minutes, alternating runs): start {:+.3} ms ({:.2}x), VMM memory {:+.2} MiB ({:.2}x)",
+            t1 - t0,
+            t1 / t0,
+            m1 - m0,
+            m1 / m0
+        );
+    }
+}
+
+/// Prints one mode's figures; returns its median latency (ms) and memory (MiB).
+fn report(bin: &str, jailed: bool, runs: usize, s: &mut Series) -> (f64, f64) {
+    let latencies = &mut s.latencies;
+    let samples = &s.samples;
     let mut sorted = latencies.clone();
     sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    println!("hull-vmm: {bin}{}", if jail { " (jailed)" } else { "" });
+    println!("hull-vmm: {bin}{}", if jailed { " (jailed)" } else { "" });
+    let latency = median(latencies);
     println!(
         "start to first guest instruction: median {:.3} ms, p10 {:.3} ms, p90 {:.3} ms ({runs} runs)",
-        median(&mut latencies),
+        latency,
         sorted[runs / 10],
         sorted[runs * 9 / 10]
     );
@@ -267,4 +406,5 @@ fn main() {
         mib(|b| b.kvm),
         mib(|b| b.kernel_other),
     );
+    (latency, mib(|b| b.own_rss))
 }
