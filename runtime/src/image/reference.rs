@@ -159,11 +159,15 @@ impl Reference {
     }
 }
 
-/// The stored form: the domain is left out for docker.io (see the module docs).
+/// The stored form: the domain is left out for docker.io (see the module docs), unless
+/// the path's first component would then read as a registry (`docker.io/libr.ry/x` must
+/// not be stored as `libr.ry/x`, another registry's image; found by fuzzing).
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.domain == DEFAULT_DOMAIN {
-            write!(f, "{}{}", self.repository(), self.suffix())
+        let repository = self.repository();
+        let first = repository.split('/').next().unwrap_or_default();
+        if self.domain == DEFAULT_DOMAIN && !is_domain_like(first) {
+            write!(f, "{}{}", repository, self.suffix())
         } else {
             write!(f, "{}", self.full())
         }
@@ -316,6 +320,23 @@ mod tests {
         ] {
             assert_eq!(norm(s), s);
             assert_eq!(norm(&norm(s)), norm(s));
+        }
+    }
+
+    #[test]
+    fn docker_io_namespaces_that_look_like_registries_keep_the_domain() {
+        // Shortened, these would name an image on another registry.
+        for (input, stored) in [
+            (
+                "index.docker.io/libr.ry/alpine",
+                "docker.io/libr.ry/alpine:latest",
+            ),
+            ("docker.io/localhost/x:1", "docker.io/localhost/x:1"),
+        ] {
+            assert_eq!(norm(input), stored);
+            let again = Reference::parse(stored).unwrap();
+            assert_eq!(again.domain, DEFAULT_DOMAIN);
+            assert_eq!(again, Reference::parse(input).unwrap());
         }
     }
 
