@@ -299,7 +299,7 @@ mod tests {
     /// in the pipe waits, and hull stops reading its own stdin meanwhile.
     #[test]
     fn a_full_pipe_never_blocks_the_relay() {
-        let (r, w) = nix::unistd::pipe().unwrap();
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         let mut relay = StdinRelay::new(w, InputEnd::Close).unwrap();
         relay.pending = vec![7u8; 1 << 20];
         relay.flush();
@@ -313,7 +313,7 @@ mod tests {
 
     #[test]
     fn end_of_input_closes_a_pipe_and_types_eof_on_a_terminal() {
-        let (r, w) = nix::unistd::pipe().unwrap();
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         let mut relay = StdinRelay::new(w, InputEnd::Close).unwrap();
         relay.source_open = false;
         relay.flush();
@@ -321,7 +321,7 @@ mod tests {
         let mut buf = [0u8; 4];
         assert_eq!(nix::unistd::read(r.as_fd(), &mut buf).unwrap(), 0);
 
-        let (r, w) = nix::unistd::pipe().unwrap();
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         let mut relay = StdinRelay::new(w, InputEnd::ControlD).unwrap();
         relay.source_open = false;
         relay.pending.push(4);
