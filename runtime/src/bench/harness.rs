@@ -163,10 +163,15 @@ pub fn run(
         cmd.arg("--file")
             .arg(format!("{}=/lib/hull-bench/overlay.ko", module.display()));
     }
-    // The vm backend turns images into erofs disks with mkfs.erofs.
+    // The vm backend turns images into erofs disks with mkfs.erofs and formats each vm
+    // container's writable layer disk with mkfs.ext4 (mke2fs picks ext4 from that name).
     if let Some(mkfs) = which("mkfs.erofs") {
         cmd.arg("--binary")
             .arg(format!("{}=/usr/bin/mkfs.erofs", mkfs.display()));
+    }
+    if let Some(mkfs) = which("mkfs.ext4") {
+        cmd.arg("--binary")
+            .arg(format!("{}=/usr/sbin/mkfs.ext4", mkfs.display()));
     }
     for peer in peers {
         if matches!(peer, Peer::Crun | Peer::Runc) {
