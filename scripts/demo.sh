@@ -49,12 +49,14 @@ if ((doctor_rc & 8)) || ((doctor_rc >= 125)); then
             echo "insmod /lib/hull-extra/$m"
         done <"$modules/overlay.load"
         echo "export HULL_ROOT=/var/lib/hull"
-        printf 'hull run --rm --isolation=vm hull/busybox sh -c %q\n' "$CMD"
+        # The emulated test host carries no CNI plugins or bridge modules: no network here.
+        printf 'hull run --rm --isolation=vm --network none hull/busybox sh -c %q\n' "$CMD"
     } >"$script"
     "$TARGET/release/hull-harness" --timeout 900 \
         --binary "$HULL=/usr/local/bin/hull" \
         --binary "$TARGET/release/hull-vmm=/usr/local/bin/hull-vmm" \
         --binary "$(command -v mkfs.erofs)=/usr/bin/mkfs.erofs" \
+        --binary "$(command -v mkfs.ext4)=/usr/sbin/mkfs.ext4" \
         --file "/usr/local/lib/hull/hull-agent=/usr/local/lib/hull/hull-agent" \
         --file "/usr/local/lib/hull/vmlinux=/usr/local/lib/hull/vmlinux" \
         --dir "$ROOT/images=/var/lib/hull/images" \
