@@ -291,6 +291,14 @@ pub trait Isolation: Send + Sync {
     /// Whether the container's init process is still alive (from any hull invocation).
     fn is_alive(&self, ctx: &ContainerContext) -> bool;
 
+    /// Ends the container without relying on anything inside it: `stop` and `rm -f` call
+    /// it when a SIGKILL sent through [`Isolation::signal`] did not end the container in
+    /// time (a VM whose guest acknowledges and does nothing). The kernel delivers the
+    /// process model's SIGKILL itself, so the default sends it again.
+    fn terminate(&self, ctx: &ContainerContext) -> Result<(), IsolationError> {
+        self.signal(ctx, libc::SIGKILL)
+    }
+
     /// Kills whatever is left of the container and removes its mounts, cgroups, VM and
     /// backend files. Idempotent; safe on a container that never started or whose
     /// supervisor crashed.

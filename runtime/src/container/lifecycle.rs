@@ -8,7 +8,7 @@
 use std::os::fd::AsFd;
 
 use crate::backends;
-use crate::isolation::{IsolationError, IsolationKind};
+use crate::isolation::{ContainerContext, Isolation, IsolationError, IsolationKind};
 use crate::process::syscalls;
 
 use super::state::{ContainerState, ContainerStore, Status, StoreError};
@@ -169,12 +169,27 @@ pub fn stop(store: &ContainerStore, id: &str, timeout_s: u64) -> Result<(), Life
     if wait_supervisor(&state, ms) {
         return Ok(());
     }
-    let _ = backend.signal(&ctx, libc::SIGKILL);
-    if wait_supervisor(&state, 10_000) {
+    if kill_and_wait(&*backend, &ctx, &state) {
         Ok(())
     } else {
-        Err(LifecycleError::Timeout(id.into(), timeout_s + 10))
+        Err(LifecycleError::Timeout(id.into(), timeout_s + KILL_WAIT_S))
     }
+}
+
+/// Seconds `kill_and_wait` waits at most: for SIGKILL through the backend, then for the
+/// backend's `terminate`.
+const KILL_WAIT_S: u64 = 10;
+
+/// SIGKILL, and if the container has not ended within 5 s (a guest that acknowledges
+/// and does nothing), `terminate` (the VM goes) and 5 s more. True once it has ended.
+fn kill_and_wait(backend: &dyn Isolation, ctx: &ContainerContext, state: &ContainerState) -> bool {
+    let _ = backend.signal(ctx, libc::SIGKILL);
+    if wait_supervisor(state, 5_000) {
+        return true;
+    }
+    tracing::warn!("container {} ignored SIGKILL; terminating it", state.id);
+    let _ = backend.terminate(ctx);
+    wait_supervisor(state, 5_000)
 }
 
 /// Removes a container; `force` kills it first if it runs. With `force`, a container
@@ -195,9 +210,8 @@ pub fn remove(store: &ContainerStore, id: &str, force: bool) -> Result<(), Lifec
         if !force {
             return Err(LifecycleError::Running(id.into()));
         }
-        let _ = backend.signal(&store.context(id), libc::SIGKILL);
-        if !wait_supervisor(&state, 10_000) {
-            return Err(LifecycleError::Timeout(id.into(), 10));
+        if !kill_and_wait(&*backend, &store.context(id), &state) {
+            return Err(LifecycleError::Timeout(id.into(), KILL_WAIT_S));
         }
     }
     let _lock = match store.lock(id) {

@@ -1,9 +1,12 @@
 //! The host side of the vsock channel to the guest agent.
 //!
-//! Every wait is bounded: the hello by the boot timeout (and the VMM's death), a request's
-//! reply by [`REPLY_TIMEOUT`], the VMM's `CONNECT` handshake by [`CONNECT_TIMEOUT`]. Unix
-//! socket paths are reached through `/proc/self/fd/N/NAME` of the state directory, so a
-//! long `--root` never exceeds the 108-byte `sun_path` limit.
+//! Every request has one deadline for the whole of it, not one per read: the hello by the
+//! boot timeout (and the VMM's death), the VMM's `CONNECT` handshake and a request's reply
+//! by the caller's deadline ([`REPLY_TIMEOUT`] for start and exec, [`SIGNAL_TIMEOUT`] for
+//! a signal). A guest that trickles one byte at a time cannot stretch a request past it:
+//! [`Deadline`] gives each read and write only the time that is left. Unix socket paths are
+//! reached through `/proc/self/fd/N/NAME` of the state directory, so a long `--root` never
+//! exceeds the 108-byte `sun_path` limit.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -20,8 +23,53 @@ use super::VmError;
 pub const VSOCK_SOCKET: &str = "vsock.sock";
 /// How long the VMM has to complete a `CONNECT` handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long the agent has to answer a request.
+/// How long the agent has to answer a start or exec request, connection included.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the agent has to acknowledge a signal, connection included.
+pub const SIGNAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A stream whose reads and writes together must end by a deadline: each call gets the
+/// time left as its socket timeout, and fails with `TimedOut` once none is left.
+pub struct Deadline<'a> {
+    stream: &'a UnixStream,
+    at: Instant,
+}
+
+impl<'a> Deadline<'a> {
+    /// `stream` until `at`.
+    pub fn new(stream: &'a UnixStream, at: Instant) -> Self {
+        Deadline { stream, at }
+    }
+
+    fn left(&self) -> std::io::Result<Duration> {
+        let left = self.at.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the guest did not answer in time",
+            ));
+        }
+        Ok(left)
+    }
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        (&mut &*self.stream).read(buf)
+    }
+}
+
+impl Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        (&mut &*self.stream).write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// A state directory held open so its entries can be named by a short path.
 pub struct StateDir {
@@ -87,12 +135,12 @@ pub fn accept_hello(
             Err(e) => return Err(VmError::io("accept the agent's connection", e)),
         }
     };
-    let mut stream = stream;
     stream
         .set_nonblocking(false)
-        .and_then(|()| stream.set_read_timeout(Some(REPLY_TIMEOUT)))
         .map_err(|e| VmError::io("configure agent connection", e))?;
-    match protocol::read_message(&mut stream) {
+    // The whole hello, however the guest spreads its bytes, within the reply timeout.
+    let hello = protocol::read_message(&mut Deadline::new(&stream, Instant::now() + REPLY_TIMEOUT));
+    match hello {
         Ok(Message::Hello { protocol, kernel }) => {
             if protocol != protocol::PROTOCOL_VERSION {
                 return Err(VmError::Protocol(format!(
@@ -100,7 +148,8 @@ pub fn accept_hello(
                     protocol::PROTOCOL_VERSION
                 )));
             }
-            Ok((stream, kernel))
+            // Kept in vm.json and shown by hull: the guest's text, escaped and cut short.
+            Ok((stream, crate::sanitize::one_line(&kernel, 200).into_owned()))
         }
         Ok(other) => Err(VmError::Protocol(format!(
             "expected hello, got {}",
@@ -118,12 +167,7 @@ pub fn describe(msg: &Message) -> String {
 /// Maps a protocol error (a timeout included) to a VmError naming the step.
 pub fn protocol_error(step: &str, e: ProtocolError) -> VmError {
     match e {
-        ProtocolError::Io(io)
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) =>
-        {
+        ProtocolError::Io(io) if is_timeout(&io) => {
             VmError::Protocol(format!("timed out waiting for the guest agent ({step})"))
         }
         other => VmError::Protocol(format!("{step}: {other}")),
@@ -135,10 +179,11 @@ pub fn hello_socket_name() -> String {
     format!("{VSOCK_SOCKET}_{HOST_HELLO_PORT}")
 }
 
-/// Opens a new connection to the agent's request port through the VMM.
-pub fn connect_agent(dir: &StateDir) -> Result<UnixStream, VmError> {
+/// Opens a new connection to the agent's request port through the VMM; the handshake
+/// must end by `deadline` (and within [`CONNECT_TIMEOUT`]).
+pub fn connect_agent(dir: &StateDir, deadline: Instant) -> Result<UnixStream, VmError> {
     let path = dir.short(VSOCK_SOCKET);
-    let mut stream = UnixStream::connect(&path).map_err(|e| {
+    let stream = UnixStream::connect(&path).map_err(|e| {
         if matches!(
             e.kind(),
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
@@ -148,18 +193,15 @@ pub fn connect_agent(dir: &StateDir) -> Result<UnixStream, VmError> {
             VmError::io("connect to the VM's vsock socket", e)
         }
     })?;
-    stream
-        .set_read_timeout(Some(CONNECT_TIMEOUT))
-        .and_then(|()| stream.set_write_timeout(Some(CONNECT_TIMEOUT)))
-        .map_err(|e| VmError::io("configure vsock connection", e))?;
-    stream
+    let mut handshake = Deadline::new(&stream, deadline.min(Instant::now() + CONNECT_TIMEOUT));
+    handshake
         .write_all(format!("CONNECT {AGENT_PORT}\n").as_bytes())
         .map_err(|e| VmError::io("vsock CONNECT", e))?;
     // "OK <port>\n", read byte by byte so no frame data is swallowed; at most 32 bytes.
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
     loop {
-        match stream.read(&mut byte) {
+        match handshake.read(&mut byte) {
             Ok(0) => {
                 return Err(VmError::Protocol(
                     "the guest agent refused the connection (VM shutting down?)".into(),
@@ -172,6 +214,11 @@ pub fn connect_agent(dir: &StateDir) -> Result<UnixStream, VmError> {
                     return Err(VmError::Protocol("overlong vsock handshake reply".into()));
                 }
             }
+            Err(e) if is_timeout(&e) => {
+                return Err(VmError::Protocol(
+                    "timed out waiting for the VMM to connect to the guest agent".into(),
+                ))
+            }
             Err(e) => return Err(VmError::io("vsock handshake", e)),
         }
     }
@@ -181,16 +228,26 @@ pub fn connect_agent(dir: &StateDir) -> Result<UnixStream, VmError> {
             String::from_utf8_lossy(&line)
         )));
     }
-    stream
-        .set_read_timeout(Some(REPLY_TIMEOUT))
-        .map_err(|e| VmError::io("configure vsock connection", e))?;
     Ok(stream)
 }
 
-/// Sends `msg` and waits (bounded) for the reply.
-pub fn request(stream: &mut UnixStream, msg: &Message, step: &str) -> Result<Message, VmError> {
-    protocol::write_message(stream, msg).map_err(|e| protocol_error(step, e))?;
-    protocol::read_message(stream).map_err(|e| protocol_error(step, e))
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// Sends `msg` and waits for the reply, all of it by `deadline`.
+pub fn request(
+    stream: &UnixStream,
+    msg: &Message,
+    step: &str,
+    deadline: Instant,
+) -> Result<Message, VmError> {
+    let mut io = Deadline::new(stream, deadline);
+    protocol::write_message(&mut io, msg).map_err(|e| protocol_error(step, e))?;
+    protocol::read_message(&mut io).map_err(|e| protocol_error(step, e))
 }
 
 #[cfg(test)]
@@ -290,5 +347,74 @@ mod tests {
             "{err}"
         );
         g.join().unwrap();
+    }
+
+    /// Writes `bytes` one at a time, `gap` apart (a guest stretching its answer).
+    fn trickle(mut to: &UnixStream, bytes: &[u8], gap: Duration) {
+        for b in bytes {
+            std::thread::sleep(gap);
+            if to.write_all(&[*b]).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// A guest that answers a request one byte every 150 ms: each read alone is quick, the
+    /// whole answer is not. The request ends at its deadline, not at the guest's pace.
+    #[test]
+    fn a_guest_trickling_its_reply_cannot_stretch_a_request() {
+        let mut reply = Vec::new();
+        protocol::write_message(&mut reply, &Message::Ok).unwrap();
+        assert!(
+            reply.len() >= 6,
+            "the reply must take longer than the deadline"
+        );
+        for (deadline, should_finish) in [
+            (Duration::from_millis(400), false),
+            (Duration::from_secs(30), true),
+        ] {
+            let (host, guest) = UnixStream::pair().unwrap();
+            let bytes = reply.clone();
+            let g = std::thread::spawn(move || {
+                let _ = protocol::read_message(&mut &guest);
+                trickle(&guest, &bytes, Duration::from_millis(150));
+            });
+            let got = request(
+                &host,
+                &Message::Signal { signal: 15 },
+                "signal",
+                Instant::now() + deadline,
+            );
+            if should_finish {
+                assert!(matches!(got, Ok(Message::Ok)), "{got:?}");
+            } else {
+                assert!(
+                    matches!(got, Err(VmError::Protocol(ref m)) if m.contains("timed out")),
+                    "{got:?}"
+                );
+            }
+            drop(host);
+            g.join().unwrap();
+        }
+    }
+
+    /// The same for the VMM's CONNECT handshake.
+    #[test]
+    fn a_trickled_connect_handshake_times_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = UnixListener::bind(dir.path().join(VSOCK_SOCKET)).unwrap();
+        let vmm = std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let mut line = [0u8; 32];
+            let _ = (&s).read(&mut line);
+            trickle(&s, b"OK 1073741824\n", Duration::from_millis(150));
+        });
+        let state = StateDir::open(dir.path()).unwrap();
+        let err = connect_agent(&state, Instant::now() + Duration::from_millis(400)).unwrap_err();
+        assert!(
+            matches!(err, VmError::Protocol(ref m) if m.contains("timed out")),
+            "{err}"
+        );
+        vmm.join().unwrap();
     }
 }

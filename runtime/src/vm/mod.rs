@@ -21,7 +21,7 @@ pub mod upper;
 use std::fs::File;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hull_protocol::{self as proto, Message};
 
@@ -466,7 +466,7 @@ impl VmIsolation {
             state.save(ctx.dir())?;
             let console = ctx.file(machine::CONSOLE_LOG);
             let vmm_log = ctx.file(machine::VMM_LOG);
-            let (mut conn, guest_kernel) =
+            let (conn, guest_kernel) =
                 channel::accept_hello(&listener, boot_timeout(), || match child.try_wait() {
                     Ok(Some(status)) => Some(format!(
                         "hull-vmm exited ({status}) before the guest agent started.\nvmm.log: \
@@ -496,7 +496,8 @@ impl VmIsolation {
                 process: guest_process(&spec.process, tty_size),
                 network: guest_network.clone(),
             };
-            match channel::request(&mut conn, &Message::Start(container), "start")? {
+            let deadline = Instant::now() + channel::REPLY_TIMEOUT;
+            match channel::request(&conn, &Message::Start(container), "start", deadline)? {
                 Message::Started { .. } => Ok(conn),
                 Message::Error { message } => Err(start_error(message)),
                 other => Err(VmError::Protocol(format!(
@@ -566,11 +567,13 @@ impl Isolation for VmIsolation {
         }
         let (relay_io, terminal, tty_size) = relay_io(io)?;
         let dir = StateDir::open(ctx.dir())?;
-        let mut conn = channel::connect_agent(&dir)?;
+        let deadline = Instant::now() + channel::REPLY_TIMEOUT;
+        let conn = channel::connect_agent(&dir, deadline)?;
         match channel::request(
-            &mut conn,
+            &conn,
             &Message::Exec(guest_process(process, tty_size)),
             "exec",
+            deadline,
         )? {
             Message::Started { .. } => {}
             Message::Error { message } => return Err(start_error(message)),
@@ -596,8 +599,11 @@ impl Isolation for VmIsolation {
         }
         let via_agent = (|| -> Result<(), IsolationError> {
             let dir = StateDir::open(ctx.dir())?;
-            let mut conn = channel::connect_agent(&dir)?;
-            match channel::request(&mut conn, &Message::Signal { signal }, "signal")? {
+            // Connection and answer together within the signal timeout, however the guest
+            // spreads its bytes: stop/kill/rm never wait longer on it.
+            let deadline = Instant::now() + channel::SIGNAL_TIMEOUT;
+            let conn = channel::connect_agent(&dir, deadline)?;
+            match channel::request(&conn, &Message::Signal { signal }, "signal", deadline)? {
                 Message::Ok => Ok(()),
                 Message::Error { message } => Err(IsolationError::Backend(
                     crate::sanitize::for_terminal(&message).into_owned(),
@@ -622,6 +628,14 @@ impl Isolation for VmIsolation {
 
     fn is_alive(&self, ctx: &ContainerContext) -> bool {
         MachineState::load(ctx.dir()).is_some_and(|s| s.alive())
+    }
+
+    /// The VM goes, whatever its guest says.
+    fn terminate(&self, ctx: &ContainerContext) -> Result<(), IsolationError> {
+        if let Some(state) = MachineState::load(ctx.dir()) {
+            state.kill();
+        }
+        Ok(())
     }
 
     fn cleanup(&self, ctx: &ContainerContext) -> Result<(), IsolationError> {
