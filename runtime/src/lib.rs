@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod fuzzing;
 pub mod image;
 pub mod isolation;
+pub mod logcap;
 pub mod network;
 pub mod paths;
 pub mod private_fs;

@@ -45,7 +45,7 @@ fn main() {
     };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log_level))
-        .with_writer(std::io::stderr)
+        .with_writer(hull_runtime::logcap::stderr)
         .init();
     let paths = StatePaths::new(cli.root.as_deref());
     if let Err(e) = paths.narrow_existing() {

@@ -15,6 +15,7 @@ pub mod exit;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod jail;
+pub mod logcap;
 pub mod memory;
 pub mod microvm;
 pub mod seccomp;

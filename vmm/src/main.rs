@@ -23,9 +23,33 @@ fn init_logging() {
         _ => default(),
     };
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(tracing_subscriber::fmt::layer().with_writer(vmm_log))
         .with(filter)
         .init();
+}
+
+/// stderr (hull's vmm.log) under one budget for the VMM's whole life: a guest provoking
+/// warnings in a loop cannot grow it past [`hull_vmm::logcap::MAX_VMM_LOG`].
+fn vmm_log() -> impl std::io::Write {
+    use std::sync::{Mutex, OnceLock};
+    static LOG: OnceLock<Mutex<hull_vmm::logcap::Capped<std::io::Stderr>>> = OnceLock::new();
+    struct Shared(&'static Mutex<hull_vmm::logcap::Capped<std::io::Stderr>>);
+    impl std::io::Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            log.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            log.flush()
+        }
+    }
+    Shared(LOG.get_or_init(|| {
+        Mutex::new(hull_vmm::logcap::Capped::new(
+            std::io::stderr(),
+            hull_vmm::logcap::MAX_VMM_LOG,
+        ))
+    }))
 }
 
 fn main() -> ExitCode {

@@ -54,9 +54,12 @@ fn serial_sink(out: &SerialOutput) -> Result<SerialSink> {
     Ok(match out {
         SerialOutput::Stdout => Box::new(std::io::stdout()),
         SerialOutput::None => Box::new(std::io::sink()),
-        SerialOutput::File(path) => Box::new(File::create(path).map_err(|e| {
-            Error::Config(format!("serial: cannot create {}: {e}", path.display()))
-        })?),
+        SerialOutput::File(path) => Box::new(crate::logcap::Capped::new(
+            File::create(path).map_err(|e| {
+                Error::Config(format!("serial: cannot create {}: {e}", path.display()))
+            })?,
+            crate::logcap::MAX_CONSOLE_FILE,
+        )),
     })
 }
 

@@ -3,7 +3,9 @@
 //! 2 = stderr), so `hull logs` can replay each stream to the right place.
 //!
 //! A container is hostile: records are at most 64 KiB and a log stops growing at
-//! [`MAX_LOG_BYTES`] (a note is written once).
+//! [`MAX_LOG_BYTES`], or earlier when the filesystem it lives on (the run root: RAM on most
+//! systems) has less than [`MIN_FREE_BYTES`] or [`MIN_FREE_PERCENT`] left, which bounds all
+//! containers' logs together (a note is written once).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -15,6 +17,29 @@ pub const LOG_FILE: &str = "container.log";
 pub const MAX_LOG_BYTES: u64 = 256 << 20;
 /// Largest record payload.
 pub const MAX_RECORD: usize = 64 << 10;
+/// A log stops growing when its filesystem has less free than this...
+pub const MIN_FREE_BYTES: u64 = 64 << 20;
+/// ...or than this share of its size.
+pub const MIN_FREE_PERCENT: u64 = 10;
+/// How often (in bytes written) the free space is checked again.
+const FREE_CHECK_EVERY: u64 = 1 << 20;
+
+/// Free and total bytes of the filesystem holding `dir`.
+type SpaceProbe = fn(&Path) -> io::Result<(u64, u64)>;
+
+fn statvfs_space(dir: &Path) -> io::Result<(u64, u64)> {
+    let st = nix::sys::statvfs::statvfs(dir).map_err(io::Error::from)?;
+    let unit = st.fragment_size() as u64;
+    Ok((
+        st.blocks_available() as u64 * unit,
+        st.blocks() as u64 * unit,
+    ))
+}
+
+/// Whether a filesystem with `free` of `total` bytes left is too full for more log.
+fn too_full(free: u64, total: u64) -> bool {
+    free < MIN_FREE_BYTES || free < total / 100 * MIN_FREE_PERCENT
+}
 
 /// Which output stream a record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,17 +57,40 @@ pub struct LogWriter {
     file: Option<File>,
     written: u64,
     full: bool,
+    space: SpaceProbe,
+    /// `written` when the free space was last checked (`None`: not yet).
+    checked_at: Option<u64>,
 }
 
 impl LogWriter {
     /// A writer appending to the log in `dir`.
     pub fn open(dir: &Path) -> io::Result<LogWriter> {
+        Self::with_space_probe(dir, statvfs_space)
+    }
+
+    fn with_space_probe(dir: &Path, space: SpaceProbe) -> io::Result<LogWriter> {
         Ok(LogWriter {
             path: dir.join(LOG_FILE),
             file: None,
             written: 0,
             full: false,
+            space,
+            checked_at: None,
         })
+    }
+
+    /// Whether the log's filesystem is too full for more (checked every
+    /// [`FREE_CHECK_EVERY`] bytes; a failed check counts as full: fail closed).
+    fn filesystem_full(&mut self) -> bool {
+        if self
+            .checked_at
+            .is_some_and(|at| self.written < at + FREE_CHECK_EVERY)
+        {
+            return false;
+        }
+        self.checked_at = Some(self.written);
+        let dir = self.path.parent().unwrap_or(Path::new("/"));
+        (self.space)(dir).map_or(true, |(free, total)| too_full(free, total))
     }
 
     fn file(&mut self) -> io::Result<&mut File> {
@@ -58,13 +106,19 @@ impl LogWriter {
     pub fn write(&mut self, stream: Stream, data: &[u8]) -> io::Result<()> {
         self.file()?;
         for chunk in data.chunks(MAX_RECORD) {
-            if self.written + chunk.len() as u64 + 5 > MAX_LOG_BYTES {
-                if !self.full {
-                    self.full = true;
-                    let note = b"[hull: log limit reached, further output dropped]\n";
-                    self.append(Stream::Stderr, note)?;
-                }
+            if self.full {
                 return Ok(());
+            }
+            let note: &[u8] = if self.written + chunk.len() as u64 + 5 > MAX_LOG_BYTES {
+                b"[hull: log limit reached, further output dropped]\n"
+            } else if self.filesystem_full() {
+                b"[hull: log stopped: the run root's filesystem is nearly full, further output dropped]\n"
+            } else {
+                b""
+            };
+            if !note.is_empty() {
+                self.full = true;
+                return self.append(Stream::Stderr, note);
             }
             self.append(stream, chunk)?;
         }
@@ -165,6 +219,40 @@ mod tests {
         assert!(r.pump(&mut out, &mut err).unwrap());
         assert_eq!(out, b"hello world\n");
         assert_eq!(err, b"oops\n");
+    }
+
+    /// Many containers together cannot fill the run root: each log stops when the
+    /// filesystem runs low, whatever its own size.
+    #[test]
+    fn a_log_stops_when_its_filesystem_runs_low() {
+        fn plenty(_: &Path) -> io::Result<(u64, u64)> {
+            Ok((900 << 20, 1 << 30))
+        }
+        fn low(_: &Path) -> io::Result<(u64, u64)> {
+            Ok((90 << 20, 1 << 30)) // 90 MiB free of 1 GiB: under 10 %
+        }
+        fn unknown(_: &Path) -> io::Result<(u64, u64)> {
+            Err(io::Error::other("statvfs failed"))
+        }
+        let chunk = vec![b'x'; 4096];
+        for (probe, stops) in [(plenty as SpaceProbe, false), (low, true), (unknown, true)] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut w = LogWriter::with_space_probe(dir.path(), probe).unwrap();
+            for _ in 0..1024 {
+                w.write(Stream::Stdout, &chunk).unwrap();
+            }
+            let mut r = LogReader::open(dir.path()).unwrap().unwrap();
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            r.pump(&mut out, &mut err).unwrap();
+            if stops {
+                assert!(out.is_empty(), "{} bytes logged", out.len());
+                assert!(String::from_utf8_lossy(&err).contains("nearly full"));
+            } else {
+                assert_eq!(out.len(), 4 << 20);
+                assert!(err.is_empty());
+            }
+        }
+        assert!(!too_full(1 << 30, 4 << 30) && too_full(63 << 20, 1 << 40));
     }
 
     #[test]

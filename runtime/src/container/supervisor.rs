@@ -394,6 +394,13 @@ fn detach_stdio(dir: &std::path::Path) {
         // SAFETY: dup2 onto our own stderr.
         unsafe { libc::dup2(log.as_raw_fd(), 2) };
     }
+    // The log outlives this supervisor (restarts append): its size so far counts.
+    let used = log
+        .as_ref()
+        .ok()
+        .and_then(|l| l.metadata().ok())
+        .map_or(0, |m| m.len());
+    crate::logcap::limit_stderr(crate::logcap::MAX_SUPERVISOR_LOG.saturating_sub(used));
 }
 
 /// Runs `process` in a running container attached to hull's own stdio (`hull exec`) and

@@ -125,6 +125,7 @@ fn relay_output(mut conn: &UnixStream, mut stdout: File, mut stderr: Option<File
     // whose reader left in process mode.
     let mut out_ok = true;
     let mut err_ok = true;
+    let mut unexpected = Unexpected::default();
     loop {
         match protocol::read_frame(&mut conn) {
             Ok(Frame::Stdout(data)) => {
@@ -140,9 +141,7 @@ fn relay_output(mut conn: &UnixStream, mut stdout: File, mut stderr: Option<File
                 }
             }
             Ok(Frame::Control(Message::Exit { code })) => return Some(code),
-            Ok(other) => {
-                tracing::warn!("ignoring unexpected frame from the guest: {other:?}");
-            }
+            Ok(other) => unexpected.note(&other),
             Err(ProtocolError::Closed) => return None,
             Err(e) => {
                 // A hostile or broken guest: stop listening to it.
@@ -150,6 +149,80 @@ fn relay_output(mut conn: &UnixStream, mut stdout: File, mut stderr: Option<File
                 return None;
             }
         }
+    }
+}
+
+/// Frames a guest sends that the host did not ask for are logged by kind and size only
+/// (never their contents, up to 256 KiB each), the first [`Unexpected::LOGGED`] of them one
+/// by one, then one line per [`Unexpected::EVERY`] more: a guest cannot fill the
+/// supervisor's log with them.
+#[derive(Default)]
+struct Unexpected {
+    count: u64,
+}
+
+impl Unexpected {
+    const LOGGED: u64 = 5;
+    const EVERY: u64 = 100_000;
+
+    /// Counts `frame`; returns the line to log, if any.
+    fn line(&mut self, frame: &Frame) -> Option<String> {
+        self.count += 1;
+        if self.count <= Self::LOGGED {
+            Some(format!(
+                "ignoring an unexpected {} from the guest",
+                what(frame)
+            ))
+        } else if self.count % Self::EVERY == 0 {
+            Some(format!(
+                "ignored {} unexpected frames from the guest so far (last: {})",
+                self.count,
+                what(frame)
+            ))
+        } else {
+            None
+        }
+    }
+
+    fn note(&mut self, frame: &Frame) {
+        if let Some(line) = self.line(frame) {
+            tracing::warn!("{line}");
+        }
+    }
+}
+
+/// A frame's kind and size, or a control message's variant name: never the guest's text.
+fn what(frame: &Frame) -> String {
+    match frame {
+        Frame::Control(msg) => {
+            // Debug starts with the variant's name; stop formatting right after it.
+            let mut name = Prefix(String::new());
+            let _ = std::fmt::Write::write_fmt(&mut name, format_args!("{msg:?}"));
+            let name: String = name
+                .0
+                .chars()
+                .take_while(char::is_ascii_alphanumeric)
+                .collect();
+            format!("control message {name}")
+        }
+        Frame::Stdin(d) => format!("stdin frame of {} bytes", d.len()),
+        Frame::Stdout(d) => format!("stdout frame of {} bytes", d.len()),
+        Frame::Stderr(d) => format!("stderr frame of {} bytes", d.len()),
+    }
+}
+
+/// Keeps the first 32 bytes written to it, then refuses more.
+struct Prefix(String);
+
+impl std::fmt::Write for Prefix {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        for c in s.chars() {
+            if self.0.len() >= 32 {
+                return Err(std::fmt::Error);
+            }
+            self.0.push(c);
+        }
+        Ok(())
     }
 }
 
@@ -250,6 +323,27 @@ impl Drop for VmProcess {
 
 #[cfg(test)]
 mod tests {
+    /// A guest sending a million unexpected 256 KiB frames costs a few short log lines,
+    /// none with the frames' contents.
+    #[test]
+    fn unexpected_frames_are_logged_briefly_and_rarely() {
+        let mut u = super::Unexpected::default();
+        let big = super::Frame::Stdin(vec![0x1b; 256 << 10]);
+        let error = super::Frame::Control(super::Message::Error {
+            message: "\x1b]0;owned\x07".repeat(1000),
+        });
+        let mut logged = 0usize;
+        for i in 0..1_000_000u32 {
+            let frame = if i % 2 == 0 { &big } else { &error };
+            if let Some(line) = u.line(frame) {
+                assert!(line.len() < 120, "{line}");
+                assert!(!line.contains('\x1b') && !line.contains("owned"), "{line}");
+                logged += line.len();
+            }
+        }
+        assert!(logged < 4096, "{logged} bytes of log for one guest's noise");
+    }
+
     use super::*;
     use hull_protocol::{FrameKind, PROTOCOL_VERSION};
 
