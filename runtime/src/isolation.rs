@@ -1,8 +1,9 @@
 //! The one interface both isolation models implement.
 //!
-//! A container is described once, backend-neutrally, by a [`ContainerSpec`] (built by
-//! `container::spec` from the image config and the `run` flags, the way docker applies
-//! Entrypoint/Cmd/Env/WorkingDir/User). A backend ([`Isolation`]) turns it into a running
+//! A container is described once, backend-neutrally, by a [`ContainerSpec`]: an OCI runtime
+//! spec (built by `container::spec` from the image config and the `run` flags, the way docker
+//! and podman write config.json) plus the image layers of its root filesystem. A backend
+//! ([`Isolation`]) turns it into a running
 //! init process (`process`: a namespaced process on the host kernel; `vm`: a microVM whose
 //! guest agent runs the process) and offers the per-container operations the supervisor
 //! ("shim", `container::supervisor`) and the CLI need: start, exec, signal, cleanup.
@@ -21,6 +22,7 @@
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use oci_spec::runtime::{Process, Spec};
 use serde::{Deserialize, Serialize};
 
 use crate::network::{Attachment, NetworkSpec};
@@ -65,7 +67,9 @@ impl std::str::FromStr for IsolationKind {
     }
 }
 
-/// Everything needed to run one container, independent of the isolation model.
+/// Everything needed to run one container, independent of the isolation model: the OCI
+/// runtime spec (config.json) that describes it, and the image its root filesystem is made
+/// of (the bundle's `rootfs`, which hull assembles from the image layers).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContainerSpec {
     /// Image reference as the user gave it (e.g. `hull/busybox:latest`).
@@ -74,16 +78,9 @@ pub struct ContainerSpec {
     pub image_id: String,
     /// Read-only image layers, overlay-ready directories, lowest first.
     pub layers: Vec<PathBuf>,
-    /// The container's init process.
-    pub process: ProcessSpec,
-    /// Hostname inside the container (UTS namespace / guest hostname).
-    pub hostname: String,
-    /// Resource limits.
-    pub limits: Limits,
-    /// Host directories or files bound into the container.
-    pub volumes: Vec<Volume>,
-    /// Mount the root filesystem read-only (`--read-only`).
-    pub read_only: bool,
+    /// Keep the init process's stdin open (`-i`): how the supervisor wires its input.
+    #[serde(default)]
+    pub interactive: bool,
     /// `--storage-opt`: the writable layer's options (its size cap).
     #[serde(default)]
     pub storage: crate::storage::opts::StorageOpts,
@@ -98,47 +95,59 @@ pub struct ContainerSpec {
     /// configuration. `None`: a new namespace with loopback only and the image's files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachment: Option<Attachment>,
+    /// The OCI runtime spec: the one description both backends carry out. Stored as
+    /// `config.json` in the container's state directory (not inside state.json).
+    #[serde(skip)]
+    pub oci: Spec,
+}
+
+impl ContainerSpec {
+    /// The init process as the OCI spec gives it.
+    pub fn process(&self) -> &Process {
+        static NONE: std::sync::OnceLock<Process> = std::sync::OnceLock::new();
+        self.oci
+            .process()
+            .as_ref()
+            .unwrap_or_else(|| NONE.get_or_init(Process::default))
+    }
+
+    /// Whether the init process has a terminal (`-t`).
+    pub fn tty(&self) -> bool {
+        self.process().terminal().unwrap_or(false)
+    }
+
+    /// The init process's argv.
+    pub fn args(&self) -> &[String] {
+        self.process().args().as_deref().unwrap_or(&[])
+    }
+
+    /// The init process as an exec-style request.
+    pub fn init_process(&self) -> ProcessSpec {
+        ProcessSpec {
+            oci: self.process().clone(),
+            stdin: self.interactive,
+            user: None,
+        }
+    }
 }
 
 /// One process to run inside a container (the init process, or one `exec`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProcessSpec {
-    /// argv; `args[0]` is looked up in the container's `PATH` when it has no `/`.
-    pub args: Vec<String>,
-    /// Environment, `KEY=VALUE` each.
-    pub env: Vec<String>,
-    /// Working directory inside the container (absolute; created when missing).
-    pub cwd: String,
-    /// `--user` / image `User`: `name`, `uid`, `name:group` or `uid:gid`; empty = root.
-    /// Resolved against the container's own /etc/passwd and /etc/group.
-    pub user: String,
-    /// Give the process a terminal (`-t`) instead of pipes.
-    pub tty: bool,
+    /// The OCI process: args, env, cwd, uid/gid, terminal, capabilities, rlimits...
+    pub oci: Process,
     /// Keep stdin open (`-i`); without it the process reads from /dev/null.
     pub stdin: bool,
+    /// A `--user` still to be resolved against the *running* container's /etc/passwd and
+    /// /etc/group (`exec -u`), by the side that sees its files; `oci.user` is replaced.
+    pub user: Option<String>,
 }
 
-/// Resource limits; `None` means unlimited.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Limits {
-    /// Memory limit in bytes (`--memory`). Exceeding it gets the process OOM-killed.
-    pub memory_bytes: Option<u64>,
-    /// CPU limit in billionths of a CPU (`--cpus 1.5` = 1_500_000_000).
-    pub nano_cpus: Option<u64>,
-    /// Maximum number of tasks (`--pids-limit`).
-    pub pids: Option<u64>,
-}
-
-/// A bind mount `-v HOST:CONTAINER[:ro]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Volume {
-    /// Absolute host path (a directory or a file).
-    pub host: PathBuf,
-    /// Absolute path inside the container; resolved inside the root filesystem without
-    /// following symlinks out of it.
-    pub container: String,
-    /// Mount read-only.
-    pub read_only: bool,
+impl ProcessSpec {
+    /// Whether the process has a terminal (`-t`).
+    pub fn tty(&self) -> bool {
+        self.oci.terminal().unwrap_or(false)
+    }
 }
 
 /// Where a backend may keep its files for one container.
@@ -332,6 +341,10 @@ pub enum IsolationError {
         #[source]
         source: std::io::Error,
     },
+    /// The container could not be set up: the executor's typed error (kind, stage,
+    /// errno), from the child process or from the guest agent.
+    #[error(transparent)]
+    Setup(#[from] hull_executor::Error),
     /// Any other backend failure, described.
     #[error("{0}")]
     Backend(String),
@@ -352,6 +365,7 @@ impl IsolationError {
         match self {
             IsolationError::CommandNotFound(_) => 127,
             IsolationError::NotExecutable(_) => 126,
+            IsolationError::Setup(e) => e.exit_code(),
             _ => 125,
         }
     }

@@ -142,9 +142,9 @@ record disks "$(ls /var/lib/hull/vm/disks | wc -l)"
         format!("only loopback is up, with 127.0.0.1: {isolated:?}"),
     );
 
-    // Process mode's capability set minus CAP_MKNOD (no devices cgroup in the guest).
-    r.expect_out_contains("confined", "CapEff:\t00000000a00425fb");
-    r.expect_out_contains("confined", "CapBnd:\t00000000a00425fb");
+    // docker's capability set, CAP_MKNOD included, exactly as in process mode (one spec).
+    r.expect_out_contains("confined", "CapEff:\t00000000a80425fb");
+    r.expect_out_contains("confined", "CapBnd:\t00000000a80425fb");
     r.expect_out_contains("confined", "CapInh:\t0000000000000000");
     r.expect_out_contains("confined", "NoNewPrivs:\t1");
     r.expect_out_contains("confined", "Seccomp:\t2");

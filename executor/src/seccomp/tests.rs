@@ -1,247 +1,439 @@
-//! The filter is checked by running it: a forked child installs it and makes the calls an
-//! attacker would, reporting each errno (or the signal that killed it) to the test.
+//! The compiled programs run in a BPF interpreter (`bpf::run`): each test asks what the
+//! kernel would answer to one system call.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::collections::BTreeSet;
 
+use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSyscall};
+
+use super::bpf::run;
+use super::profile::{resolve, Profile, Target};
 use super::*;
 
-/// One probe: the value returned by the call (`errno` negated on failure).
-type Probe = fn(&Pty) -> i64;
+const EPERM: u32 = ret::ERRNO | libc::EPERM as u32;
+const ENOSYS: u32 = ret::ERRNO | libc::ENOSYS as u32;
 
-/// A pseudo-terminal opened before the fork; the child makes it its controlling terminal.
-struct Pty {
-    _master: OwnedFd,
-    slave: OwnedFd,
+fn docker_caps() -> BTreeSet<String> {
+    [
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FSETID",
+        "CAP_FOWNER",
+        "CAP_MKNOD",
+        "CAP_NET_RAW",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETFCAP",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT",
+        "CAP_KILL",
+        "CAP_AUDIT_WRITE",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect()
 }
 
-fn open_pty() -> Pty {
-    let pty = nix::pty::openpty(None, None).expect("openpty");
-    Pty {
-        _master: pty.master,
-        slave: pty.slave,
-    }
-}
-
-/// `raw` as the call's result: the return value, or `-errno`.
-fn result(raw: libc::c_long) -> i64 {
-    if raw < 0 {
-        -(std::io::Error::last_os_error().raw_os_error().unwrap_or(0) as i64)
-    } else {
-        raw
-    }
-}
-
-/// How the confined child ended.
-#[derive(Debug, PartialEq, Eq)]
-enum Outcome {
-    /// Every probe ran; their results, in order.
-    Results(Vec<i64>),
-    /// Killed by this signal.
-    Killed(i32),
-}
-
-/// Forks a child that becomes a session leader with `pty` as its controlling terminal,
-/// installs `filters` (none: the unconfined baseline) and runs `probes`.
-fn run_confined(filters: Option<&[BpfProgram]>, probes: &[Probe]) -> Outcome {
-    let pty = open_pty();
-    let (read_end, write_end) = nix::unistd::pipe().expect("pipe");
-    // SAFETY: fork has no preconditions; see the child's block for what it may do.
-    match unsafe { libc::fork() } {
-        // SAFETY: the child makes raw system calls only (the filters were compiled before
-        // the fork) and leaves with _exit; the test threads' locks are never touched.
-        0 => unsafe {
-            libc::setsid();
-            libc::ioctl(pty.slave.as_raw_fd(), libc::TIOCSCTTY, 0);
-            if let Some(filters) = filters {
-                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-                for f in filters {
-                    if seccompiler::apply_filter(f).is_err() {
-                        libc::_exit(99);
-                    }
-                }
-            }
-            for probe in probes {
-                let value = probe(&pty);
-                libc::write(write_end.as_raw_fd(), (&value as *const i64).cast(), 8);
-            }
-            libc::_exit(0)
+fn default_filter(caps: &BTreeSet<String>) -> Filter {
+    let oci = resolve(
+        &Profile::default_profile(),
+        &Target {
+            capabilities: caps,
+            kernel: (6, 12),
         },
-        pid if pid > 0 => {
-            drop(write_end);
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut std::fs::File::from(read_end), &mut bytes)
-                .expect("read results");
-            let mut status = 0;
-            // SAFETY: waiting for our own child.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
-            if libc::WIFSIGNALED(status) {
-                return Outcome::Killed(libc::WTERMSIG(status));
-            }
-            assert_eq!(libc::WEXITSTATUS(status), 0, "confined child failed");
-            Outcome::Results(
-                bytes
-                    .chunks_exact(8)
-                    .map(|c| i64::from_ne_bytes(c.try_into().expect("8 bytes")))
-                    .collect(),
-            )
-        }
-        _ => panic!("fork: {}", std::io::Error::last_os_error()),
+    )
+    .unwrap();
+    compile(&oci).unwrap()
+}
+
+fn call(f: &Filter, name: &str, args: [u64; 6]) -> u32 {
+    run(&f.program, number(name).unwrap(), AUDIT_ARCH_X86_64, args)
+}
+
+#[test]
+fn the_default_profile_allows_ordinary_calls_and_refuses_host_management() {
+    let f = default_filter(&docker_caps());
+    for name in [
+        "read", "write", "openat", "execve", "futex", "chroot", "mknod",
+    ] {
+        assert_eq!(call(&f, name, [0; 6]), ret::ALLOW, "{name}");
     }
-}
-
-const EPERM: i64 = -(libc::EPERM as i64);
-
-fn tiocsti(pty: &Pty) -> i64 {
-    let byte = b'x';
-    // SAFETY: TIOCSTI reads one byte from a live stack variable.
-    result(unsafe { libc::ioctl(pty.slave.as_raw_fd(), libc::TIOCSTI, &byte) } as libc::c_long)
-}
-
-fn tiocsti_high_bits(pty: &Pty) -> i64 {
-    let byte = b'x';
-    // The kernel reads the request as an unsigned int: these upper bits are ignored by it
-    // and must be ignored by the filter too.
-    let request = (0xdead_beef_u64 << 32) | libc::TIOCSTI;
-    // SAFETY: as above, through the raw system call.
-    result(unsafe { libc::syscall(libc::SYS_ioctl, pty.slave.as_raw_fd(), request, &byte) })
-}
-
-fn tioclinux(pty: &Pty) -> i64 {
-    let mut subcode = 0u8;
-    // SAFETY: TIOCLINUX reads (and may write) one byte of a live stack variable.
-    result(
-        unsafe { libc::ioctl(pty.slave.as_raw_fd(), libc::TIOCLINUX, &mut subcode) }
-            as libc::c_long,
-    )
-}
-
-fn window_size(pty: &Pty) -> i64 {
-    // SAFETY: winsize is plain data; TIOCGWINSZ writes it.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    result(unsafe { libc::ioctl(pty.slave.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) } as libc::c_long)
-}
-
-fn vsock_socket(_: &Pty) -> i64 {
-    // SAFETY: socket(2) with integer arguments.
-    result(unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM, 0) } as libc::c_long)
-}
-
-fn vsock_socket_high_bits(_: &Pty) -> i64 {
-    let domain = (1u64 << 32) | libc::AF_VSOCK as u64;
-    // SAFETY: socket(2) through the raw system call, integer arguments.
-    result(unsafe { libc::syscall(libc::SYS_socket, domain, libc::SOCK_STREAM, 0) })
-}
-
-fn vsock_socketpair(_: &Pty) -> i64 {
-    let mut fds = [0; 2];
-    // SAFETY: socketpair(2) writes two descriptors into a live array.
-    result(
-        unsafe { libc::socketpair(libc::AF_VSOCK, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) }
-            as libc::c_long,
-    )
-}
-
-fn unix_socket(_: &Pty) -> i64 {
-    // SAFETY: socket(2) with integer arguments.
-    result(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) } as libc::c_long)
-}
-
-#[cfg(target_arch = "x86_64")]
-fn x32_getpid(_: &Pty) -> i64 {
-    // SAFETY: getpid under its x32 number has no arguments and no effects.
-    result(unsafe { libc::syscall(0x4000_0000 | libc::SYS_getpid) })
-}
-
-/// socket(AF_VSOCK) through the i386 system call gate (`int 0x80`, call 359).
-#[cfg(target_arch = "x86_64")]
-fn i386_socket(_: &Pty) -> i64 {
-    let ret: i32;
-    // SAFETY: the i386 socket call takes three integer arguments in ebx, ecx, edx and
-    // returns in eax; it touches no memory of ours. rbx belongs to LLVM: swapped in and
-    // back out around the call.
-    unsafe {
-        std::arch::asm!(
-            "xchg {family:r}, rbx",
-            "int 0x80",
-            "xchg {family:r}, rbx",
-            family = inout(reg) libc::AF_VSOCK as u64 => _,
-            inlateout("eax") 359 => ret,
-            in("ecx") libc::SOCK_STREAM,
-            in("edx") 0,
+    for name in [
+        "mount",
+        "umount2",
+        "unshare",
+        "setns",
+        "pivot_root",
+        "bpf",
+        "keyctl",
+        "kexec_load",
+        "init_module",
+        "io_uring_setup",
+        "ptrace",
+        "reboot",
+        "sethostname",
+    ] {
+        assert_eq!(call(&f, name, [0; 6]), EPERM, "{name}");
+    }
+    // clone: threads and forks yes, new namespaces no; clone3 falls back with ENOSYS.
+    let thread = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
+    assert_eq!(call(&f, "clone", [thread, 0, 0, 0, 0, 0]), ret::ALLOW);
+    for ns in [libc::CLONE_NEWUSER, libc::CLONE_NEWNS, libc::CLONE_NEWNET] {
+        assert_eq!(call(&f, "clone", [ns as u64, 0, 0, 0, 0, 0]), EPERM);
+    }
+    assert_eq!(call(&f, "clone3", [0; 6]), ENOSYS);
+    // socket: every family but AF_VSOCK.
+    assert_eq!(
+        call(&f, "socket", [libc::AF_INET as u64, 0, 0, 0, 0, 0]),
+        ret::ALLOW
+    );
+    assert_eq!(
+        call(&f, "socket", [libc::AF_VSOCK as u64, 0, 0, 0, 0, 0]),
+        EPERM
+    );
+    // The kernel reads an int: a set upper half must not slip past (low 32 bits compared).
+    let high = 0xdead_0000_0000_u64;
+    for name in ["socket", "socketpair"] {
+        assert_eq!(
+            call(&f, name, [high | libc::AF_VSOCK as u64, 0, 0, 0, 0, 0]),
+            EPERM,
+            "{name}"
         );
     }
-    ret as i64
-}
-
-#[test]
-fn filter_compiles() {
-    let filters = build().expect("build");
+    // ioctl: terminal input injection refused (TIOCSTI, TIOCLINUX), the rest allowed.
+    for request in [libc::TIOCSTI, libc::TIOCLINUX] {
+        for upper in [0, high] {
+            assert_eq!(
+                call(&f, "ioctl", [0, upper | request, 0, 0, 0, 0]),
+                EPERM,
+                "{request:#x}"
+            );
+        }
+    }
     assert_eq!(
-        filters.len(),
-        if cfg!(target_arch = "x86_64") { 3 } else { 2 }
+        call(&f, "ioctl", [0, libc::TIOCGWINSZ, 0, 0, 0, 0]),
+        ret::ALLOW
     );
-    assert!(filters.iter().all(|f| !f.is_empty()));
-}
-
-/// TIOCSTI on the process's own controlling terminal works without the filter (or, on a
-/// kernel with `dev.tty.legacy_tiocsti = 0` and no CAP_SYS_ADMIN, fails with EIO), never
-/// with EPERM; with the filter it fails with EPERM, however the request is spelled.
-#[test]
-fn terminal_injection_is_refused() {
-    let probes: &[Probe] = &[tiocsti, tiocsti_high_bits, tioclinux, window_size];
-    let Outcome::Results(open) = run_confined(None, probes) else {
-        panic!("the unconfined child was killed");
-    };
-    assert_ne!(
-        open[0], EPERM,
-        "baseline TIOCSTI on our own terminal: {open:?}"
-    );
-    let filters = build().unwrap();
+    // personality: the listed values only, compared as 64-bit values.
+    assert_eq!(call(&f, "personality", [8, 0, 0, 0, 0, 0]), ret::ALLOW);
     assert_eq!(
-        run_confined(Some(&filters), probes),
-        Outcome::Results(vec![EPERM, EPERM, EPERM, 0]),
-        "TIOCSTI, TIOCSTI with high bits, TIOCLINUX refused; TIOCGWINSZ allowed"
+        call(&f, "personality", [0xffff_ffff, 0, 0, 0, 0, 0]),
+        ret::ALLOW
+    );
+    assert_eq!(call(&f, "personality", [0x40000, 0, 0, 0, 0, 0]), EPERM);
+    assert_eq!(
+        call(&f, "personality", [(1 << 32) | 8, 0, 0, 0, 0, 0]),
+        EPERM
     );
 }
 
 #[test]
-fn vsock_sockets_are_refused() {
-    let probes: &[Probe] = &[
-        vsock_socket,
-        vsock_socket_high_bits,
-        vsock_socketpair,
-        unix_socket,
+fn capabilities_open_the_calls_they_govern() {
+    let mut caps = docker_caps();
+    caps.insert("CAP_SYS_ADMIN".into());
+    caps.insert("CAP_SYS_PTRACE".into());
+    let f = default_filter(&caps);
+    for name in ["mount", "unshare", "setns", "ptrace", "process_vm_readv"] {
+        assert_eq!(call(&f, name, [0; 6]), ret::ALLOW, "{name}");
+    }
+    assert_eq!(
+        call(&f, "clone", [libc::CLONE_NEWUSER as u64, 0, 0, 0, 0, 0]),
+        ret::ALLOW
+    );
+    assert_eq!(call(&f, "clone3", [0; 6]), ret::ALLOW);
+    caps.remove("CAP_SYS_CHROOT");
+    assert_eq!(call(&default_filter(&caps), "chroot", [0; 6]), EPERM);
+}
+
+#[test]
+fn other_abis_cannot_bypass_the_rules() {
+    let f = default_filter(&docker_caps());
+    // The default profile lists x86 and x32: their calls get ENOSYS.
+    assert_eq!(run(&f.program, 21, AUDIT_ARCH_I386, [0; 6]), ENOSYS);
+    assert_eq!(
+        run(&f.program, 0x4000_0000 | 165, AUDIT_ARCH_X86_64, [0; 6]),
+        ENOSYS
+    );
+    // An architecture not listed at all kills.
+    assert_eq!(run(&f.program, 0, 0xc000_00b7, [0; 6]), ret::KILL_PROCESS);
+    // A deny-list profile (default allow) without x86: 32-bit calls kill, not allow.
+    let deny = profile(
+        LinuxSeccompAction::ScmpActAllow,
+        vec![syscall(
+            &["mount"],
+            LinuxSeccompAction::ScmpActErrno,
+            None,
+            vec![],
+        )],
+    );
+    let f = compile(&deny).unwrap();
+    assert_eq!(
+        run(&f.program, 21, AUDIT_ARCH_I386, [0; 6]),
+        ret::KILL_PROCESS
+    );
+    assert_eq!(call(&f, "mount", [0; 6]), EPERM);
+    assert_eq!(call(&f, "read", [0; 6]), ret::ALLOW);
+}
+
+fn profile(default: LinuxSeccompAction, syscalls: Vec<LinuxSyscall>) -> LinuxSeccomp {
+    let mut p = LinuxSeccomp::default();
+    p.set_default_action(default).set_syscalls(Some(syscalls));
+    p
+}
+
+fn syscall(
+    names: &[&str],
+    action: LinuxSeccompAction,
+    errno: Option<u32>,
+    args: Vec<LinuxSeccompArg>,
+) -> LinuxSyscall {
+    let mut s = LinuxSyscall::default();
+    s.set_names(names.iter().map(|n| n.to_string()).collect())
+        .set_action(action)
+        .set_errno_ret(errno)
+        .set_args((!args.is_empty()).then_some(args));
+    s
+}
+
+fn arg(index: usize, op: oci_spec::runtime::LinuxSeccompOperator, value: u64) -> LinuxSeccompArg {
+    oci_spec::runtime::LinuxSeccompArgBuilder::default()
+        .index(index)
+        .op(op)
+        .value(value)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn comparisons_are_64_bit_and_unsigned() {
+    use oci_spec::runtime::LinuxSeccompOperator as Op;
+    let v = 0x1_0000_0005u64;
+    let cases = [
+        (Op::ScmpCmpEq, [false, true, false]),
+        (Op::ScmpCmpNe, [true, false, true]),
+        (Op::ScmpCmpGt, [false, false, true]),
+        (Op::ScmpCmpGe, [false, true, true]),
+        (Op::ScmpCmpLt, [true, false, false]),
+        (Op::ScmpCmpLe, [true, true, false]),
     ];
-    let Outcome::Results(open) = run_confined(None, probes) else {
-        panic!("the unconfined child was killed");
-    };
-    assert!(open.iter().all(|&r| r != EPERM), "baseline: {open:?}");
-    let filters = build().unwrap();
-    let Outcome::Results(confined) = run_confined(Some(&filters), probes) else {
-        panic!("the confined child was killed");
-    };
-    assert_eq!(&confined[..3], &[EPERM, EPERM, EPERM], "{confined:?}");
-    assert!(confined[3] >= 0, "AF_UNIX stays allowed: {confined:?}");
+    // Probes below, at and above v, each differing in one half only.
+    let probes = [0x0_ffff_ffffu64, v, 0x2_0000_0000];
+    for (op, want) in cases {
+        let p = profile(
+            LinuxSeccompAction::ScmpActAllow,
+            vec![syscall(
+                &["write"],
+                LinuxSeccompAction::ScmpActErrno,
+                Some(7),
+                vec![arg(2, op, v)],
+            )],
+        );
+        let f = compile(&p).unwrap();
+        for (probe, hit) in probes.iter().zip(want) {
+            let got = call(&f, "write", [0, 0, *probe, 0, 0, 0]);
+            let expect = if hit { ret::ERRNO | 7 } else { ret::ALLOW };
+            assert_eq!(got, expect, "{op:?} {probe:#x}");
+        }
+    }
+    // Equal low halves must not fool the high-half comparison.
+    let p = profile(
+        LinuxSeccompAction::ScmpActAllow,
+        vec![syscall(
+            &["write"],
+            LinuxSeccompAction::ScmpActKillProcess,
+            None,
+            vec![arg(0, Op::ScmpCmpLt, 5)],
+        )],
+    );
+    let f = compile(&p).unwrap();
+    assert_eq!(
+        call(&f, "write", [(1 << 32) | 4, 0, 0, 0, 0, 0]),
+        ret::ALLOW
+    );
+    assert_eq!(call(&f, "write", [4, 0, 0, 0, 0, 0]), ret::KILL_PROCESS);
 }
 
-#[cfg(target_arch = "x86_64")]
 #[test]
-fn other_system_call_abis_do_not_get_around_the_filter() {
-    // Without the filter: x32 is not built into most kernels (ENOSYS), and the i386 gate
-    // reaches socket() (created, or EAFNOSUPPORT without vsock).
-    let Outcome::Results(open) = run_confined(None, &[x32_getpid]) else {
-        panic!("the unconfined child was killed");
-    };
-    assert_ne!(open[0], EPERM, "{open:?}");
-    let filters = build().unwrap();
+fn masked_eq_and_conditions_on_several_arguments() {
+    use oci_spec::runtime::LinuxSeccompOperator as Op;
+    let masked = oci_spec::runtime::LinuxSeccompArgBuilder::default()
+        .index(0usize)
+        .op(Op::ScmpCmpMaskedEq)
+        .value(0xf0u64)
+        .value_two(0x30u64)
+        .build()
+        .unwrap();
+    let p = profile(
+        LinuxSeccompAction::ScmpActErrno,
+        vec![syscall(
+            &["ioctl"],
+            LinuxSeccompAction::ScmpActAllow,
+            None,
+            vec![masked, arg(1, Op::ScmpCmpEq, 9)],
+        )],
+    );
+    let f = compile(&p).unwrap();
+    assert_eq!(call(&f, "ioctl", [0x3f, 9, 0, 0, 0, 0]), ret::ALLOW);
     assert_eq!(
-        run_confined(Some(&filters), &[x32_getpid]),
-        Outcome::Results(vec![EPERM])
+        call(&f, "ioctl", [0x3f, 8, 0, 0, 0, 0]),
+        EPERM,
+        "both must hold"
+    );
+    assert_eq!(call(&f, "ioctl", [0x4f, 9, 0, 0, 0, 0]), EPERM);
+    // Two conditions on one argument: either may match (runc's reading).
+    let p = profile(
+        LinuxSeccompAction::ScmpActErrno,
+        vec![syscall(
+            &["ioctl"],
+            LinuxSeccompAction::ScmpActAllow,
+            None,
+            vec![arg(0, Op::ScmpCmpEq, 1), arg(0, Op::ScmpCmpEq, 2)],
+        )],
+    );
+    let f = compile(&p).unwrap();
+    assert_eq!(call(&f, "ioctl", [1, 0, 0, 0, 0, 0]), ret::ALLOW);
+    assert_eq!(call(&f, "ioctl", [2, 0, 0, 0, 0, 0]), ret::ALLOW);
+    assert_eq!(call(&f, "ioctl", [3, 0, 0, 0, 0, 0]), EPERM);
+}
+
+#[test]
+fn rules_apply_in_order_with_their_own_actions_and_errnos() {
+    use oci_spec::runtime::LinuxSeccompOperator as Op;
+    let p = profile(
+        LinuxSeccompAction::ScmpActAllow,
+        vec![
+            syscall(
+                &["kill"],
+                LinuxSeccompAction::ScmpActErrno,
+                Some(13),
+                vec![arg(1, Op::ScmpCmpEq, 9)],
+            ),
+            syscall(&["kill"], LinuxSeccompAction::ScmpActTrap, None, vec![]),
+            syscall(&["getpid"], LinuxSeccompAction::ScmpActLog, None, vec![]),
+        ],
+    );
+    let f = compile(&p).unwrap();
+    assert_eq!(call(&f, "kill", [1, 9, 0, 0, 0, 0]), ret::ERRNO | 13);
+    assert_eq!(call(&f, "kill", [1, 15, 0, 0, 0, 0]), ret::TRAP);
+    assert_eq!(call(&f, "getpid", [0; 6]), ret::LOG);
+    assert_eq!(call(&f, "read", [0; 6]), ret::ALLOW);
+}
+
+#[test]
+fn every_x86_64_call_gets_a_verdict_from_a_large_profile() {
+    // Every other call allowed: the search tree must find each one.
+    let all: Vec<&str> = super::x86_64::SYSCALLS.iter().map(|(n, _)| *n).collect();
+    let listed: Vec<&str> = all.iter().copied().step_by(2).collect();
+    let p = profile(
+        LinuxSeccompAction::ScmpActErrno,
+        vec![syscall(
+            &listed,
+            LinuxSeccompAction::ScmpActAllow,
+            None,
+            vec![],
+        )],
+    );
+    let f = compile(&p).unwrap();
+    for (i, name) in all.iter().enumerate() {
+        let want = if i % 2 == 0 { ret::ALLOW } else { EPERM };
+        assert_eq!(call(&f, name, [0; 6]), want, "{name}");
+    }
+    assert_eq!(run(&f.program, 10_000, AUDIT_ARCH_X86_64, [0; 6]), EPERM);
+}
+
+#[test]
+fn hostile_or_unsupported_profiles_are_clear_errors() {
+    let bad_name = profile(
+        LinuxSeccompAction::ScmpActErrno,
+        vec![syscall(
+            &["frobnicate"],
+            LinuxSeccompAction::ScmpActAllow,
+            None,
+            vec![],
+        )],
     );
     assert_eq!(
-        run_confined(Some(&filters), &[i386_socket]),
-        Outcome::Killed(libc::SIGSYS),
-        "an i386 system call kills the process"
+        compile(&bad_name),
+        Err(CompileError::UnknownSyscall("frobnicate".into()))
     );
+    // 32-bit names are skipped, not refused.
+    let foreign = profile(
+        LinuxSeccompAction::ScmpActErrno,
+        vec![syscall(
+            &["socketcall", "read"],
+            LinuxSeccompAction::ScmpActAllow,
+            None,
+            vec![],
+        )],
+    );
+    assert!(compile(&foreign).is_ok());
+    let notify = profile(
+        LinuxSeccompAction::ScmpActErrno,
+        vec![syscall(
+            &["read"],
+            LinuxSeccompAction::ScmpActNotify,
+            None,
+            vec![],
+        )],
+    );
+    assert!(matches!(
+        compile(&notify),
+        Err(CompileError::Unsupported(_))
+    ));
+    let errno = profile(
+        LinuxSeccompAction::ScmpActErrno,
+        vec![syscall(
+            &["read"],
+            LinuxSeccompAction::ScmpActErrno,
+            Some(70000),
+            vec![],
+        )],
+    );
+    assert!(matches!(compile(&errno), Err(CompileError::Invalid(_))));
+    let index = profile(
+        LinuxSeccompAction::ScmpActErrno,
+        vec![syscall(
+            &["read"],
+            LinuxSeccompAction::ScmpActAllow,
+            None,
+            vec![arg(
+                6,
+                oci_spec::runtime::LinuxSeccompOperator::ScmpCmpEq,
+                0,
+            )],
+        )],
+    );
+    assert!(matches!(compile(&index), Err(CompileError::Invalid(_))));
+    // Unknown fields in a profile file are refused, not dropped.
+    let err = Profile::parse(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscallz":[]}"#).unwrap_err();
+    assert!(err.to_string().contains("syscallz"), "{err}");
+}
+
+#[test]
+fn min_kernel_and_arch_conditions_are_evaluated() {
+    let text = r#"{
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [
+            {"names": ["ptrace"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "4.8"}},
+            {"names": ["mbind"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "99.0"}},
+            {"names": ["read"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["arm64"]}},
+            {"names": ["write"], "action": "SCMP_ACT_ALLOW", "excludes": {"arches": ["amd64"]}}
+        ]
+    }"#;
+    let caps = BTreeSet::new();
+    let oci = resolve(
+        &Profile::parse(text).unwrap(),
+        &Target {
+            capabilities: &caps,
+            kernel: (6, 1),
+        },
+    )
+    .unwrap();
+    let names: Vec<String> = oci
+        .syscalls()
+        .iter()
+        .flatten()
+        .flat_map(|s| s.names().clone())
+        .collect();
+    assert_eq!(names, ["ptrace"]);
 }

@@ -5,7 +5,7 @@
 use std::str::FromStr;
 
 use anyhow::{anyhow, Context, Result};
-use seccompiler::BpfProgram;
+use hull_executor::seccomp::Filter;
 
 /// Bit mask of capabilities to keep, from names like `CAP_CHOWN` (or `chown`).
 pub fn capability_mask(names: &[String]) -> Result<u64> {
@@ -33,10 +33,24 @@ pub fn last_cap() -> u32 {
         .min(63)
 }
 
-/// Compiles the default seccomp filters: the same policy the process backend installs on
-/// the host ([`hull_executor::seccomp`]), so a container is confined alike in both models.
-pub fn default_seccomp() -> Result<Vec<BpfProgram>> {
-    hull_executor::seccomp::build().context("build seccomp filter")
+/// Compiles the default seccomp profile for a process with these capabilities: the same
+/// policy the process backend installs on the host, so a container is confined alike in
+/// both models.
+pub fn default_seccomp(caps: &[String]) -> Result<Filter> {
+    use hull_executor::seccomp::profile::{resolve, Profile, Target};
+    let caps: std::collections::BTreeSet<String> = caps.iter().cloned().collect();
+    let kernel = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut v = kernel
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok());
+    let target = Target {
+        capabilities: &caps,
+        kernel: (v.next().unwrap_or(0), v.next().unwrap_or(0)),
+    };
+    let oci = resolve(&Profile::default_profile(), &target).context("seccomp profile")?;
+    hull_executor::seccomp::compile(&oci).context("build seccomp filter")
 }
 
 #[cfg(test)]
@@ -52,7 +66,7 @@ mod tests {
 
     #[test]
     fn seccomp_filter_compiles() {
-        let filters = default_seccomp().unwrap();
-        assert!(!filters.is_empty() && filters.iter().all(|f| !f.is_empty()));
+        let filter = default_seccomp(&["CAP_CHOWN".into()]).unwrap();
+        assert!(filter.program.len() > 100);
     }
 }

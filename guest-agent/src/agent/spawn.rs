@@ -141,7 +141,7 @@ struct Prepared {
     groups: Vec<libc::gid_t>,
     keep_caps: u64,
     last_cap: u32,
-    seccomp: Vec<seccompiler::BpfProgram>,
+    seccomp: Vec<hull_executor::seccomp::Filter>,
     no_new_privs: bool,
     child_stdio: [OwnedFd; 3],
     tty: bool,
@@ -316,7 +316,7 @@ pub fn spawn(
         keep_caps: confine::capability_mask(&spec.capabilities)?,
         last_cap: confine::last_cap(),
         seccomp: if spec.seccomp {
-            confine::default_seccomp()?
+            vec![confine::default_seccomp(&spec.capabilities)?]
         } else {
             Vec::new()
         },
@@ -456,10 +456,11 @@ struct CapData {
     inheritable: u32,
 }
 
-fn load_seccomp(p: &Prepared, filter: &[seccompiler::sock_filter]) {
+fn load_seccomp(p: &Prepared, filter: &hull_executor::seccomp::Filter) {
+    let filter = &filter.program;
     let prog = libc::sock_fprog {
         len: filter.len() as u16,
-        // seccompiler's sock_filter has the kernel's layout, like libc's.
+        // The compiler's instructions have the kernel's sock_filter layout.
         filter: filter.as_ptr() as *mut libc::sock_filter,
     };
     // SAFETY: the kernel copies the program; `prog` and `filter` outlive the call.

@@ -392,31 +392,34 @@ pub fn exec(args: ExecArgs, paths: &StatePaths) -> Result<i32> {
         bail!("container {} is not running", args.container);
     }
     let backend = backends::backend(state.isolation)?;
-    let mut env = state.spec.process.env.clone();
+    let mut oci = state.spec.process().clone();
+    let mut env = oci.env().clone().unwrap_or_default();
     for e in &args.env {
-        let entry = if e.contains('=') {
-            e.clone()
-        } else {
-            format!("{e}={}", std::env::var(e).unwrap_or_default())
-        };
-        spec::merge_env(&mut env, entry);
+        spec::merge_env(&mut env, spec::expand_env(e)?);
+    }
+    oci.set_args(Some(args.command.clone()))
+        .set_env(Some(env))
+        .set_terminal(Some(args.tty))
+        .set_console_size(None);
+    if let Some(w) = &args.workdir {
+        if !w.starts_with('/') {
+            bail!("working directory {w:?} must be an absolute path");
+        }
+        oci.set_cwd(PathBuf::from(w));
     }
     let process = ProcessSpec {
-        args: args.command.clone(),
-        env,
-        cwd: args
-            .workdir
-            .clone()
-            .unwrap_or_else(|| state.spec.process.cwd.clone()),
-        user: args
-            .user
-            .clone()
-            .unwrap_or_else(|| state.spec.process.user.clone()),
-        tty: args.tty,
+        oci,
         stdin: args.interactive,
+        user: args.user.clone(),
     };
-    hull_executor::user::check_spec(&process.user)?;
-    hull_protocol::check_command(&process.args, &process.env).map_err(|e| anyhow!(e))?;
+    if let Some(user) = &process.user {
+        hull_executor::user::check_spec(user)?;
+    }
+    hull_protocol::check_command(
+        process.oci.args().as_deref().unwrap_or_default(),
+        process.oci.env().as_deref().unwrap_or_default(),
+    )
+    .map_err(|e| anyhow!(e))?;
     match supervisor::exec_attached(&store.context(&id), &*backend, &state.spec, &process) {
         Ok(code) => Ok(code),
         Err(e) => start_error(e),
@@ -502,7 +505,7 @@ pub fn ps(args: PsArgs, paths: &StatePaths) -> Result<i32> {
                         "id": s.id,
                         "name": s.name,
                         "image": s.spec.image,
-                        "command": s.spec.process.args.join(" "),
+                        "command": s.spec.args().join(" "),
                         "created": s.created,
                         "status": s.status,
                         "state": status_text(s),
@@ -535,7 +538,7 @@ pub fn ps(args: PsArgs, paths: &StatePaths) -> Result<i32> {
             for s in &all {
                 // The command comes from the image: no control characters reach the
                 // operator's terminal through `ps`.
-                let args = s.spec.process.args.join(" ");
+                let args = s.spec.args().join(" ");
                 let mut cmd = format!("\"{}\"", sanitize::one_line(&args, 256));
                 if cmd.len() > 22 {
                     cmd = format!(
@@ -583,7 +586,10 @@ pub fn inspect(args: ContainersArgs, paths: &StatePaths) -> Result<i32> {
         let id = store.resolve(key)?;
         let s = lifecycle::load_fresh(&store, &id)?
             .ok_or_else(|| anyhow!("no such container: {key}"))?;
-        all.push(s);
+        // The record, and the OCI runtime spec the container runs (its config.json).
+        let mut v = serde_json::to_value(&s)?;
+        v["config"] = serde_json::to_value(&s.spec.oci)?;
+        all.push(v);
     }
     println!("{}", serde_json::to_string_pretty(&all)?);
     Ok(0)

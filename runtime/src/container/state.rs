@@ -3,6 +3,7 @@
 //! ```text
 //! <run_root>/containers/
 //!   <id>/state.json        the record (replaced atomically: write temp + rename)
+//!   <id>/config.json       the container's OCI runtime spec (written once, at creation)
 //!   <id>/container.log     stdout/stderr records (see `logs`)
 //!   <id>/...               backend files (process.json, upper/, work/, rootfs/)
 //!   .names/<name> -> <id>  name reservations (symlink creation is atomic)
@@ -32,10 +33,12 @@ use crate::isolation::{ContainerContext, ContainerSpec, IsolationKind};
 use crate::network::NetworkStatus;
 use crate::paths::StatePaths;
 
-/// Largest state.json written or read. What goes into a record is bounded at create time
-/// (`spec::build`) far below this; `save` refuses anything larger, so no record is ever
-/// written that could not be read back.
+/// Largest state.json or config.json written or read. What goes into a record is bounded
+/// at create time (`spec::build`) far below this; `save` refuses anything larger, so no
+/// record is ever written that could not be read back.
 pub const MAX_STATE: u64 = 1 << 20;
+/// The container's OCI runtime spec, beside state.json.
+pub const CONFIG_FILE: &str = "config.json";
 
 /// Lifecycle status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -316,9 +319,13 @@ impl ContainerStore {
     /// Puts a new container in place with its first record. On error it is abandoned.
     pub fn commit(&self, new: NewContainer, state: &ContainerState) -> Result<(), StoreError> {
         let pending = self.pending_dir(&new.id);
-        let result = self.write_record(&pending, state).and_then(|()| {
-            fs::rename(&pending, self.dir_of(&new.id)).map_err(io_err("create container"))
-        });
+        // config.json first: a record without its spec would be unreadable.
+        let result = self
+            .write_config(&pending, state)
+            .and_then(|()| self.write_record(&pending, state))
+            .and_then(|()| {
+                fs::rename(&pending, self.dir_of(&new.id)).map_err(io_err("create container"))
+            });
         if result.is_err() {
             self.abandon(new);
         }
@@ -421,8 +428,42 @@ impl ContainerStore {
             .map_err(io_err("write state"))
     }
 
-    /// Reads the record of `id`.
+    /// Writes the container's OCI spec as `config.json` into `dir` (once, at creation).
+    fn write_config(&self, dir: &Path, state: &ContainerState) -> Result<(), StoreError> {
+        let data = serde_json::to_vec_pretty(&state.spec.oci)
+            .map_err(|e| io_err("encode config.json")(io::Error::other(e)))?;
+        if data.len() as u64 > MAX_STATE {
+            return Err(StoreError::TooLarge(data.len()));
+        }
+        crate::private_fs::write_atomic(
+            &dir.join(".config.json.tmp"),
+            &dir.join(CONFIG_FILE),
+            &data,
+        )
+        .map_err(io_err("write config.json"))
+    }
+
+    /// Reads the record of `id`, with its OCI spec from config.json.
     pub fn load(&self, id: &str) -> Result<ContainerState, StoreError> {
+        let mut state = self.load_record(id)?;
+        let path = self.dir_of(id).join(CONFIG_FILE);
+        let unreadable = |reason: String| StoreError::Unreadable {
+            id: id.to_string(),
+            reason: format!("{CONFIG_FILE}: {reason}"),
+        };
+        let mut data = Vec::new();
+        fs::File::open(&path)
+            .and_then(|f| f.take(MAX_STATE + 1).read_to_end(&mut data))
+            .map_err(|e| unreadable(e.to_string()))?;
+        if data.len() as u64 > MAX_STATE {
+            return Err(unreadable(format!("larger than {MAX_STATE} bytes")));
+        }
+        state.spec.oci = serde_json::from_slice(&data)
+            .map_err(|e| unreadable(crate::sanitize::one_line(&e.to_string(), 200).into_owned()))?;
+        Ok(state)
+    }
+
+    fn load_record(&self, id: &str) -> Result<ContainerState, StoreError> {
         let path = self.dir_of(id).join("state.json");
         let file = match fs::File::open(&path) {
             Ok(f) => f,
@@ -702,26 +743,23 @@ mod tests {
             id: id.into(),
             name: name.into(),
             isolation: IsolationKind::Process,
-            spec: ContainerSpec {
-                image: "i".into(),
-                image_id: "sha256:00".into(),
-                layers: vec![],
-                process: crate::isolation::ProcessSpec {
-                    args: vec!["true".into()],
+            spec: {
+                let image = crate::container::spec::ImageFacts {
+                    name: "i".into(),
+                    id: "sha256:00".into(),
+                    layers: vec![],
+                    entrypoint: vec![],
+                    cmd: vec!["true".into()],
                     env: vec![],
-                    cwd: "/".into(),
+                    working_dir: String::new(),
                     user: String::new(),
-                    tty: false,
-                    stdin: false,
-                },
-                hostname: "h".into(),
-                limits: Default::default(),
-                volumes: vec![],
-                read_only: false,
-                kernel: None,
-                network: Default::default(),
-                attachment: None,
-                storage: Default::default(),
+                };
+                crate::container::spec::build(
+                    "0123456789abcdef",
+                    &image,
+                    &crate::container::spec::RunOptions::default(),
+                )
+                .unwrap()
             },
             status: Status::Created,
             created: 0,

@@ -99,7 +99,7 @@ pub fn supervise(
     spec.attachment = Some(network.attachment);
     state.network = Some(network.status);
     let _published_ports = network.ports;
-    let (io, out_r, err_r, stdin_w) = match make_io(&spec.process, foreground) {
+    let (io, out_r, err_r, stdin_w) = match make_io(spec.tty(), spec.interactive, foreground) {
         Ok(v) => v,
         Err(e) => return fail(store, backend, state, mode, e),
     };
@@ -120,17 +120,17 @@ pub fn supervise(
     drop(mode);
 
     let terminal = started.terminal;
-    let raw = if foreground && spec.process.tty {
+    let raw = if foreground && spec.tty() {
         RawTerminal::enter(0)
     } else {
         None
     };
-    if foreground && spec.process.tty {
+    if foreground && spec.tty() {
         if let Some(size) = tty::get_size(1).or_else(|| tty::get_size(0)) {
             let _ = process.resize(size);
         }
     }
-    let stdin = match stdin_relay(stdin_w, terminal.as_ref(), foreground && spec.process.stdin) {
+    let stdin = match stdin_relay(stdin_w, terminal.as_ref(), foreground && spec.interactive) {
         Ok(relay) => relay,
         Err(e) => {
             tracing::warn!("relaying stdin: {e}");
@@ -171,7 +171,7 @@ fn set_up_network(
         &ctx.id,
         &ctx.state_dir,
         &spec.network,
-        &spec.hostname,
+        spec.oci.hostname().as_deref().unwrap_or_default(),
         &config.network,
     )
     .map_err(|e| IsolationError::Backend(e.to_string()))
@@ -269,11 +269,8 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), IsolationError> {
 
 /// Pipes (or, with `-t`, a terminal the backend creates) for a process; `with_stdin`: a
 /// stdin pipe that hull feeds from its own stdin. hull's own descriptors are never given.
-fn make_io(
-    process: &crate::isolation::ProcessSpec,
-    with_stdin: bool,
-) -> Result<IoParts, IsolationError> {
-    if process.tty {
+fn make_io(tty: bool, stdin: bool, with_stdin: bool) -> Result<IoParts, IsolationError> {
+    if tty {
         let size = tty::get_size(1)
             .or_else(|| tty::get_size(0))
             .unwrap_or(WinSize { rows: 24, cols: 80 });
@@ -281,7 +278,7 @@ fn make_io(
     }
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    let (stdin, stdin_w) = if with_stdin && process.stdin {
+    let (stdin, stdin_w) = if with_stdin && stdin {
         let (r, w) = pipe()?;
         (Some(r), Some(w))
     } else {
@@ -420,11 +417,11 @@ pub fn exec_attached(
     set.add(Signal::SIGWINCH);
     let _ = set.thread_block();
     let sigfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok();
-    let (io, out_r, err_r, stdin_w) = make_io(process, true)?;
+    let (io, out_r, err_r, stdin_w) = make_io(process.tty(), process.stdin, true)?;
     let started = backend.exec(ctx, spec, process, io)?;
     let mut child = started.process;
     let terminal = started.terminal;
-    let raw = if process.tty {
+    let raw = if process.tty() {
         RawTerminal::enter(0)
     } else {
         None

@@ -1,48 +1,36 @@
 //! The process backend: a container as a namespaced process on the host kernel, the way
-//! runc, crun and youki run one.
+//! runc, crun and youki run one. The container's OCI spec is carried out by the executor
+//! (`hull_executor`), the same code the guest agent runs inside a microVM: this module only
+//! supplies the bundle (the state directory, with `rootfs/` where the image layers are
+//! assembled), the host's facts, the I/O, and remembers the init process.
 //!
-//! One module per concern; `init` holds the child's sequence from fork to execve:
-//! - `namespaces`: which namespaces, joining them for exec, loopback;
-//! - `rootfs`: overlayfs, pivot_root, /proc, /dev, /sys, volumes, masked paths;
-//! - `cgroups`: limits (v1 and v2);
-//! - `capabilities`, `seccomp`: privileges (`--user` is resolved by `hull_executor::user`,
-//!   shared with the vm backend's agent so both models agree);
-//! - `tty`: pseudo-terminals created inside the container;
-//! - `syscalls`: clone3/pidfd/openat2 wrappers.
-//!
-//! Per-container files (in the container's state dir): `process.json` (init pid and start
-//! time) and `rootfs/` (the mount point of the overlay, used only inside the container's own
-//! mount namespace). The overlay's writable layer (`upper/`, `work/`) is on disk in the
-//! container's storage directory (`crate::storage`), kept across stop/start. Cgroups are
-//! named by id.
+//! Per-container files (in the container's state dir): `process.json` (the cgroup path,
+//! then the init pid and start time) and `rootfs/` (the mount point of the overlay, used
+//! only inside the container's own mount namespace). The overlay's writable layer
+//! (`upper/`, `work/`) is on disk in the container's storage directory (`crate::storage`),
+//! kept across stop/start.
 
-pub mod capabilities;
-pub mod cgroups;
-pub mod init;
-pub mod namespaces;
-pub mod rootfs;
-pub mod seccomp;
 pub mod syscalls;
 pub mod tty;
 
 use std::fs;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
+use std::time::Duration;
 
+use hull_executor::cgroups::{driver, Layout};
+use hull_executor::plan::{Host, Plan, ProcessPlan, RootSource};
+use hull_executor::spawn::{self, ExecTarget, Options, Stdio};
 use serde::{Deserialize, Serialize};
 
 use crate::isolation::{
     ContainerContext, ContainerProcess, ContainerSpec, ExitStatus, Isolation, IsolationError,
-    IsolationKind, ProcessIo, ProcessSpec, Started, Volume, WinSize,
+    IsolationKind, ProcessIo, ProcessSpec, Started, WinSize,
 };
-use crate::network::Namespace;
 
-use init::{ChildStdio, Launch, Role};
-use syscalls::Forked;
-
-/// How long the parent waits for the child to exec before giving up on it.
-const START_TIMEOUT_MS: i32 = 60_000;
+/// How long the child may take to reach execve.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long cleanup waits for a killed init process to go away.
 const KILL_TIMEOUT_MS: i32 = 5_000;
 /// Backend state file in the container's state dir.
@@ -59,13 +47,17 @@ impl ProcessIsolation {
     }
 }
 
-/// What another hull invocation needs to find the init process again.
-#[derive(Debug, Serialize, Deserialize)]
+/// What another hull invocation needs to find the container's process and cgroup again.
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct InitRecord {
-    /// Host pid of the container's init process.
+    /// Host pid of the container's init process (0 until it runs).
     pid: i32,
     /// Its start time (clock ticks since boot) to detect pid reuse.
     start_time: u64,
+    /// The container's cgroup, relative to the hierarchy roots (written before it exists,
+    /// so a crash in between leaves nothing cleanup cannot find).
+    #[serde(default)]
+    cgroup: Option<PathBuf>,
 }
 
 fn read_record(ctx: &ContainerContext) -> Option<InitRecord> {
@@ -84,26 +76,21 @@ fn write_record(ctx: &ContainerContext, record: &InitRecord) -> io::Result<()> {
 }
 
 /// pidfd of the running init process, or `NotRunning`.
-fn init_pidfd(ctx: &ContainerContext) -> Result<OwnedFd, IsolationError> {
+fn init_pidfd(ctx: &ContainerContext) -> Result<(OwnedFd, i32), IsolationError> {
     let record = read_record(ctx).ok_or(IsolationError::NotRunning)?;
-    syscalls::open_verified(record.pid, record.start_time).ok_or(IsolationError::NotRunning)
-}
-
-struct Dirs {
-    rootfs: PathBuf,
-}
-
-fn dirs(ctx: &ContainerContext) -> Dirs {
-    Dirs {
-        rootfs: ctx.file("rootfs"),
+    if record.pid <= 0 {
+        return Err(IsolationError::NotRunning);
     }
+    syscalls::open_verified(record.pid, record.start_time)
+        .map(|fd| (fd, record.pid))
+        .ok_or(IsolationError::NotRunning)
 }
 
 fn os(what: &str) -> impl FnOnce(io::Error) -> IsolationError + '_ {
     move |e| IsolationError::os(what, e)
 }
 
-/// A process we forked: a container's init or an exec.
+/// A process we started: a container's init or an exec.
 struct ForkedProcess {
     pid: i32,
     pidfd: OwnedFd,
@@ -135,157 +122,44 @@ impl ContainerProcess for ForkedProcess {
     }
 }
 
-/// Stdio descriptors the child inherits, and what the parent must close after the fork.
-fn child_stdio(io: &ProcessIo) -> ChildStdio {
+/// The executor's view of the caller's I/O choice.
+fn stdio(io: &ProcessIo) -> Stdio<'_> {
     match io {
         ProcessIo::Pipes {
             stdin,
             stdout,
             stderr,
-        } => ChildStdio::Pipes {
-            stdin: stdin.as_ref().map(|f| f.as_raw_fd()),
-            stdout: stdout.as_raw_fd(),
-            stderr: stderr.as_raw_fd(),
+        } => Stdio::Pipes {
+            stdin: stdin.as_ref().map(|f| f.as_fd()),
+            stdout: stdout.as_fd(),
+            stderr: stderr.as_fd(),
         },
-        ProcessIo::Terminal { size } => ChildStdio::Terminal(*size),
+        ProcessIo::Terminal { .. } => Stdio::Terminal,
     }
 }
 
-fn sync_pair() -> Result<(OwnedFd, OwnedFd), IsolationError> {
-    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-    socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(|e| IsolationError::os("create sync socket", e))
-}
-
-/// Waits for the child's verdict: EOF = it exec'd; `T` + fd = terminal master; `E...` =
-/// failure. Kills and reaps the child on failure or timeout.
-fn await_exec(sock: &OwnedFd, pidfd: &OwnedFd) -> Result<Option<OwnedFd>, IsolationError> {
-    let mut terminal = None;
-    let result = loop {
-        let mut pfd = libc::pollfd {
-            fd: sock.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let ready = unsafe { libc::poll(&mut pfd, 1, START_TIMEOUT_MS) };
-        if ready < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            break Err(IsolationError::os("wait for container start", e));
-        }
-        if ready == 0 {
-            break Err(IsolationError::Backend(
-                "container process did not start within 60 s".into(),
-            ));
-        }
-        let mut buf = [0u8; 4096];
-        match tty::recv_with_fd(sock.as_fd(), &mut buf) {
-            Ok((0, _)) => break Ok(()),
-            Ok((n, fd)) if buf[0] == init::TAG_TERMINAL && fd.is_some() && n == 1 => {
-                terminal = fd;
-            }
-            Ok((n, _)) if buf[0] == init::TAG_ERROR => {
-                // The message may quote the image (a command, a user name, a path).
-                let text = crate::sanitize::for_terminal(&String::from_utf8_lossy(&buf[1..n]))
-                    .into_owned();
-                let (code, message) = text.split_once(' ').unwrap_or(("125", &text));
-                let message = message.to_string();
-                break Err(match code {
-                    "127" => IsolationError::CommandNotFound(message),
-                    "126" => IsolationError::NotExecutable(message),
-                    _ => IsolationError::Backend(message),
-                });
-            }
-            Ok(_) => {
-                break Err(IsolationError::Backend(
-                    "malformed message from container setup".into(),
-                ))
-            }
-            Err(e) => break Err(IsolationError::os("read from container setup", e)),
-        }
-    };
-    match result {
-        Ok(()) => Ok(terminal),
-        Err(e) => {
-            kill_and_reap(pidfd);
-            Err(e)
-        }
+fn console_size(io: &ProcessIo) -> Option<(u16, u16)> {
+    match io {
+        ProcessIo::Terminal { size } => Some((size.rows, size.cols)),
+        ProcessIo::Pipes { .. } => None,
     }
 }
 
-/// How the init process gets its network (see `crate::network`).
-struct NetworkPlan {
-    /// Namespaces for the fork: with CLONE_NEWNET unless it joins one or uses the host's.
-    fork_flags: libc::c_int,
-    /// The namespace to join.
-    netns: Option<OwnedFd>,
-    /// The spec's volumes plus the network's /etc files, bound read-only.
-    volumes: Vec<Volume>,
-}
-
-fn network_plan(spec: &ContainerSpec) -> Result<NetworkPlan, IsolationError> {
-    let mut volumes = spec.volumes.clone();
-    let Some(attachment) = &spec.attachment else {
-        return Ok(NetworkPlan {
-            fork_flags: namespaces::AT_FORK,
-            netns: None,
-            volumes,
-        });
-    };
-    volumes.extend(attachment.files.iter().map(|f| Volume {
-        host: f.host.clone(),
-        container: f.container.clone(),
-        read_only: true,
-    }));
-    let (fork_flags, netns) = match &attachment.namespace {
-        Namespace::New => (namespaces::AT_FORK, None),
-        Namespace::Host => (namespaces::AT_FORK & !libc::CLONE_NEWNET, None),
-        Namespace::Join(path) => (
-            namespaces::AT_FORK & !libc::CLONE_NEWNET,
-            Some(
-                crate::network::netns::open(path)
-                    .map_err(|e| IsolationError::os(format!("open {}", path.display()), e))?,
-            ),
-        ),
-    };
-    Ok(NetworkPlan {
-        fork_flags,
-        netns,
-        volumes,
+fn started(spawned: hull_executor::spawn::Spawned) -> Result<Started, IsolationError> {
+    let dup = spawned
+        .terminal
+        .as_ref()
+        .map(|t| t.try_clone())
+        .transpose()
+        .map_err(os("dup terminal"))?;
+    Ok(Started {
+        process: Box::new(ForkedProcess {
+            pid: spawned.pid,
+            pidfd: spawned.pidfd,
+            terminal: dup,
+        }),
+        terminal: spawned.terminal,
     })
-}
-
-fn kill_and_reap(pidfd: &OwnedFd) {
-    let _ = syscalls::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
-    let _ = syscalls::wait_pidfd(pidfd.as_fd());
-}
-
-fn go_pipe() -> Result<(OwnedFd, OwnedFd), IsolationError> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| IsolationError::os("create go pipe", e))
-}
-
-/// Tells the child it may exec (`init::TAG_GO`). Until then it only sets up; if this
-/// process dies first, the child reads end-of-file instead and exits, so no container
-/// process ever runs without a live parent that knows it. A child that already failed
-/// (EPIPE) has its report waiting on the sync socket. The caller keeps `go` open until
-/// the child has exec'd: the child takes a writer-less pipe for a dead parent.
-fn release(go: &OwnedFd, pidfd: &OwnedFd) -> Result<(), IsolationError> {
-    match nix::unistd::write(go, &[init::TAG_GO]) {
-        Ok(_) | Err(nix::errno::Errno::EPIPE) => Ok(()),
-        Err(e) => {
-            kill_and_reap(pidfd);
-            Err(IsolationError::os("release the container process", e))
-        }
-    }
 }
 
 impl ProcessIsolation {
@@ -295,10 +169,10 @@ impl ProcessIsolation {
         spec: &ContainerSpec,
         io: ProcessIo,
     ) -> Result<Started, IsolationError> {
-        let d = dirs(ctx);
-        crate::private_fs::create_dir(&d.rootfs)
-            .map_err(|e| IsolationError::os(format!("create {}", d.rootfs.display()), e))?;
-        let layer = crate::storage::ensure_layer_dirs(ctx)?;
+        let rootfs = ctx.file("rootfs");
+        crate::private_fs::create_dir(&rootfs)
+            .map_err(|e| IsolationError::os(format!("create {}", rootfs.display()), e))?;
+        let writable = crate::storage::ensure_layer_dirs(ctx)?;
         for layer in &spec.layers {
             if !layer.is_dir() {
                 return Err(IsolationError::InvalidSpec(format!(
@@ -307,83 +181,55 @@ impl ProcessIsolation {
                 )));
             }
         }
-        for v in &spec.volumes {
-            if !v.host.exists() {
-                return Err(IsolationError::InvalidSpec(format!(
-                    "volume source {} does not exist",
-                    v.host.display()
-                )));
-            }
-        }
-        let network = network_plan(spec)?;
-        let cgroup_fds = cgroups::create(&ctx.id, &spec.limits)
-            .and_then(|c| c.open_for_join())
-            .map_err(os("set up cgroups"))?;
-        let (parent_sock, child_sock) = sync_pair()?;
-        let (go_r, go_w) = go_pipe()?;
-        let stdio = child_stdio(&io);
-        let caps = capabilities::container_set();
-
-        // SAFETY: `hull` is single-threaded whenever it starts a container (documented
-        // precondition of Isolation::start); the child only runs `init::child_main`.
-        let forked = unsafe { syscalls::fork_into(network.fork_flags, 0) }
-            .map_err(os("fork container init"))?;
-        let (pid, pidfd) = match forked {
-            Forked::Child => init::child_main(
-                Role::Init {
-                    cgroups: cgroup_fds,
-                    rootfs: rootfs::RootfsPlan {
-                        rootfs: &d.rootfs,
-                        layers: &spec.layers,
-                        upper: &layer.upper,
-                        work: &layer.work,
-                        read_only: spec.read_only,
-                        volumes: &network.volumes,
-                    },
-                    hostname: &spec.hostname,
-                    netns: network.netns.as_ref().map(|f| f.as_fd()),
-                    new_network: network.fork_flags & libc::CLONE_NEWNET != 0,
-                },
-                Launch {
-                    process: &spec.process,
-                    stdio,
-                    sync: child_sock.as_fd(),
-                    go: go_r.as_fd(),
-                    go_writer: go_w.as_raw_fd(),
-                    caps,
-                    hostname: &spec.hostname,
-                },
-            ),
-            Forked::Parent { pid, pidfd } => (pid, pidfd),
+        let host = Host::detect();
+        // This start's network (CNI's namespace, the /etc files) is part of what it runs.
+        let oci = match &spec.attachment {
+            Some(a) => crate::container::spec::network::attach(&spec.oci, a),
+            None => spec.oci.clone(),
         };
-        drop(child_sock);
-        drop(cgroup_fds);
+        let mut plan = Plan::new(
+            &oci,
+            ctx.dir(),
+            &RootSource::Layers {
+                layers: spec.layers.clone(),
+                upper: writable.upper,
+                work: writable.work,
+            },
+            &host,
+        )?;
+        plan.process.console_size = console_size(&io);
+        let cgroup =
+            (!plan.container.cgroup.is_empty()).then(|| plan.container.cgroup.path.clone());
+        write_record(
+            ctx,
+            &InitRecord {
+                cgroup: cgroup.clone(),
+                ..Default::default()
+            },
+        )
+        .map_err(os("write process.json"))?;
+        let spawned = spawn::create(
+            &plan,
+            &host.cgroups,
+            &Options {
+                stdio: stdio(&io),
+                die_with_parent: true,
+                start_gate: None,
+                timeout: START_TIMEOUT,
+            },
+        )?;
         drop(io);
-        // The record that lets any hull find (and kill) this process exists before the
-        // process may run anything of the image: the child waits for `go` before execve.
-        let start_time = syscalls::start_time(pid).unwrap_or(0);
-        if let Err(e) = write_record(ctx, &InitRecord { pid, start_time }) {
-            kill_and_reap(&pidfd);
-            return Err(os("write process.json")(e));
-        }
-        drop(go_r);
-        release(&go_w, &pidfd)?;
-        let terminal = await_exec(&parent_sock, &pidfd)?;
-        // Held until the child exec'd: its last check before execve sees a writer.
-        drop(go_w);
-        let dup = terminal
-            .as_ref()
-            .map(|t| t.try_clone())
-            .transpose()
-            .map_err(os("dup terminal"))?;
-        Ok(Started {
-            process: Box::new(ForkedProcess {
-                pid,
-                pidfd,
-                terminal: dup,
-            }),
-            terminal,
-        })
+        let start_time = syscalls::start_time(spawned.pid).unwrap_or(0);
+        write_record(
+            ctx,
+            &InitRecord {
+                pid: spawned.pid,
+                start_time,
+                cgroup,
+            },
+        )
+        .map_err(os("write process.json"))?;
+        started(spawned)
     }
 }
 
@@ -412,86 +258,71 @@ impl Isolation for ProcessIsolation {
         process: &ProcessSpec,
         io: ProcessIo,
     ) -> Result<Started, IsolationError> {
-        let init_fd = init_pidfd(ctx)?;
-        let cgroup_fds = cgroups::existing(&ctx.id)
-            .open_for_join()
-            .map_err(os("open cgroups"))?;
-        // Non-dumpable before the fork, so the child is never ptrace-able or inspectable
-        // from inside the container, not even for an instant.
+        let (init_fd, init_pid) = init_pidfd(ctx)?;
+        let record = read_record(ctx).unwrap_or_default();
+        let mut oci = process.oci.clone();
+        if let Some(user) = &process.user {
+            // The running container's own account files, read inside its root.
+            let root = PathBuf::from(format!("/proc/{init_pid}/root"));
+            let who = crate::container::spec::resolve_user_in(user, &root)
+                .map_err(|e| IsolationError::InvalidSpec(e.to_string()))?;
+            crate::container::spec::set_identity(&mut oci, &who);
+        }
+        let host = Host::detect();
+        let seccomp = spec.oci.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+        let mut plan = ProcessPlan::new(&oci, seccomp, host.last_cap)?;
+        plan.console_size = console_size(&io);
+        // Non-dumpable before the clone, so the child (a copy of hull joining the
+        // container) is never ptrace-able or inspectable from inside it.
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-        namespaces::enter_pid_namespace_for_children(init_fd.as_fd())
-            .map_err(os("enter container PID namespace"))?;
-        let (parent_sock, child_sock) = sync_pair()?;
-        let (go_r, go_w) = go_pipe()?;
-        let stdio = child_stdio(&io);
-        let caps = capabilities::container_set();
-        // SAFETY: `hull exec` is single-threaded; the child only runs `init::child_main`.
-        let forked = unsafe { syscalls::fork_into(0, 0) }.map_err(os("fork exec process"))?;
-        let (pid, pidfd) = match forked {
-            Forked::Child => init::child_main(
-                Role::Exec {
-                    cgroups: cgroup_fds,
-                    init: init_fd.as_fd(),
-                },
-                Launch {
-                    process,
-                    stdio,
-                    sync: child_sock.as_fd(),
-                    go: go_r.as_fd(),
-                    go_writer: go_w.as_raw_fd(),
-                    caps,
-                    hostname: &spec.hostname,
-                },
-            ),
-            Forked::Parent { pid, pidfd } => (pid, pidfd),
-        };
-        drop(child_sock);
-        drop(cgroup_fds);
+        let spawned = spawn::exec(
+            &plan,
+            &ExecTarget {
+                init: init_fd.as_fd(),
+                namespaces: spawn::namespace_flags(&spec.oci),
+                cgroup_path: record.cgroup.as_deref(),
+            },
+            &host.cgroups,
+            &Options {
+                stdio: stdio(&io),
+                die_with_parent: true,
+                start_gate: None,
+                timeout: START_TIMEOUT,
+            },
+        )?;
         drop(io);
-        drop(go_r);
-        release(&go_w, &pidfd)?;
-        let terminal = await_exec(&parent_sock, &pidfd)?;
-        // Held until the child exec'd: its last check before execve sees a writer.
-        drop(go_w);
-        let dup = terminal
-            .as_ref()
-            .map(|t| t.try_clone())
-            .transpose()
-            .map_err(os("dup terminal"))?;
-        Ok(Started {
-            process: Box::new(ForkedProcess {
-                pid,
-                pidfd,
-                terminal: dup,
-            }),
-            terminal,
-        })
+        started(spawned)
     }
 
     fn signal(&self, ctx: &ContainerContext, signal: i32) -> Result<(), IsolationError> {
-        let fd = init_pidfd(ctx)?;
+        let (fd, _) = init_pidfd(ctx)?;
         syscalls::pidfd_signal(fd.as_fd(), signal).map_err(os("signal container"))
     }
 
     fn is_alive(&self, ctx: &ContainerContext) -> bool {
-        read_record(ctx).is_some_and(|r| syscalls::is_same_process_alive(r.pid, r.start_time))
+        read_record(ctx)
+            .is_some_and(|r| r.pid > 0 && syscalls::is_same_process_alive(r.pid, r.start_time))
     }
 
     fn cleanup(&self, ctx: &ContainerContext) -> Result<(), IsolationError> {
         // The PID namespace ends with its init: killing it kills every container process,
         // and the mounts go with the mount namespace.
-        if let Ok(fd) = init_pidfd(ctx) {
+        if let Ok((fd, _)) = init_pidfd(ctx) {
             let _ = syscalls::pidfd_signal(fd.as_fd(), libc::SIGKILL);
             let _ = syscalls::poll_exit(fd.as_fd(), KILL_TIMEOUT_MS);
         }
         let mut first_err: Option<IsolationError> = None;
-        if let Err(e) = cgroups::remove(&ctx.id) {
+        // The record names the cgroup; without one (a crash before it was written) the
+        // spec's naming convention still finds it.
+        let cgroup = read_record(ctx)
+            .and_then(|r| r.cgroup)
+            .unwrap_or_else(|| PathBuf::from(format!("hull/{}", ctx.id)));
+        if let Err(e) = driver::remove(&Layout::host(), &cgroup) {
             first_err.get_or_insert(IsolationError::os("remove cgroups", e));
         }
-        let d = dirs(ctx);
         for file in [
-            d.rootfs,
+            ctx.file("rootfs"),
             ctx.file(STATE_FILE),
             ctx.file(".process.json.tmp"),
         ] {

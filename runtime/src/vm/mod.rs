@@ -199,45 +199,44 @@ pub fn locate_kernel(explicit: Option<&Path>) -> Result<PathBuf, VmError> {
     Ok(path)
 }
 
-/// Docker's default capability set less CAP_MKNOD, as process mode keeps on cgroup v2.
-const CONTAINER_CAPABILITIES: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
-/// The capabilities a container process keeps (the same set as process mode).
-fn capability_names() -> Vec<String> {
-    CONTAINER_CAPABILITIES
-        .iter()
-        .map(|c| c.to_string())
-        .collect()
-}
-
-/// The agent's view of a process spec, with the same confinement as process mode.
-pub fn guest_process(p: &ProcessSpec, tty_size: Option<(u16, u16)>) -> proto::ProcessSpec {
+/// The agent's view of a process: the OCI process's command, environment, identity and
+/// privileges (until the agent runs the executor itself, the spec is translated here).
+pub fn guest_process(
+    p: &ProcessSpec,
+    seccomp: bool,
+    tty_size: Option<(u16, u16)>,
+) -> proto::ProcessSpec {
+    let oci = &p.oci;
+    // The agent resolves names itself: a bare uid gives it back the passwd entry's group and
+    // supplementary groups; an explicit group (no supplementary ones) goes as uid:gid.
+    let user = match &p.user {
+        Some(u) => u.clone(),
+        None if oci
+            .user()
+            .additional_gids()
+            .as_ref()
+            .is_some_and(|g| !g.is_empty()) =>
+        {
+            oci.user().uid().to_string()
+        }
+        None => format!("{}:{}", oci.user().uid(), oci.user().gid()),
+    };
+    let capabilities = oci
+        .capabilities()
+        .as_ref()
+        .and_then(|c| c.bounding().as_ref())
+        .map(|b| b.iter().map(|c| format!("CAP_{c}")).collect())
+        .unwrap_or_default();
     proto::ProcessSpec {
-        args: p.args.clone(),
-        env: p.env.clone(),
-        cwd: p.cwd.clone(),
-        user: proto::UserSpec {
-            user: p.user.clone(),
-        },
-        tty: p.tty,
+        args: oci.args().clone().unwrap_or_default(),
+        env: oci.env().clone().unwrap_or_default(),
+        cwd: oci.cwd().to_string_lossy().into_owned(),
+        user: proto::UserSpec { user },
+        tty: p.tty(),
         stdin: p.stdin,
-        capabilities: capability_names(),
-        no_new_privs: true,
-        seccomp: true,
+        capabilities,
+        no_new_privs: oci.no_new_privileges().unwrap_or(false),
+        seccomp,
         tty_size,
     }
 }
@@ -272,24 +271,72 @@ fn guest_network(spec: &ContainerSpec) -> Result<Option<Box<proto::Network>>, Is
     Ok(Some(Box::new(proto::Network { interface, files })))
 }
 
-/// VM size for a spec: `--memory` plus room for the guest kernel, `--cpus` rounded up.
+/// The spec's memory limit in bytes, if any.
+fn memory_limit(spec: &ContainerSpec) -> Option<u64> {
+    spec.oci
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit())
+        .filter(|l| *l > 0)
+        .map(|l| l as u64)
+}
+
+/// The spec's CPU limit in thousandths of a CPU, if any (quota / period, rounded up).
+fn cpu_millis(spec: &ContainerSpec) -> Option<u64> {
+    let cpu = spec
+        .oci
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.cpu().clone())?;
+    let quota = cpu.quota().filter(|q| *q > 0)? as u64;
+    let period = cpu.period().unwrap_or(100_000).max(1);
+    Some((quota * 1000).div_ceil(period))
+}
+
+/// VM size for a spec: the memory limit plus room for the guest kernel, the CPU limit
+/// rounded up to whole vCPUs.
 pub fn machine_size(spec: &ContainerSpec) -> (u64, u32) {
-    let memory = spec
-        .limits
-        .memory_bytes
+    let memory = memory_limit(spec)
         .map(|b| b.div_ceil(1 << 20) + MEMORY_OVERHEAD_MIB)
         .unwrap_or(DEFAULT_MEMORY_MIB)
         .clamp(128, 65536);
     let host_cpus = std::thread::available_parallelism()
         .map(|n| n.get() as u32)
         .unwrap_or(1);
-    let vcpus = spec
-        .limits
-        .nano_cpus
-        .map(|n| n.div_ceil(1_000_000_000) as u32)
+    let vcpus = cpu_millis(spec)
+        .map(|m| m.div_ceil(1000) as u32)
         .unwrap_or(1)
         .clamp(1, host_cpus.clamp(1, 32));
     (memory, vcpus)
+}
+
+/// Refuses what a VM cannot give: host paths bound into the container.
+fn check_vm_spec(spec: &ContainerSpec) -> Result<(), IsolationError> {
+    for m in spec.oci.mounts().iter().flatten() {
+        let bind = m.typ().as_deref() == Some("bind")
+            || m.options()
+                .iter()
+                .flatten()
+                .any(|o| o == "bind" || o == "rbind");
+        if bind {
+            return Err(IsolationError::InvalidSpec(format!(
+                "bind mounts (-v, --mount type=bind) are not supported with --isolation=vm: the \
+                 guest cannot see host directories ({})",
+                m.destination().display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn has_seccomp(spec: &ContainerSpec) -> bool {
+    spec.oci
+        .linux()
+        .as_ref()
+        .is_some_and(|l| l.seccomp().is_some())
 }
 
 fn boot_timeout() -> Duration {
@@ -390,13 +437,7 @@ impl VmIsolation {
         io: ProcessIo,
     ) -> Result<Started, IsolationError> {
         self.check_host()?;
-        if !spec.volumes.is_empty() {
-            return Err(IsolationError::InvalidSpec(
-                "volumes (-v) are not supported with --isolation=vm: the guest cannot see host \
-                 directories"
-                    .into(),
-            ));
-        }
+        check_vm_spec(spec)?;
         if spec
             .attachment
             .as_ref()
@@ -413,7 +454,13 @@ impl VmIsolation {
         let agent = locate_agent()?;
         let initramfs = initramfs::ensure_initramfs(&ctx.paths, &agent)?;
         let disk = disk::ensure_disk(&ctx.paths, &spec.image_id, &spec.layers)?;
-        let layer_disk = if spec.read_only {
+        let read_only = spec
+            .oci
+            .root()
+            .as_ref()
+            .and_then(|r| r.readonly())
+            .unwrap_or(false);
+        let layer_disk = if read_only {
             None
         } else {
             Some(upper::ensure_layer_disk(ctx, spec.storage.size_bytes)?)
@@ -485,15 +532,28 @@ impl VmIsolation {
                 })?;
             state.guest_kernel = guest_kernel;
             state.save(ctx.dir())?;
+            let resources = spec
+                .oci
+                .linux()
+                .as_ref()
+                .and_then(|l| l.resources().clone());
             let container = proto::ContainerSpec {
-                hostname: spec.hostname.clone(),
+                hostname: spec.oci.hostname().clone().unwrap_or_default(),
                 limits: proto::Limits {
-                    memory_bytes: spec.limits.memory_bytes,
-                    cpu_millis: spec.limits.nano_cpus.map(|n| n.div_ceil(1_000_000)),
-                    pids: spec.limits.pids,
+                    memory_bytes: memory_limit(spec),
+                    cpu_millis: cpu_millis(spec),
+                    pids: resources
+                        .and_then(|r| r.pids().map(|p| p.limit()))
+                        .filter(|p| *p > 0)
+                        .map(|p| p as u64),
                 },
-                readonly_rootfs: spec.read_only,
-                process: guest_process(&spec.process, tty_size),
+                readonly_rootfs: spec
+                    .oci
+                    .root()
+                    .as_ref()
+                    .and_then(|r| r.readonly())
+                    .unwrap_or(false),
+                process: guest_process(&spec.init_process(), has_seccomp(spec), tty_size),
                 network: guest_network.clone(),
             };
             let deadline = Instant::now() + channel::REPLY_TIMEOUT;
@@ -557,7 +617,7 @@ impl Isolation for VmIsolation {
     fn exec(
         &self,
         ctx: &ContainerContext,
-        _spec: &ContainerSpec,
+        spec: &ContainerSpec,
         process: &ProcessSpec,
         io: ProcessIo,
     ) -> Result<Started, IsolationError> {
@@ -571,7 +631,7 @@ impl Isolation for VmIsolation {
         let conn = channel::connect_agent(&dir, deadline)?;
         match channel::request(
             &conn,
-            &Message::Exec(guest_process(process, tty_size)),
+            &Message::Exec(guest_process(process, has_seccomp(spec), tty_size)),
             "exec",
             deadline,
         )? {
@@ -656,7 +716,6 @@ impl Isolation for VmIsolation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::isolation::Limits;
 
     #[test]
     fn pvm_hosts_are_refused_with_an_explanation() {
@@ -675,48 +734,39 @@ mod tests {
         assert!(host_problem(root.path()).unwrap().contains("/dev/kvm"));
     }
 
-    fn spec_with(limits: Limits) -> ContainerSpec {
-        ContainerSpec {
-            image: "i".into(),
-            image_id: "sha256:00".into(),
+    fn spec_with(opts: crate::container::spec::RunOptions) -> ContainerSpec {
+        let image = crate::container::spec::ImageFacts {
+            name: "i".into(),
+            id: "sha256:00".into(),
             layers: vec![],
-            process: ProcessSpec {
-                args: vec!["true".into()],
-                env: vec![],
-                cwd: "/".into(),
-                user: String::new(),
-                tty: false,
-                stdin: false,
-            },
-            hostname: "h".into(),
-            limits,
-            volumes: vec![],
-            read_only: false,
-            storage: Default::default(),
-            kernel: None,
-            network: Default::default(),
-            attachment: None,
-        }
+            entrypoint: vec![],
+            cmd: vec!["true".into()],
+            env: vec![],
+            working_dir: String::new(),
+            user: String::new(),
+        };
+        crate::container::spec::build("0123456789abcdef", &image, &opts).unwrap()
     }
 
     #[test]
     fn memory_and_cpus_size_the_vm() {
+        use crate::container::spec::RunOptions;
         assert_eq!(
-            machine_size(&spec_with(Limits::default())),
+            machine_size(&spec_with(RunOptions::default())),
             (DEFAULT_MEMORY_MIB, 1)
         );
-        let (mem, _) = machine_size(&spec_with(Limits {
-            memory_bytes: Some(512 << 20),
+        let (mem, _) = machine_size(&spec_with(RunOptions {
+            memory: Some("512m".into()),
             ..Default::default()
         }));
         assert_eq!(mem, 512 + MEMORY_OVERHEAD_MIB);
-        let (mem, _) = machine_size(&spec_with(Limits {
-            memory_bytes: Some(4 << 20),
+        let (mem, _) = machine_size(&spec_with(RunOptions {
+            memory: Some("6m".into()),
             ..Default::default()
         }));
         assert_eq!(mem, 128, "a tiny limit still leaves the guest kernel room");
-        let (_, cpus) = machine_size(&spec_with(Limits {
-            nano_cpus: Some(1_500_000_000),
+        let (_, cpus) = machine_size(&spec_with(RunOptions {
+            cpus: Some("1.5".into()),
             ..Default::default()
         }));
         let host = std::thread::available_parallelism().unwrap().get() as u32;
@@ -724,11 +774,17 @@ mod tests {
     }
 
     #[test]
-    fn guest_processes_get_process_mode_confinement() {
-        let p = guest_process(&spec_with(Limits::default()).process, None);
+    fn guest_processes_get_the_spec_s_confinement() {
+        let spec = spec_with(Default::default());
+        let p = guest_process(&spec.init_process(), has_seccomp(&spec), None);
         assert!(p.no_new_privs && p.seccomp);
         assert!(p.capabilities.iter().any(|c| c == "CAP_CHOWN"));
+        assert!(
+            p.capabilities.iter().any(|c| c == "CAP_MKNOD"),
+            "docker's set, as in process mode"
+        );
         assert!(!p.capabilities.iter().any(|c| c == "CAP_SYS_ADMIN"));
+        assert_eq!(p.user.user, "0:0");
     }
 
     #[test]
