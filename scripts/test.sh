@@ -16,7 +16,7 @@ LOGDIR=${HULL_TEST_LOGDIR:-$(mktemp -d /tmp/hull-test-logs.XXXXXX)}
 mkdir -p "$LOGDIR"
 # Tests leave summaries here (hull-oci's conformance counts), printed at the end.
 export HULL_TEST_LOGDIR=$LOGDIR
-declare -A PASSED FAILED IGNORED STATUS WHY
+declare -A PASSED FAILED IGNORED STATUS WHY SECS
 TIERS=(1 2 3 4)
 NAMES=([1]="unit" [2]="host integration" [3]="direct KVM" [4]="nested harness")
 
@@ -24,8 +24,9 @@ bold() { printf '\033[1m%s\033[0m\n' "$*"; }
 
 # run_tier N WHY_NOT CARGO_ARGS... : runs cargo test and tallies its "test result" lines.
 run_tier() {
-    local tier=$1 why_not=$2
+    local tier=$1 why_not=$2 started=$SECONDS
     shift 2
+    SECS[$tier]=0
     if [[ -n $why_not ]]; then
         STATUS[$tier]="NOT RUN"
         WHY[$tier]=$why_not
@@ -52,10 +53,12 @@ run_tier() {
     else
         STATUS[$tier]="ok"
     fi
+    SECS[$tier]=$((SECONDS - started))
 }
 
 # Install and build what the tiers need (idempotent and cached: packages, binaries,
 # guest kernel, harness). The integration tests drive the built binaries as a user would.
+setup_started=$SECONDS
 if [[ $(id -u) -eq 0 ]]; then
     if ! scripts/setup.sh; then
         echo "setup failed"
@@ -67,6 +70,7 @@ elif ! cargo build $PROFILE_FLAG --workspace --bins; then
     echo "0 passed, 1 failed"
     exit 1
 fi
+bold "setup and build: $((SECONDS - setup_started)) s"
 
 # Tier 1: unit tests of every crate (libraries and binaries), no root needed.
 run_tier 1 "" --workspace --lib --bins
@@ -92,16 +96,6 @@ if [[ -z $why4 && -x tests/harness/prepare.sh ]]; then
 fi
 # --nocapture: the harness's WARNING lines about retried test hosts must reach the log.
 run_tier 4 "$why4" -p hull-tests --test 'harness_*' -- --test-threads=1 --nocapture
-# The nested harness (TCG emulating SVM, a real KVM inside) is known to be flaky: its outer
-# kernel sometimes hangs or crashes, and inner VMs sometimes miss a bounded step. A failed
-# tier 4 is run once more; both attempts are reported, and the second decides.
-if [[ ${STATUS[4]} == FAILED ]]; then
-    cp "$LOGDIR/tier4.log" "$LOGDIR/tier4-first-attempt.log"
-    first="${PASSED[4]} passed, ${FAILED[4]} failed"
-    bold "!!!! tier 4 FAILED on its first attempt ($first, log: $LOGDIR/tier4-first-attempt.log); running it once more"
-    run_tier 4 "" -p hull-tests --test 'harness_*' -- --test-threads=1 --nocapture
-    WHY[4]="FLAKY: first attempt $first; this is the second attempt"
-fi
 # Test-host failures the harness retried by itself (a lockup or a frozen outer machine):
 # not failures of the code under test, but never silent either.
 if [[ ${STATUS[4]} != "NOT RUN" ]]; then
@@ -113,11 +107,11 @@ fi
 
 echo
 bold "==== test tiers ===="
-printf '%-4s %-18s %-8s %7s %7s %8s  %s\n' tier name status passed failed ignored note
+printf '%-4s %-18s %-8s %7s %7s %8s %7s  %s\n' tier name status passed failed ignored seconds note
 total_pass=0 total_fail=0 exit=0
 for t in "${TIERS[@]}"; do
-    printf '%-4s %-18s %-8s %7s %7s %8s  %s\n' "$t" "${NAMES[$t]}" "${STATUS[$t]}" \
-        "${PASSED[$t]}" "${FAILED[$t]}" "${IGNORED[$t]}" "${WHY[$t]:-}"
+    printf '%-4s %-18s %-8s %7s %7s %8s %7s  %s\n' "$t" "${NAMES[$t]}" "${STATUS[$t]}" \
+        "${PASSED[$t]}" "${FAILED[$t]}" "${IGNORED[$t]}" "${SECS[$t]:-0}" "${WHY[$t]:-}"
     total_pass=$((total_pass + PASSED[$t]))
     total_fail=$((total_fail + FAILED[$t]))
     # Every tier must run and pass: the VM mode is only tested end to end in tier 4.
