@@ -25,6 +25,10 @@ pub const VSOCK_SOCKET: &str = "vsock.sock";
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the agent has to answer a start or exec request, connection included.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Deadline for the Start request: the guest mounts the root, the writable layer disk and
+/// brings up eth0 before it answers, which under emulation (the nested harness) can take
+/// longer than an exec. Still one bound for the whole request.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the agent has to acknowledge a signal, connection included.
 pub const SIGNAL_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -556,7 +556,7 @@ impl VmIsolation {
                 process: guest_process(&spec.init_process(), has_seccomp(spec), tty_size),
                 network: guest_network.clone(),
             };
-            let deadline = Instant::now() + channel::REPLY_TIMEOUT;
+            let deadline = Instant::now() + channel::START_TIMEOUT;
             match channel::request(&conn, &Message::Start(container), "start", deadline)? {
                 Message::Started { .. } => Ok(conn),
                 Message::Error { message } => Err(start_error(message)),
