@@ -88,6 +88,20 @@ pub enum Command {
     Features,
     /// Write a default config.json for a bundle.
     Spec(SpecArgs),
+    /// (internal) The host process of a VM container or of one exec in it.
+    #[command(name = "vm-keeper", hide = true)]
+    VmKeeper(KeeperArgs),
+}
+
+/// `vm-keeper` (started by hull-oci itself).
+#[derive(Debug, Args)]
+pub struct KeeperArgs {
+    /// The container's state directory.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// The process to exec (agent JSON), instead of the container's own.
+    #[arg(long)]
+    pub exec: Option<PathBuf>,
 }
 
 /// A container id.

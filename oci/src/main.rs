@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use hull_oci::cli::Cli;
+use hull_oci::cli::{Cli, Command};
 use hull_oci::commands::{self, Context};
 use hull_oci::isolation::Invocation;
 use hull_oci::log::{self, Destination};
@@ -39,7 +39,12 @@ fn main() {
         eprintln!("hull-oci: no command given (see hull-oci --help)");
         std::process::exit(EXIT_ERROR);
     };
-    let destination = match log::init(cli.log.as_deref(), cli.log_format, cli.debug) {
+    // A VM keeper's stdio is the container's: it logs to its state directory only.
+    let log_file = match &command {
+        Command::VmKeeper(k) => Some(k.dir.join(hull_oci::models::vm::KEEPER_LOG)),
+        _ => cli.log.clone(),
+    };
+    let destination = match log::init(log_file.as_deref(), cli.log_format, cli.debug) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("hull-oci: {e}");

@@ -68,6 +68,7 @@ pub fn run(ctx: &Context, command: Command) -> Result<i32> {
         Command::List(args) => list(ctx, &args).map(|_| 0),
         Command::Features => print_json(&features::document()).map(|_| 0),
         Command::Spec(args) => info::spec(&args).map(|_| 0),
+        Command::VmKeeper(a) => Ok(crate::models::vm_keeper::run(&a.dir, a.exec.as_deref())),
     }
 }
 
@@ -124,6 +125,17 @@ pub fn create(ctx: &Context, args: &CreateArgs) -> Result<ProcRef> {
         ));
     }
 
+    let hooks = bundle.spec.hooks().clone().unwrap_or_default();
+    let in_container =
+        |l: &Option<Vec<oci_spec::runtime::Hook>>| l.as_ref().is_some_and(|l| !l.is_empty());
+    if in_container(hooks.create_container()) || in_container(hooks.start_container()) {
+        return Err(OciError::Unsupported(
+            "createContainer and startContainer hooks (they run inside the container's \
+             namespaces); prestart, createRuntime, poststart and poststop are run"
+                .into(),
+        ));
+    }
+
     let dir = ctx.store.claim(&args.id)?;
     let mut record = Record {
         id: args.id.clone(),
@@ -153,6 +165,16 @@ pub fn create(ctx: &Context, args: &CreateArgs) -> Result<ProcRef> {
         record.phase = Phase::Created;
         record.creator = None;
         dir.write(&record)?;
+        // The setup hooks run in the runtime's namespaces once the container exists (its
+        // process waits at the start gate); a failing one fails the create.
+        for (list, what) in [
+            (hooks.prestart(), "prestart"),
+            (hooks.create_runtime(), "createRuntime"),
+        ] {
+            if let Some(list) = list {
+                hooks::run_all(list, &record.runc_state(), what)?;
+            }
+        }
         if let Some(path) = &pid_file {
             pidfile::write(path, init.pid)?;
         }
@@ -190,7 +212,12 @@ pub fn start(ctx: &Context, id: &str) -> Result<()> {
     record.phase = Phase::Started;
     dir.write(&record)?;
     if let Some(hooks) = recorded_hooks(&dir).and_then(|h| h.poststart().clone()) {
-        hooks::run_warn(&hooks, &record.runc_state(), "poststart");
+        // The state as of the start: running, with the init's pid, even if a short-lived
+        // process has already ended by the time the hook reads it.
+        let mut running = record.runc_state();
+        running.status = Status::Running.as_str().to_string();
+        running.pid = record.init.map_or(0, |p| p.pid);
+        hooks::run_warn(&hooks, &running, "poststart");
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! The two isolation models behind [`Runner`].
 
+pub mod vm;
 pub mod vm_disk;
+pub mod vm_keeper;
 pub mod vm_mounts;
 
 use crate::error::{OciError, Result};
@@ -9,8 +11,10 @@ use crate::state::Model;
 
 /// The runner of `model`.
 pub fn runner(model: Model) -> Result<Box<dyn Runner>> {
-    Err(OciError::Unsupported(format!(
-        "the {} model is not wired to hull's executor yet",
-        model.as_str()
-    )))
+    match model {
+        Model::Process => Err(OciError::Unsupported(
+            "the process model is not wired to hull's executor yet".into(),
+        )),
+        Model::Vm => Ok(Box::new(vm::VmRunner)),
+    }
 }

@@ -1,51 +1,56 @@
 //! What becomes of a bundle's mounts when its container runs in a VM, until the storage
-//! issue's shared directories (virtio-fs) let the guest see host directories.
+//! issue's shared directories (virtio-fs) let the guest see host directories and the
+//! agent carries out the spec's mounts itself.
 //!
-//! The guest kernel mounts `proc`, `sysfs`, `tmpfs`, `devpts`, `mqueue` and `cgroup` itself,
-//! so those entries pass through unchanged. A host path cannot be bind-mounted into another
-//! kernel; what callers bind in practice is:
+//! The guest agent gives every container its own `/proc`, `/sys`, `/dev`, `/dev/pts` and
+//! `/dev/shm` (and the guest's cgroup), so kernel filesystems at those places are honoured
+//! by the guest. A host path cannot be bind-mounted into another kernel; what callers bind
+//! in practice is:
 //!
 //! - small regular files (`/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname` from podman and
-//!   the CRI, `/run/.containerenv`, `/dev/termination-log`): copied at `create` onto a
-//!   second read-only disk and bind-mounted from there in the guest. A copy is a snapshot:
+//!   the CRI, `/run/.containerenv`, `/dev/termination-log`): put into the VM's root disk at
+//!   their destination when it is built at `create` (see `vm_disk`). A copy is a snapshot:
 //!   later host edits are not seen, and writes in the guest stay there (a CRI termination
 //!   message does not reach the kubelet);
-//! - `/dev/shm` from a directory (podman's and the CRI's shared shm): a tmpfs of the guest
-//!   with the same size and mode; it is shared with no other container, which a VM is not;
-//! - anything else (a host directory, a device, a socket, a file over [`MAX_COPIED_FILE`]):
-//!   refused at `create` with the mount named, never silently dropped.
+//! - `/dev/shm` from a directory (podman's and the CRI's shared shm): the guest's own
+//!   `/dev/shm`, shared with no other container, which a VM is not;
+//! - anything else (a host directory, a device, a socket, a file over [`MAX_COPIED_FILE`],
+//!   a tmpfs or other filesystem somewhere the guest does not provide one): refused at
+//!   `create` with the mount named, never silently dropped.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
-use oci_spec::runtime::{Mount, MountBuilder};
+use oci_spec::runtime::Mount;
 
 use crate::error::{OciError, Result};
 
-/// Largest bound file copied onto the VM's extra disk.
+/// Largest bound file copied into the VM's root disk.
 pub const MAX_COPIED_FILE: u64 = 16 << 20;
-/// Where the guest finds the extra disk's files.
-pub const GUEST_FILES_DIR: &str = "/run/hull/bind-files";
-/// Filesystems the guest kernel provides itself.
-const GUEST_FILESYSTEMS: &[&str] = &[
-    "proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2",
+/// Where the guest agent mounts a filesystem of its own for the container.
+const GUEST_PROVIDED: &[&str] = &[
+    "/proc",
+    "/sys",
+    "/sys/fs/cgroup",
+    "/dev",
+    "/dev/pts",
+    "/dev/shm",
+    "/dev/mqueue",
 ];
 
-/// A file to copy onto the VM's extra disk: `source` on the host becomes `name` there.
+/// A host file that becomes `destination` in the VM's root disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopiedFile {
     /// Host path (symlinks resolved).
     pub source: PathBuf,
-    /// File name on the extra disk.
-    pub name: String,
+    /// Absolute path in the container.
+    pub destination: PathBuf,
 }
 
-/// The mounts as the guest will perform them, and the files to put on the extra disk.
-#[derive(Debug, Clone, PartialEq)]
+/// The files to put into the VM's root disk; every other mount is the guest's own.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct GuestMounts {
-    /// The spec's mounts rewritten for the guest, in order.
-    pub mounts: Vec<Mount>,
-    /// Files for the extra disk (empty: no extra disk).
+    /// Bound files, in the spec's order (a later one at the same place wins).
     pub files: Vec<CopiedFile>,
 }
 
@@ -56,24 +61,40 @@ fn is_bind(m: &Mount) -> bool {
             .is_some_and(|o| o.iter().any(|o| o == "bind" || o == "rbind"))
 }
 
-/// Rewrites `mounts` for a guest, resolving relative bind sources against `bundle`.
+/// `dest` without `.`/`..` tricks: an absolute path of normal components.
+fn clean_destination(dest: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::from("/");
+    for c in dest.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Plans `mounts` for a guest, resolving relative bind sources against `bundle`.
 pub fn plan(mounts: &[Mount], bundle: &Path) -> Result<GuestMounts> {
-    let mut out = GuestMounts {
-        mounts: Vec::with_capacity(mounts.len()),
-        files: Vec::new(),
-    };
+    let mut out = GuestMounts::default();
     for m in mounts {
-        let dest = m.destination();
+        let dest = clean_destination(m.destination()).ok_or_else(|| {
+            OciError::Unsupported(format!(
+                "mount destination {} (\"..\" in a destination)",
+                m.destination().display()
+            ))
+        })?;
+        let provided = GUEST_PROVIDED.iter().any(|p| dest == Path::new(p));
         if !is_bind(m) {
-            let typ = m.typ().as_deref().unwrap_or("");
-            if GUEST_FILESYSTEMS.contains(&typ) {
-                out.mounts.push(m.clone());
+            if provided {
                 continue;
             }
+            let typ = m.typ().as_deref().unwrap_or("");
             return Err(OciError::Unsupported(format!(
-                "mount of type {typ:?} at {} in the vm model (the guest mounts only {})",
+                "mount of type {typ:?} at {} in the vm model (until the agent carries out the \
+                 spec's mounts, the guest provides only {})",
                 dest.display(),
-                GUEST_FILESYSTEMS.join(", ")
+                GUEST_PROVIDED.join(", ")
             )));
         }
         let source = m.source().as_deref().unwrap_or(Path::new(""));
@@ -91,7 +112,7 @@ pub fn plan(mounts: &[Mount], bundle: &Path) -> Result<GuestMounts> {
         };
         let meta = fs::metadata(&source).map_err(|e| refuse(&e.to_string()))?;
         if meta.is_dir() && dest == Path::new("/dev/shm") {
-            out.mounts.push(shm_tmpfs(m)?);
+            // The guest's own /dev/shm.
         } else if meta.is_file() {
             if meta.len() > MAX_COPIED_FILE {
                 return Err(refuse(&format!(
@@ -99,15 +120,14 @@ pub fn plan(mounts: &[Mount], bundle: &Path) -> Result<GuestMounts> {
                     MAX_COPIED_FILE >> 20
                 )));
             }
-            let name = out.files.len().to_string();
+            if provided || dest == Path::new("/") {
+                return Err(refuse("the guest provides that path itself"));
+            }
             let resolved = fs::canonicalize(&source).map_err(|e| refuse(&e.to_string()))?;
             out.files.push(CopiedFile {
                 source: resolved,
-                name: name.clone(),
+                destination: dest,
             });
-            let mut guest = m.clone();
-            guest.set_source(Some(Path::new(GUEST_FILES_DIR).join(name)));
-            out.mounts.push(guest);
         } else if meta.is_dir() {
             return Err(refuse(
                 "a host directory cannot reach the guest until shared directories \
@@ -120,24 +140,6 @@ pub fn plan(mounts: &[Mount], bundle: &Path) -> Result<GuestMounts> {
     Ok(out)
 }
 
-/// `/dev/shm` as a tmpfs of the guest, keeping the size and mode the caller asked for.
-fn shm_tmpfs(m: &Mount) -> Result<Mount> {
-    let kept: Vec<String> = m
-        .options()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|o| !matches!(o.as_str(), "bind" | "rbind" | "private" | "rprivate"))
-        .collect();
-    MountBuilder::default()
-        .destination("/dev/shm")
-        .typ("tmpfs")
-        .source("shm")
-        .options(kept)
-        .build()
-        .map_err(|e| OciError::Runtime(format!("shm mount: {e}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,12 +149,13 @@ mod tests {
     }
 
     #[test]
-    fn kernel_filesystems_pass_files_are_copied_shm_becomes_tmpfs() {
+    fn guest_filesystems_pass_files_are_copied_shm_is_the_guests() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("hosts"), "127.0.0.1 localhost\n").unwrap();
         fs::create_dir(dir.path().join("shm")).unwrap();
         let mounts = vec![
             mount(r#"{"destination":"/proc","type":"proc","source":"proc"}"#),
+            mount(r#"{"destination":"/dev/pts/","type":"devpts","source":"devpts"}"#),
             mount(&format!(
                 r#"{{"destination":"/etc/hosts","type":"bind","source":"{}","options":["rbind","ro"]}}"#,
                 dir.path().join("hosts").display()
@@ -162,31 +165,17 @@ mod tests {
             ),
         ];
         let g = plan(&mounts, dir.path()).unwrap();
-        assert_eq!(g.mounts.len(), 3);
-        assert_eq!(g.mounts[0], mounts[0]);
         assert_eq!(
-            g.mounts[1].source().as_deref(),
-            Some(Path::new("/run/hull/bind-files/0"))
-        );
-        assert_eq!(g.mounts[1].options(), mounts[1].options());
-        assert_eq!(g.files.len(), 1);
-        assert_eq!(
-            g.files[0].source,
-            fs::canonicalize(dir.path().join("hosts")).unwrap()
-        );
-        assert_eq!(g.mounts[2].typ().as_deref(), Some("tmpfs"));
-        assert_eq!(
-            g.mounts[2].options().as_ref().unwrap(),
-            &vec![
-                "nodev".to_string(),
-                "mode=1777".into(),
-                "size=65536k".into()
-            ]
+            g.files,
+            vec![CopiedFile {
+                source: fs::canonicalize(dir.path().join("hosts")).unwrap(),
+                destination: "/etc/hosts".into(),
+            }]
         );
     }
 
     #[test]
-    fn directories_devices_and_big_files_are_refused_by_name() {
+    fn directories_devices_big_files_and_other_filesystems_are_refused_by_name() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         fs::create_dir(&data).unwrap();
@@ -217,10 +206,19 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("nfs"));
+        let m = mount(r#"{"destination":"/tmp","type":"tmpfs","source":"tmpfs"}"#);
+        let err = plan(&[m], dir.path()).unwrap_err().to_string();
+        assert!(err.contains("tmpfs") && err.contains("/tmp"), "{err}");
         let m = mount(r#"{"destination":"/x","type":"bind","source":"/no/such/file"}"#);
         assert!(plan(&[m], dir.path())
             .unwrap_err()
             .to_string()
             .contains("/no/such/file"));
+        fs::write(dir.path().join("f"), "x").unwrap();
+        let m = mount(r#"{"destination":"/etc/../../f","type":"bind","source":"f"}"#);
+        assert!(plan(&[m], dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains(".."));
     }
 }

@@ -1,0 +1,232 @@
+//! The keeper: the host process of one VM container (or of one `exec` in it), started by
+//! `hull-oci create` / `exec` as `hull-oci vm-keeper --dir DIR [--exec FILE]`. It is the
+//! `--pid-file` process: it lives as long as the container's process and exits with its
+//! status (128+N for signal N). Its fds 0-2 are the container's stdio (or the terminal);
+//! it logs only to `keeper.log` in the state directory; fd 3 carries its one report to the
+//! creator ("ok" or "error: ...").
+
+use std::fs::{self, File};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::process::Child;
+use std::time::Duration;
+
+use hull_protocol::{self as proto, Message};
+use hull_runtime::isolation::{ContainerProcess, ExitStatus};
+use hull_runtime::vm::channel;
+use hull_runtime::vm::machine::{self, MachineConfig, MachineState};
+use hull_runtime::vm::relay::{OwnedVmm, RelayIo, VmProcess};
+
+use super::vm::{self, Boot, Report, BOOT_FILE, GATE};
+use crate::error::{OciError, Result};
+
+fn vm_err(e: impl std::fmt::Display) -> OciError {
+    OciError::Runtime(e.to_string())
+}
+
+/// Runs a keeper; returns its exit code.
+pub fn run(dir: &Path, exec: Option<&Path>) -> i32 {
+    // SAFETY: a keeper is only ever started by `spawn_keeper`, which sets up fd 3.
+    let mut report = unsafe { Report::from_fd3() };
+    let outcome = match exec {
+        None => container(dir, &mut report),
+        Some(file) => exec_process(dir, file, &mut report),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e}");
+            report.send(Err(e.to_string()));
+            1
+        }
+    }
+}
+
+/// The terminal size of fd 0, when it is a terminal.
+fn tty_size() -> Option<(u16, u16)> {
+    // SAFETY: winsize is plain data; TIOCGWINSZ writes one into it.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: ioctl on our fd 0 with a valid winsize pointer.
+    if unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) } != 0 {
+        return None;
+    }
+    Some((ws.ws_row, ws.ws_col)).filter(|(r, c)| *r > 0 && *c > 0)
+}
+
+fn is_tty() -> bool {
+    // SAFETY: isatty on fd 0.
+    unsafe { libc::isatty(0) == 1 }
+}
+
+/// Our fds 0-2 as relay ends: with a terminal its one stream, else the three.
+fn relay_io() -> Result<RelayIo> {
+    let dup = |fd: i32| -> Result<File> {
+        // SAFETY: F_DUPFD_CLOEXEC of one of our standard descriptors.
+        let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+        if new < 0 {
+            return Err(OciError::io(
+                format!("dup fd {fd}"),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: fcntl just gave us this descriptor.
+        Ok(File::from(unsafe { OwnedFd::from_raw_fd(new) }))
+    };
+    if is_tty() {
+        return Ok(RelayIo {
+            input: Some(dup(0)?),
+            stdout: dup(1)?,
+            stderr: None,
+            shutdown_on_exit: None,
+        });
+    }
+    Ok(RelayIo {
+        input: Some(dup(0)?),
+        stdout: dup(1)?,
+        stderr: Some(dup(2)?),
+        shutdown_on_exit: None,
+    })
+}
+
+fn exit_code(status: ExitStatus) -> i32 {
+    match status {
+        ExitStatus::Code(c) => c,
+        ExitStatus::Signal(s) => 128 + s,
+    }
+}
+
+/// Boots the VM and waits for the agent's hello.
+fn boot(dir: &Path, b: &Boot) -> Result<(std::os::unix::net::UnixStream, Child)> {
+    let state_dir = channel::StateDir::open(dir).map_err(vm_err)?;
+    let hello = channel::hello_socket_name();
+    let _ = fs::remove_file(state_dir.real(&hello));
+    let listener = UnixListener::bind(state_dir.short(&hello))
+        .map_err(|e| OciError::io("listen for the guest agent", e))?;
+    let cfg = MachineConfig {
+        vmm: b.vmm.clone(),
+        kernel: b.kernel.clone(),
+        initramfs: b.initramfs.clone(),
+        disk: b.disk.clone(),
+        memory_mib: b.memory_mib,
+        vcpus: b.vcpus,
+        extra_cmdline: String::new(),
+    };
+    let mut child = machine::launch(&cfg, dir).map_err(vm_err)?;
+    let vmm_pid = child.id();
+    let mut state = MachineState {
+        vmm_pid,
+        start_time: machine::process_start_time(vmm_pid).unwrap_or(0),
+        guest_kernel: String::new(),
+    };
+    let booted = (|| {
+        state.save(dir).map_err(vm_err)?;
+        let console = dir.join(machine::CONSOLE_LOG);
+        let vmm_log = dir.join(machine::VMM_LOG);
+        let (conn, kernel) =
+            channel::accept_hello(&listener, Duration::from_secs(b.boot_timeout_secs), || {
+                match child.try_wait() {
+                    Ok(Some(status)) => Some(format!(
+                        "hull-vmm exited ({status}) before the guest agent started.\nvmm.log: \
+                     {}\nconsole: {}",
+                        machine::tail(&vmm_log, 5),
+                        machine::tail(&console, 10)
+                    )),
+                    _ => None,
+                }
+            })
+            .map_err(vm_err)?;
+        state.guest_kernel = kernel;
+        state.save(dir).map_err(vm_err)?;
+        Ok(conn)
+    })();
+    drop(listener);
+    let _ = fs::remove_file(state_dir.real(&hello));
+    match booted {
+        Ok(conn) => Ok((conn, child)),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(e)
+        }
+    }
+}
+
+/// Blocks until `start` opens the gate for reading; returns the gate for the answer.
+fn wait_for_start(dir: &Path) -> Result<File> {
+    let gate = dir.join(GATE);
+    loop {
+        match fs::OpenOptions::new().write(true).open(&gate) {
+            Ok(f) => return Ok(f),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(OciError::io(format!("open {}", gate.display()), e)),
+        }
+    }
+}
+
+/// The container's keeper.
+fn container(dir: &Path, report: &mut Report) -> Result<i32> {
+    let mut b: Boot = vm::read_json(&dir.join(BOOT_FILE))?;
+    let (mut conn, child) = boot(dir, &b)?;
+    let vmm_pid = child.id();
+    tracing::info!(vmm_pid, "guest agent ready");
+    report.send(Ok(()));
+    let mut gate = wait_for_start(dir)?;
+    if b.container.process.tty {
+        b.container.process.tty_size = tty_size();
+    }
+    let answer = match channel::request(&mut conn, &Message::Start(b.container), "start") {
+        Ok(Message::Started { .. }) => Ok(()),
+        Ok(Message::Error { message }) => Err(message),
+        Ok(other) => Err(format!("guest agent: expected started, got {other:?}")),
+        Err(e) => Err(e.to_string()),
+    };
+    let text = match &answer {
+        Ok(()) => "ok\n".to_string(),
+        Err(e) => format!("error: {e}\n"),
+    };
+    let _ = std::io::Write::write_all(&mut gate, text.as_bytes());
+    drop(gate);
+    if let Err(e) = answer {
+        tracing::error!("start: {e}");
+        return Ok(if e.contains("not found") { 127 } else { 126 });
+    }
+    tracing::info!("container process started");
+    let mut process = VmProcess::start(
+        conn,
+        relay_io()?,
+        vmm_pid,
+        Some(OwnedVmm {
+            child,
+            log: dir.join(machine::VMM_LOG),
+        }),
+    )
+    .map_err(vm_err)?;
+    let status = process.wait().map_err(vm_err)?;
+    tracing::info!(?status, "container process ended");
+    Ok(exit_code(status))
+}
+
+/// An `exec` keeper: has the agent run the process, relays it, exits with its status.
+fn exec_process(dir: &Path, file: &Path, report: &mut Report) -> Result<i32> {
+    let mut process: proto::ProcessSpec = vm::read_json(file)?;
+    process.tty = is_tty();
+    process.tty_size = if process.tty { tty_size() } else { None };
+    let vmm = MachineState::load(dir)
+        .filter(|m| m.alive())
+        .ok_or_else(|| OciError::Runtime("the container's VM is not running".into()))?;
+    let state_dir = channel::StateDir::open(dir).map_err(vm_err)?;
+    let mut conn = channel::connect_agent(&state_dir).map_err(vm_err)?;
+    match channel::request(&mut conn, &Message::Exec(process), "exec").map_err(vm_err)? {
+        Message::Started { .. } => {}
+        Message::Error { message } => return Err(OciError::Runtime(message)),
+        other => {
+            return Err(OciError::Runtime(format!(
+                "guest agent: expected started, got {other:?}"
+            )))
+        }
+    }
+    report.send(Ok(()));
+    let mut p = VmProcess::start(conn, relay_io()?, vmm.vmm_pid, None).map_err(vm_err)?;
+    Ok(exit_code(p.wait().map_err(vm_err)?))
+}
