@@ -204,6 +204,7 @@ pub fn guest_container(spec: &Spec) -> Result<proto::ContainerSpec> {
             .unwrap_or(false),
         // The size is filled in by the keeper from its terminal.
         process: guest_process(process, spec, None),
+        network: None,
     })
 }
 

@@ -111,6 +111,8 @@ fn boot(dir: &Path, b: &Boot) -> Result<(std::os::unix::net::UnixStream, Child)>
         memory_mib: b.memory_mib,
         vcpus: b.vcpus,
         extra_cmdline: String::new(),
+        // No network device yet: the container gets the guest's loopback only.
+        net: None,
     };
     let mut child = machine::launch(&cfg, dir).map_err(vm_err)?;
     let vmm_pid = child.id();
