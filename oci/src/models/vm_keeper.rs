@@ -113,6 +113,8 @@ fn boot(dir: &Path, b: &Boot) -> Result<(std::os::unix::net::UnixStream, Child)>
         extra_cmdline: String::new(),
         // No network device yet: the container gets the guest's loopback only.
         net: None,
+        // The root's writable layer stays in guest memory (tmpfs), as before.
+        layer_disk: None,
     };
     let mut child = machine::launch(&cfg, dir).map_err(vm_err)?;
     let vmm_pid = child.id();
