@@ -303,8 +303,11 @@ fn machine(dir: &Locked) -> Option<MachineState> {
 /// Sends `signal` to the container's main process through the agent.
 fn agent_signal(dir: &Locked, signal: i32) -> Result<()> {
     let state_dir = channel::StateDir::open(&dir.dir).map_err(vm_err)?;
-    let mut conn = channel::connect_agent(&state_dir).map_err(vm_err)?;
-    match channel::request(&mut conn, &Message::Signal { signal }, "signal").map_err(vm_err)? {
+    let deadline = Instant::now() + channel::SIGNAL_TIMEOUT;
+    let conn = channel::connect_agent(&state_dir, deadline).map_err(vm_err)?;
+    match channel::request(&conn, &Message::Signal { signal }, "signal", deadline)
+        .map_err(vm_err)?
+    {
         Message::Ok => Ok(()),
         Message::Error { message } => Err(OciError::Runtime(message)),
         other => Err(OciError::Runtime(format!(

@@ -10,7 +10,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::Child;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hull_protocol::{self as proto, Message};
 use hull_runtime::isolation::{ContainerProcess, ExitStatus};
@@ -171,7 +171,7 @@ fn wait_for_start(dir: &Path) -> Result<File> {
 /// The container's keeper.
 fn container(dir: &Path, report: &mut Report) -> Result<i32> {
     let mut b: Boot = vm::read_json(&dir.join(BOOT_FILE))?;
-    let (mut conn, child) = boot(dir, &b)?;
+    let (conn, child) = boot(dir, &b)?;
     let vmm_pid = child.id();
     tracing::info!(vmm_pid, "guest agent ready");
     report.send(Ok(()));
@@ -179,7 +179,12 @@ fn container(dir: &Path, report: &mut Report) -> Result<i32> {
     if b.container.process.tty {
         b.container.process.tty_size = tty_size();
     }
-    let answer = match channel::request(&mut conn, &Message::Start(b.container), "start") {
+    let answer = match channel::request(
+        &conn,
+        &Message::Start(b.container),
+        "start",
+        Instant::now() + channel::START_TIMEOUT,
+    ) {
         Ok(Message::Started { .. }) => Ok(()),
         Ok(Message::Error { message }) => Err(message),
         Ok(other) => Err(format!("guest agent: expected started, got {other:?}")),
@@ -220,8 +225,9 @@ fn exec_process(dir: &Path, file: &Path, report: &mut Report) -> Result<i32> {
         .filter(|m| m.alive())
         .ok_or_else(|| OciError::Runtime("the container's VM is not running".into()))?;
     let state_dir = channel::StateDir::open(dir).map_err(vm_err)?;
-    let mut conn = channel::connect_agent(&state_dir).map_err(vm_err)?;
-    match channel::request(&mut conn, &Message::Exec(process), "exec").map_err(vm_err)? {
+    let deadline = Instant::now() + channel::REPLY_TIMEOUT;
+    let conn = channel::connect_agent(&state_dir, deadline).map_err(vm_err)?;
+    match channel::request(&conn, &Message::Exec(process), "exec", deadline).map_err(vm_err)? {
         Message::Started { .. } => {}
         Message::Error { message } => return Err(OciError::Runtime(message)),
         other => {
