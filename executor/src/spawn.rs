@@ -107,6 +107,28 @@ fn open_path(path: &Path, what: &str) -> Result<OwnedFd, Error> {
     })
 }
 
+/// The start gate FIFO, for the child to reopen for writing through /proc/self/fd. O_PATH:
+/// opening a FIFO for reading or writing blocks until the other side comes (`start`), and a
+/// reader held here would also let the child's write-open return at once.
+fn open_gate(path: &Path) -> Result<OwnedFd, Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(path)
+        .map(OwnedFd::from)
+        .map_err(|e| Error {
+            kind: if e.kind() == io::ErrorKind::NotFound {
+                ErrorKind::InvalidSpec
+            } else {
+                ErrorKind::System
+            },
+            stage: Stage::Prepare,
+            errno: e.raw_os_error(),
+            detail: format!("start gate {}", path.display()),
+        })
+}
+
 /// A detached copy of the mount tree at `path` (open_tree OPEN_TREE_CLONE).
 fn clone_mount(path: &std::ffi::CStr, recursive: bool) -> io::Result<OwnedFd> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
@@ -319,10 +341,7 @@ fn launch(
 ) -> Result<Spawned, Error> {
     let (parent_sock, child_sock) =
         socketpair().map_err(sys_err(Stage::Prepare, "create the sync socket"))?;
-    let gate = opts
-        .start_gate
-        .map(|p| open_path(p, "start gate"))
-        .transpose()?;
+    let gate = opts.start_gate.map(open_gate).transpose()?;
     let gate_path = gate
         .as_ref()
         .map(|g| CString::new(format!("/proc/self/fd/{}", g.as_raw_fd())).unwrap_or_default());
@@ -599,4 +618,32 @@ pub fn namespace_flags(spec: &oci_spec::runtime::Spec) -> u64 {
 /// A path as a C string (for `Path`s from specs).
 pub fn c_path(p: &Path) -> Option<CString> {
     CString::new(p.as_os_str().as_bytes()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// `create` with a start gate must return while nobody has opened the FIFO yet (runc's
+    /// exec.fifo: `start` opens it later, from another process).
+    #[test]
+    fn the_start_gate_is_opened_without_waiting_for_a_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("exec.fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let path = fifo.clone();
+        let opener = std::thread::spawn(move || tx.send(open_gate(&path).map(|_| ())));
+        let outcome = rx.recv_timeout(Duration::from_secs(5));
+        if outcome.is_err() {
+            // Unblock the stuck open so the thread ends, then fail.
+            let _writer = std::fs::OpenOptions::new().write(true).open(&fifo);
+            let _ = opener.join();
+            panic!("opening the start gate blocked until a writer came");
+        }
+        outcome.unwrap().unwrap();
+        // Nothing was read or written: the FIFO still waits for the child and `start`.
+        let _ = opener.join();
+    }
 }
