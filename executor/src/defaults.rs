@@ -73,12 +73,18 @@ pub const ALL_CAPABILITIES: &[Capability] = &[
     Capability::CheckpointRestore,
 ];
 
-/// Paths docker hides from containers (kernel internals, host hardware details).
+/// Paths docker hides from containers (kernel internals, host hardware details), and the
+/// page-frame tables (`/proc/kpage*`: flags, map counts and memory cgroup of every physical
+/// page, readable by a container's root): they show where memory sits physically, which
+/// row-hammer and cache side-channel attacks need.
 pub const MASKED_PATHS: &[&str] = &[
     "/proc/asound",
     "/proc/acpi",
     "/proc/interrupts",
     "/proc/kcore",
+    "/proc/kpagecgroup",
+    "/proc/kpagecount",
+    "/proc/kpageflags",
     "/proc/keys",
     "/proc/latency_stats",
     "/proc/timer_list",
@@ -97,6 +103,11 @@ pub const READONLY_PATHS: &[&str] = &[
     "/proc/sys",
     "/proc/sysrq-trigger",
 ];
+
+/// Process limit of a container that asks for none (`--pids-limit` unset): podman's
+/// default. Without one, a fork bomb in a container takes every pid of the host (process
+/// mode) or of the guest. `--pids-limit 0` or `-1` asks for no limit.
+pub const PIDS_LIMIT: i64 = 2048;
 
 /// Size of /dev and /dev/shm (docker's 64 MiB).
 pub const DEV_SHM_BYTES: u64 = 64 << 20;

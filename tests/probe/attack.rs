@@ -17,7 +17,7 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-fn errno_name(e: i32) -> String {
+pub fn errno_name(e: i32) -> String {
     match e {
         libc::EPERM => "EPERM".into(),
         libc::ENOENT => "ENOENT".into(),
@@ -35,12 +35,15 @@ fn errno_name(e: i32) -> String {
         libc::ETIMEDOUT => "ETIMEDOUT".into(),
         libc::EHOSTUNREACH => "EHOSTUNREACH".into(),
         libc::ENETUNREACH => "ENETUNREACH".into(),
+        libc::EROFS => "EROFS".into(),
+        libc::EEXIST => "EEXIST".into(),
+        libc::EPROTONOSUPPORT => "EPROTONOSUPPORT".into(),
         other => format!("errno{other}"),
     }
 }
 
 /// `ok` for a non-negative result, else the errno's name.
-fn outcome(rc: libc::c_long) -> String {
+pub fn outcome(rc: libc::c_long) -> String {
     if rc >= 0 {
         "ok".into()
     } else {
@@ -48,7 +51,7 @@ fn outcome(rc: libc::c_long) -> String {
     }
 }
 
-fn report(name: &str, value: impl std::fmt::Display) {
+pub fn report(name: &str, value: impl std::fmt::Display) {
     println!("{name}={value}");
     let _ = std::io::stdout().flush();
 }

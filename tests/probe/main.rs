@@ -17,6 +17,9 @@
 //!                                             type into or read the operator's terminal
 //! hull-probe vsock-attack CID:PORT...         (in a container) AF_VSOCK sockets and one
 //!                                             connect to each CID:PORT (see attack.rs)
+//! hull-probe kernel-attack LISTEN_MS DEVICE... (in a container) /proc's kernel memory
+//!                                             and page-frame files, sysrq, uevents, raw
+//!                                             devices (see kernel_attack.rs)
 //! hull-probe vsock-send CID PORT MIB         (guest) connect to CID:PORT, send MIB MiB,
 //!                                             half-close, print the throughput and the
 //!                                             peer's answer line
@@ -34,6 +37,7 @@
 //! ```
 
 mod attack;
+mod kernel_attack;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -72,6 +76,8 @@ fn main() -> ExitCode {
             parse(listen_ms).and_then(|ms| attack::tty_attack(text, Duration::from_millis(ms)))
         }
         ["vsock-attack", targets @ ..] => attack::vsock_attack(targets),
+        ["kernel-attack", listen_ms, devices @ ..] => parse(listen_ms)
+            .and_then(|ms| kernel_attack::kernel_attack(Duration::from_millis(ms), devices)),
         ["tcp-rr", addr, port, count] => parse(port)
             .and_then(|port| parse(count).map(|count| (port, count)))
             .and_then(|(port, count)| tcp_rr(addr, port, count)),

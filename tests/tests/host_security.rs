@@ -380,3 +380,115 @@ fn text_from_images_reaches_the_terminal_escaped() {
     env.ok(["rm", "hostile"]);
     env.assert_clean(&[]);
 }
+
+/// Triggers a harmless "change" event of the kernel's /dev/null device (udev re-applies its
+/// permissions), an event every listener on the host's uevent netlink group hears.
+fn trigger_uevent() {
+    std::fs::write("/sys/devices/virtual/mem/null/uevent", "change")
+        .expect("write /sys/devices/virtual/mem/null/uevent");
+}
+
+/// A process container's root reads nothing of the kernel's memory maps (/proc/kcore, the
+/// page-frame tables /proc/kpage{flags,count,cgroup}), cannot hear the host's device events
+/// (uevent netlink: the container's network namespace belongs to the host's user namespace,
+/// so the kernel would send it every event), and cannot open a raw block device it makes
+/// with mknod or finds in its image (the device cgroup). Every container gets a process
+/// limit unless it asks for none.
+#[test]
+fn process_containers_cannot_read_kernel_memory_maps_hear_uevents_or_fork_without_limit() {
+    use std::io::BufRead;
+    use std::os::unix::fs::FileTypeExt;
+    let env = Env::new();
+    let rootfs = env.root.path().join("probe-rootfs");
+    process_common::build_rootfs(&rootfs, &[]);
+    add_probe(&rootfs);
+    // A block device node shipped in the image (loop0, 7:0), open to everyone.
+    let node = rootfs.join("evil-blk");
+    let c = std::ffi::CString::new(node.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mknod of a NUL-terminated path in the test's own directory.
+    let rc = unsafe { libc::mknod(c.as_ptr(), libc::S_IFBLK | 0o666, libc::makedev(7, 0)) };
+    assert_eq!(rc, 0, "mknod: {}", std::io::Error::last_os_error());
+    assert!(std::fs::metadata(&node)
+        .unwrap()
+        .file_type()
+        .is_block_device());
+    env.import(&rootfs, PROBE_IMAGE, &[]);
+
+    let mut child = env
+        .hull([
+            "run",
+            "--rm",
+            PROBE_IMAGE,
+            "hull-probe",
+            "kernel-attack",
+            "3000",
+            "chr:1:1",
+            "blk:loop0",
+            "node:/evil-blk",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn hull run");
+    let mut text = String::new();
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line == "uevent_listening=1" {
+            // The probe is listening: events now would reach it if the kernel sends them.
+            for _ in 0..3 {
+                trigger_uevent();
+            }
+        }
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}: {text}");
+    let r = reports(&text);
+    assert_eq!(r["kernel_attack"], "done", "{text}");
+    for file in ["kpageflags", "kpagecount", "kpagecgroup", "kcore"] {
+        let got = r[&format!("read_{file}")].as_str();
+        assert!(
+            got == "ok:0" || got.starts_with("open:"),
+            "/proc/{file} gave data: {got}\n{text}"
+        );
+    }
+    assert_eq!(r["uevent_socket"], "EPERM", "{text}");
+    assert!(!r.contains_key("uevent_events"), "{text}");
+    // Made with CAP_MKNOD (docker's set) or shipped in the image, a node opens nothing:
+    // the root is nodev (EACCES) and, in /dev, the device cgroup refuses (EPERM).
+    let refused = |v: Option<&String>| v.is_some_and(|v| v == "open:EPERM" || v == "open:EACCES");
+    for key in [
+        "dev_chr_1_1",
+        "tmp_chr_1_1",
+        "dev_blk_loop0",
+        "tmp_blk_loop0",
+    ] {
+        if let Some(made) = r.get(&format!("mknod_{key}")) {
+            assert_eq!(made, "ok", "{key}: {text}");
+            for access in ["read", "write"] {
+                assert!(refused(r.get(&format!("{key}_{access}"))), "{key}: {text}");
+            }
+        }
+    }
+    for access in ["read", "write"] {
+        assert!(refused(r.get(&format!("node_evil-blk_{access}"))), "{text}");
+    }
+
+    // Process limits: the default, an explicit one, and none on request.
+    let mut ids = Vec::new();
+    for (name, flags, want) in [
+        ("dflt", &[][..], "2048"),
+        ("given", &["--pids-limit", "64"][..], "64"),
+        ("none", &["--pids-limit", "-1"][..], "max"),
+    ] {
+        let id = env.detached(name, flags, "exec sleep 1000");
+        // No pids cgroup at all is no limit too (v1 joins the controllers with settings).
+        let max = std::fs::read_to_string(format!("/sys/fs/cgroup/pids/hull/{id}/pids.max"))
+            .unwrap_or_else(|_| "max".into());
+        assert_eq!(max.trim(), want, "{name}");
+        env.ok(["rm", "-f", name]);
+        ids.push(id);
+    }
+    env.assert_clean(&ids);
+}

@@ -100,6 +100,27 @@ fn the_default_profile_allows_ordinary_calls_and_refuses_host_management() {
             "{name}"
         );
     }
+    // netlink: every protocol but the kernel's device events (uevents), whose multicast
+    // group reaches a container's network namespace.
+    let netlink = libc::AF_NETLINK as u64;
+    for protocol in [libc::NETLINK_ROUTE, libc::NETLINK_AUDIT] {
+        assert_eq!(
+            call(&f, "socket", [netlink, 2, protocol as u64, 0, 0, 0]),
+            ret::ALLOW
+        );
+    }
+    for upper in [0, high] {
+        let uevent = libc::NETLINK_KOBJECT_UEVENT as u64;
+        assert_eq!(
+            call(&f, "socket", [upper | netlink, 2, upper | uevent, 0, 0, 0]),
+            EPERM
+        );
+    }
+    assert_eq!(
+        call(&f, "socket", [libc::AF_INET as u64, 2, 15, 0, 0, 0]),
+        ret::ALLOW,
+        "protocol 15 of another family"
+    );
     // ioctl: terminal input injection refused (TIOCSTI, TIOCLINUX), the rest allowed.
     for request in [libc::TIOCSTI, libc::TIOCLINUX] {
         for upper in [0, high] {

@@ -64,7 +64,7 @@ pub struct CreateArgs {
     /// CPU limit in CPUs (e.g. 0.5).
     #[arg(long)]
     cpus: Option<String>,
-    /// Maximum number of processes (0 or -1: unlimited).
+    /// Maximum number of processes (default 2048; 0 or -1: unlimited).
     #[arg(long = "pids-limit", allow_hyphen_values = true)]
     pids_limit: Option<i64>,
     /// Mount the root filesystem read-only.

@@ -92,8 +92,9 @@ fn resources(opts: &RunOptions) -> Result<LinuxResources, SpecError> {
             .set_period(Some(CFS_PERIOD_US));
         r.set_cpu(Some(cpu));
     }
-    match opts.pids_limit {
-        Some(n) if n > 0 => {
+    // Unset: the default limit; 0 or negative: none (docker's and podman's meaning).
+    match opts.pids_limit.unwrap_or(defaults::PIDS_LIMIT) {
+        n if n > 0 => {
             let mut p = LinuxPids::default();
             p.set_limit(n);
             r.set_pids(Some(p));

@@ -210,6 +210,25 @@ fn the_linux_section_is_docker_s() {
     assert!(plan.process.seccomp.is_some());
 }
 
+/// A container that asks for no process limit gets the default one (a fork bomb must not
+/// take the host's pids); 0 and -1 ask for none.
+#[test]
+fn containers_get_a_process_limit_unless_they_ask_for_none() {
+    let limit = |pids_limit| {
+        let opts = RunOptions {
+            pids_limit,
+            ..Default::default()
+        };
+        let s = build(ID, &image(), &opts).unwrap();
+        let r = s.oci.linux().clone().unwrap().resources().clone().unwrap();
+        r.pids().map(|p| p.limit())
+    };
+    assert_eq!(limit(None), Some(hull_executor::defaults::PIDS_LIMIT));
+    assert_eq!(limit(Some(10)), Some(10));
+    assert_eq!(limit(Some(0)), None);
+    assert_eq!(limit(Some(-1)), None);
+}
+
 #[test]
 fn sizes_and_cpus_parse() {
     assert_eq!(parse_memory("64m").unwrap(), 64 << 20);
