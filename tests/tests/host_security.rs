@@ -492,3 +492,37 @@ fn process_containers_cannot_read_kernel_memory_maps_hear_uevents_or_fork_withou
     }
     env.assert_clean(&ids);
 }
+
+/// A container that exits at once, removed (`rm -f`) and killed at the same moment from
+/// two other `hull` processes, again and again: every `rm -f` succeeds or names the
+/// container as gone, and nothing of any of them is left (state, name, cgroup, process).
+#[test]
+fn rm_and_kill_racing_a_container_that_exits_leave_nothing() {
+    let env = Env::new();
+    let mut ids = Vec::new();
+    for i in 0..15 {
+        let name = format!("racer{i}");
+        let id = env.detached(&name, &[], if i % 2 == 0 { "exit 0" } else { "kill -9 $$" });
+        let kill = env.hull(["kill", &name]).spawn().expect("spawn hull kill");
+        let rm = env.run(["rm", "-f", &name]);
+        let kill = kill.wait_with_output().expect("hull kill");
+        assert!(
+            rm.status.success(),
+            "rm -f {name}: {}",
+            String::from_utf8_lossy(&rm.stderr)
+        );
+        // kill may come before or after the exit or the removal; it must not hang or
+        // crash, and may only say the container is not running or gone.
+        if !kill.status.success() {
+            let err = String::from_utf8_lossy(&kill.stderr);
+            assert!(
+                kill.status.code() == Some(125) || kill.status.code() == Some(1),
+                "kill {name}: {kill:?}"
+            );
+            assert!(!err.contains("panicked"), "kill {name}: {err}");
+        }
+        ids.push(id);
+    }
+    assert!(env.ps().is_empty(), "{:?}", env.ps());
+    env.assert_clean(&ids);
+}
