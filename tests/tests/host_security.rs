@@ -453,6 +453,8 @@ fn process_containers_cannot_read_kernel_memory_maps_hear_uevents_or_fork_withou
             "/proc/{file} gave data: {got}\n{text}"
         );
     }
+    // /proc/sysrq-trigger is read-only (docker's list): not even opened for writing.
+    assert!(r["write_sysrq_trigger"].starts_with("open:"), "{text}");
     assert_eq!(r["uevent_socket"], "EPERM", "{text}");
     assert!(!r.contains_key("uevent_events"), "{text}");
     // Made with CAP_MKNOD (docker's set) or shipped in the image, a node opens nothing:
