@@ -203,12 +203,19 @@ fn rule(
     r
 }
 
-/// docker's device cgroup rules: nothing, except the default devices, the terminal devices
-/// and creating (not opening) any node.
+/// docker's device cgroup rules: nothing, except the [`allowed_devices`].
 pub fn device_rules() -> Vec<LinuxDeviceCgroup> {
+    let mut rules = vec![rule(false, LinuxDeviceType::A, None, None, "rwm")];
+    rules.extend(allowed_devices());
+    rules
+}
+
+/// What every container may use whatever its spec's device rules say (runc's
+/// AllowedDevices, docker's defaults): creating (not opening) any node, the default devices
+/// and the terminal devices. Appended after the spec's rules, as runc does.
+pub fn allowed_devices() -> Vec<LinuxDeviceCgroup> {
     use LinuxDeviceType::{B, C};
     let mut rules = vec![
-        rule(false, LinuxDeviceType::A, None, None, "rwm"),
         rule(true, C, None, None, "m"),
         rule(true, B, None, None, "m"),
     ];

@@ -62,7 +62,8 @@ pub struct CgroupPlan {
     pub path: PathBuf,
     /// Values to write.
     pub settings: Vec<settings::Setting>,
-    /// Device rules (`None`: no device cgroup, every device allowed).
+    /// Device rules (`None`: no device cgroup, every device allowed): the spec's, then
+    /// [`crate::defaults::allowed_devices`] (the last matching rule decides).
     pub devices: Option<Vec<devices::Rule>>,
 }
 
@@ -78,7 +79,11 @@ impl CgroupPlan {
             Some(r) => (
                 settings::settings(r, version)?,
                 match r.devices() {
-                    Some(list) if !list.is_empty() => Some(devices::rules(list)?),
+                    Some(list) if !list.is_empty() => {
+                        let mut rules = devices::rules(list)?;
+                        rules.extend(devices::rules(&crate::defaults::allowed_devices())?);
+                        Some(rules)
+                    }
                     _ => None,
                 },
             ),
@@ -145,5 +150,29 @@ mod tests {
         assert!(relative_path(Some(Path::new("/"))).is_err());
         assert!(relative_path(Some(Path::new("system.slice:hull:abc"))).is_err());
         assert!(CgroupPlan::new(None, None, Version::V2).unwrap().is_empty());
+    }
+
+    /// runtime-tools' and many callers' specs deny every device and list none: the
+    /// container's own /dev/null, /dev/pts and mknod must still work (runc appends its
+    /// AllowedDevices after the spec's rules), while other devices stay denied.
+    #[test]
+    fn default_devices_stay_allowed_after_a_deny_all_spec() {
+        let mut deny = oci_spec::runtime::LinuxDeviceCgroup::default();
+        deny.set_allow(false).set_access(Some("rwm".into()));
+        let mut resources = LinuxResources::default();
+        resources.set_devices(Some(vec![deny]));
+        for version in [Version::V1, Version::V2] {
+            let plan = CgroupPlan::new(Some(Path::new("/x/c")), Some(&resources), version).unwrap();
+            let rules = plan.devices.unwrap();
+            assert!(!rules[0].allow, "the spec's own rule comes first");
+            let p = devices::program(&rules);
+            let (r, w, m) = (2, 4, 1);
+            assert_eq!(devices::run(&p, 'c', 1, 3, r | w), 1, "/dev/null");
+            assert_eq!(devices::run(&p, 'c', 1, 9, r), 1, "/dev/urandom");
+            assert_eq!(devices::run(&p, 'c', 136, 0, r | w), 1, "/dev/pts/0");
+            assert_eq!(devices::run(&p, 'c', 10, 229, m), 1, "mknod of any node");
+            assert_eq!(devices::run(&p, 'c', 10, 229, r), 0, "opening /dev/fuse");
+            assert_eq!(devices::run(&p, 'b', 8, 0, r), 0, "opening a host disk");
+        }
     }
 }
