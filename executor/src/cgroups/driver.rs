@@ -1,7 +1,8 @@
 //! Creating, joining and removing a container's cgroups on the running machine.
 //!
 //! Directories are named by the plan's path, so cleanup finds them from the path alone, even
-//! after a crash. A container without limits or device rules gets no cgroup at all.
+//! after a crash. A container with a cgroupsPath gets its cgroup in every hierarchy (v1:
+//! each mounted one, freezer and named ones included, as runc does), limits or not.
 
 use std::fs;
 use std::io::{self, Write};
@@ -12,10 +13,30 @@ use super::devices::{self, BpfInsn};
 use super::{CgroupPlan, Layout, Version};
 use crate::error::{Error, Stage};
 
-/// v1 hierarchies hull may create directories in (also what cleanup looks at).
-const V1_CONTROLLERS: &[&str] = &[
-    "memory", "cpu", "cpuacct", "cpuset", "pids", "devices", "blkio",
-];
+/// The v1 hierarchies mounted under `root` (`cpu,cpuacct`, `freezer`, `name=systemd`'s
+/// `systemd`, the hybrid `unified`...), each once: the `cpu` -> `cpu,cpuacct` symlinks
+/// are skipped. Sorted, so every container joins them in the same order.
+fn v1_hierarchies(root: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut v: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .filter(|p| p.join("cgroup.procs").exists())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The controllers of a v1 hierarchy, from its directory name (`cpu,cpuacct`).
+fn controllers_of(hierarchy: &Path) -> Vec<String> {
+    hierarchy
+        .file_name()
+        .map(|n| n.to_string_lossy().split(',').map(str::to_string).collect())
+        .unwrap_or_default()
+}
 
 fn sys(what: impl Into<String>, e: io::Error) -> Error {
     Error::system(Stage::Cgroups, what, &e)
@@ -58,9 +79,9 @@ fn make_dir(dir: &Path, cpuset: bool) -> Result<(), Error> {
 fn dirs(layout: &Layout, path: &Path) -> Vec<PathBuf> {
     match layout.version {
         Version::V2 => vec![layout.root.join(path)],
-        Version::V1 => V1_CONTROLLERS
-            .iter()
-            .map(|c| layout.root.join(c).join(path))
+        Version::V1 => v1_hierarchies(&layout.root)
+            .into_iter()
+            .map(|h| h.join(path))
             .collect(),
     }
 }
@@ -129,32 +150,37 @@ fn apply(dir: &Path, plan: &CgroupPlan, controller: Option<&str>) -> Result<(), 
 }
 
 fn create_v1(layout: &Layout, plan: &CgroupPlan) -> Result<Vec<OwnedFd>, Error> {
-    let mut controllers: Vec<&str> = Vec::new();
-    for s in &plan.settings {
-        if !controllers.contains(&s.controller) {
-            controllers.push(s.controller);
-        }
-    }
+    let hierarchies: Vec<(PathBuf, Vec<String>)> = v1_hierarchies(&layout.root)
+        .into_iter()
+        .map(|h| {
+            let c = controllers_of(&h);
+            (h, c)
+        })
+        .collect();
+    let mut needed: Vec<&str> = plan.settings.iter().map(|s| s.controller).collect();
     if plan.devices.is_some() {
-        controllers.push("devices");
+        needed.push("devices");
     }
-    let mut procs = Vec::new();
-    for c in controllers {
-        let hierarchy = layout.root.join(c);
-        if !hierarchy.is_dir() {
+    for c in needed {
+        if !hierarchies.iter().any(|(_, cs)| cs.iter().any(|x| x == c)) {
             return Err(Error::new(
                 crate::error::ErrorKind::Unsupported,
                 Stage::Cgroups,
                 format!(
-                    "this host has no cgroup v1 {c} hierarchy at {}",
-                    hierarchy.display()
+                    "this host has no cgroup v1 {c} hierarchy under {}",
+                    layout.root.display()
                 ),
             ));
         }
+    }
+    let mut procs = Vec::new();
+    for (hierarchy, controllers) in &hierarchies {
         let dir = hierarchy.join(&plan.path);
-        make_dir(&dir, c == "cpuset")?;
-        apply(&dir, plan, Some(c))?;
-        if c == "devices" {
+        make_dir(&dir, controllers.iter().any(|c| c == "cpuset"))?;
+        for c in controllers {
+            apply(&dir, plan, Some(c))?;
+        }
+        if controllers.iter().any(|c| c == "devices") {
             for r in plan.devices.iter().flatten() {
                 let (file, line) = devices::v1_line(r);
                 write(&dir.join(file), &line)?;
@@ -393,4 +419,44 @@ pub fn existing_dirs(layout: &Layout, path: &Path) -> Vec<PathBuf> {
         .into_iter()
         .filter(|d| d.exists())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every mounted v1 hierarchy holds the container's cgroup, not just those hull writes
+    /// limits to: the freezer (pause), named ones (systemd) and the hybrid unified one.
+    #[test]
+    fn a_v1_container_cgroup_is_in_every_mounted_hierarchy_once() {
+        let root = tempfile::tempdir().unwrap();
+        for h in ["cpu,cpuacct", "freezer", "memory", "systemd", "unified"] {
+            fs::create_dir(root.path().join(h)).unwrap();
+            fs::write(root.path().join(h).join("cgroup.procs"), "").unwrap();
+        }
+        std::os::unix::fs::symlink("cpu,cpuacct", root.path().join("cpu")).unwrap();
+        fs::create_dir(root.path().join("not-a-cgroup")).unwrap();
+        let layout = Layout {
+            root: root.path().to_path_buf(),
+            version: Version::V1,
+        };
+        let got: Vec<String> = dirs(&layout, Path::new("hull-oci/c1"))
+            .iter()
+            .map(|d| d.strip_prefix(root.path()).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "cpu,cpuacct/hull-oci/c1",
+                "freezer/hull-oci/c1",
+                "memory/hull-oci/c1",
+                "systemd/hull-oci/c1",
+                "unified/hull-oci/c1"
+            ]
+        );
+        assert_eq!(
+            controllers_of(&root.path().join("cpu,cpuacct")),
+            ["cpu", "cpuacct"]
+        );
+    }
 }

@@ -101,9 +101,11 @@ impl CgroupPlan {
         })
     }
 
-    /// Whether the container gets a cgroup at all (no limits and no device rules: none).
+    /// Whether the container gets no cgroup: only without `linux.cgroupsPath`. With a path
+    /// it gets one in every hierarchy even without limits, as runc gives it: `ps`, `kill
+    /// --all`, pause (the v1 freezer) and cleanup find the container's processes there.
     pub fn is_empty(&self) -> bool {
-        self.settings.is_empty() && self.devices.is_none()
+        self.path.as_os_str().is_empty()
     }
 }
 
@@ -150,6 +152,8 @@ mod tests {
         assert!(relative_path(Some(Path::new("/"))).is_err());
         assert!(relative_path(Some(Path::new("system.slice:hull:abc"))).is_err());
         assert!(CgroupPlan::new(None, None, Version::V2).unwrap().is_empty());
+        let no_limits = CgroupPlan::new(Some(Path::new("/x/c")), None, Version::V1).unwrap();
+        assert!(!no_limits.is_empty(), "a cgroupsPath alone gives a cgroup");
     }
 
     /// runtime-tools' and many callers' specs deny every device and list none: the

@@ -246,11 +246,27 @@ impl Drop for Env {
     }
 }
 
-/// Existing cgroup directories for container `id` (v1 controllers and v2).
+/// /sys/fs/cgroup and each hierarchy mounted below it (containers have a cgroup in every one).
+pub fn cgroup_hierarchies() -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut v = vec![root.to_path_buf()];
+    for e in fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+    {
+        if e.file_type().is_ok_and(|t| t.is_dir()) && e.path().join("cgroup.procs").exists() {
+            v.push(e.path());
+        }
+    }
+    v
+}
+
+/// The cgroup directories of hull container `id` that exist.
 pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     let mut v = Vec::new();
-    for c in ["devices", "memory", "cpu", "pids", ""] {
-        let p = Path::new("/sys/fs/cgroup").join(c).join("hull").join(id);
+    for c in cgroup_hierarchies() {
+        let p = c.join("hull").join(id);
         if p.exists() {
             v.push(p);
         }
@@ -345,8 +361,8 @@ pub fn assert_no_abandoned_cgroups() {
 
 fn empty_hull_cgroups() -> Vec<PathBuf> {
     let mut v = Vec::new();
-    for c in ["devices", "memory", "cpu", "pids", ""] {
-        let parent = Path::new("/sys/fs/cgroup").join(c).join("hull");
+    for c in cgroup_hierarchies() {
+        let parent = c.join("hull");
         let Ok(entries) = fs::read_dir(&parent) else {
             continue;
         };
