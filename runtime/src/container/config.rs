@@ -3,7 +3,8 @@
 //! ```json
 //! {"default_isolation": "process",
 //!  "policies": [{"image": "untrusted/*", "isolation": "vm", "network": "none"}],
-//!  "network": {"default": "bridge", "bridge": "hull0", "subnet": "10.87.0.0/16"}}
+//!  "network": {"default": "bridge", "bridge": "hull0", "subnet": "10.87.0.0/16"},
+//!  "vm": {"jail": true, "jail_ids": {"start": 3221225472, "count": 65536}}}
 //! ```
 //!
 //! The isolation of a new container is `--isolation` if given, else the first policy whose
@@ -51,6 +52,10 @@ pub struct Config {
     /// Networking: default mode, bridge, subnet, CNI plugin directories.
     #[serde(default)]
     pub network: NetworkSettings,
+    /// VM mode: the VMM's jail and its id range (read by the vm backend itself; here so
+    /// that the file is checked as a whole).
+    #[serde(default)]
+    pub vm: crate::vm::jail::VmSettings,
 }
 
 /// A config file that could not be used.

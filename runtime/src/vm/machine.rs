@@ -1,16 +1,19 @@
 //! The `hull-vmm` child process of one container, and the state file that lets any `hull`
 //! invocation find (and kill) it again.
 
+use std::ffi::OsString;
 use std::fs;
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use hull_executor::cgroups::{driver, Layout};
+
 use super::channel::VSOCK_SOCKET;
-use super::VmError;
+use super::launch::{self, VmmProcess};
+use super::{ids, jail, VmError};
 
 /// State file of the VM in the container's state directory.
 pub const STATE_FILE: &str = "vm.json";
@@ -39,10 +42,13 @@ pub struct MachineConfig {
     pub vcpus: u32,
     /// Extra kernel command line words.
     pub extra_cmdline: String,
+    /// The container's CPU limit (`--cpus`), for the VMM's cgroup.
+    pub nano_cpus: Option<u64>,
+    /// Jail the VMM with a uid/gid from this range (`None`: config `vm.jail: false`).
+    pub jail: Option<ids::IdRange>,
     /// virtio-net on the container's TAP (`--network bridge`).
     pub net: Option<NetDevice>,
 }
-
 /// The VM's NIC: a TAP descriptor hull opened in the container's network namespace,
 /// inherited by the VMM as fd [`NET_FD`].
 #[derive(Debug, Clone)]
@@ -68,6 +74,9 @@ pub struct MachineState {
     /// Guest kernel release reported by the agent (empty until it said hello).
     #[serde(default)]
     pub guest_kernel: String,
+    /// The jailed VMM's uid/gid (its lease is released at cleanup).
+    #[serde(default)]
+    pub jail_id: Option<u32>,
 }
 
 /// Start time of a process, or `None` if it is gone (zombies count as gone).
@@ -124,9 +133,82 @@ impl MachineState {
     }
 }
 
-/// Starts hull-vmm for a container. Its working directory is the state directory, so the
-/// vsock socket, console log and the guest's port sockets are short relative names.
-pub fn launch(cfg: &MachineConfig, state_dir: &Path) -> Result<Child, VmError> {
+/// The jail of a VMM to be started: its uid/gid lease, directory and cgroup
+/// (`jail`, docs/vmm.md "Jail"). `None` for an unjailed VMM (config `vm.jail: false`).
+#[derive(Debug)]
+pub struct JailPlan {
+    /// The VM's uid and gid.
+    pub id: u32,
+    /// The VM's cgroups: its `cgroup.procs` files, open, for the VMM to join before exec.
+    pub cgroups: Vec<OwnedFd>,
+}
+
+/// Prepares what the VMM of a container runs in: its socket directory (`<state>/jail`,
+/// owned by the VM's uid when jailed) and, when jailed, its uid/gid lease and its cgroup.
+/// On error nothing is left behind.
+pub fn prepare(
+    cfg: &MachineConfig,
+    container_id: &str,
+    state_dir: &Path,
+) -> Result<Option<JailPlan>, VmError> {
+    let Some(range) = cfg.jail else {
+        jail::prepare(state_dir, 0).map_err(|e| VmError::io("the VM's directory", e))?;
+        return Ok(None);
+    };
+    range
+        .check(&ids::host_reserved())
+        .map_err(VmError::Invalid)?;
+    let me = ids::Holder::this_process().map_err(|e| VmError::io("VM id lease", e))?;
+    let lease = ids::allocate(Path::new(ids::REGISTRY), range, me)
+        .map_err(|e| VmError::io("VM id lease", e))?;
+    let made = (|| -> Result<JailPlan, VmError> {
+        jail::prepare(state_dir, lease.id).map_err(|e| VmError::io("the jail directory", e))?;
+        let layout = Layout::host();
+        let cgroups = jail::cgroup_plan(
+            container_id,
+            cfg.memory_mib,
+            cfg.vcpus,
+            cfg.nano_cpus.is_some(),
+            layout.version,
+        )
+        .and_then(|plan| driver::create(&layout, &plan))
+        .map_err(|e| VmError::Backend(format!("the VMM's cgroup: {e}")))?;
+        Ok(JailPlan {
+            id: lease.id,
+            cgroups,
+        })
+    })();
+    if made.is_err() {
+        release(container_id, state_dir, Some(lease.id));
+    }
+    made.map(Some)
+}
+
+/// Removes what [`prepare`] made (the VMM must be gone): cgroup, jail directory, id lease.
+pub fn release(container_id: &str, state_dir: &Path, jail_id: Option<u32>) {
+    let cgroup = PathBuf::from(format!("hull/{container_id}"));
+    if let Err(e) = driver::remove(&Layout::host(), &cgroup) {
+        tracing::warn!("removing the VMM's cgroup: {e}");
+    }
+    if let Err(e) = jail::remove(state_dir) {
+        tracing::warn!("{e}");
+    }
+    if let Some(id) = jail_id {
+        if let Err(e) = ids::release(Path::new(ids::REGISTRY), id, None) {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+/// Starts hull-vmm for a container, as PID 1 of a new PID namespace, in its jail when
+/// `plan` says so. Its working directory is the jail directory (its vsock socket and the
+/// guest's port sockets are relative names there); the console goes to `console.log` and
+/// its own messages to `vmm.log` in the state directory, both opened here.
+pub fn launch(
+    cfg: &MachineConfig,
+    state_dir: &Path,
+    plan: Option<&JailPlan>,
+) -> Result<VmmProcess, VmError> {
     let layer_param = match cfg.layer_disk {
         Some(_) => format!("hull.upper={}", super::upper::GUEST_DEVICE),
         None => String::new(),
@@ -137,69 +219,73 @@ pub fn launch(cfg: &MachineConfig, state_dir: &Path) -> Result<Child, VmError> {
     );
     let log = crate::private_fs::create(&state_dir.join(VMM_LOG))
         .map_err(|e| VmError::io("create vmm.log", e))?;
-    let mut cmd = Command::new(&cfg.vmm);
-    cmd.current_dir(state_dir)
-        .arg("--kernel")
-        .arg(&cfg.kernel)
-        .arg("--initramfs")
-        .arg(&cfg.initramfs)
-        .arg("--cmdline")
-        .arg(cmdline.trim())
-        .arg("--memory")
-        .arg(cfg.memory_mib.to_string())
-        .arg("--vcpus")
-        .arg(cfg.vcpus.to_string())
-        .arg("--disk")
-        .arg(format!("{},ro", cfg.disk.display()));
+    let console = crate::private_fs::create(&state_dir.join(CONSOLE_LOG))
+        .map_err(|e| VmError::io("create console.log", e))?;
+    let dir = jail::dir(state_dir);
+    let cwd = fs::File::open(&dir).map_err(|e| VmError::io("open the jail directory", e))?;
+    let mut args: Vec<OsString> = vec![
+        "--kernel".into(),
+        cfg.kernel.clone().into(),
+        "--initramfs".into(),
+        cfg.initramfs.clone().into(),
+        "--cmdline".into(),
+        cmdline.trim().into(),
+        "--memory".into(),
+        cfg.memory_mib.to_string().into(),
+        "--vcpus".into(),
+        cfg.vcpus.to_string().into(),
+        "--disk".into(),
+        format!("{},ro", cfg.disk.display()).into(),
+    ];
     if let Some(layer) = &cfg.layer_disk {
-        cmd.arg("--disk").arg(layer);
+        args.push("--disk".into());
+        args.push(layer.clone().into());
     }
-    cmd.arg("--vsock")
-        .arg(VSOCK_SOCKET)
-        .arg("--serial")
-        .arg(CONSOLE_LOG)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-    let tap_fd = cfg.net.as_ref().map(|n| {
-        cmd.arg("--net")
-            .arg(format!("fd={NET_FD},mac={},mtu={}", n.mac, n.mtu));
-        n.tap_fd
-    });
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: setsid, umask, prctl, getppid, dup2 and fcntl are async-signal-safe and touch
-    // no memory of the parent. The VMM gets its own session (a terminal's ^C goes to hull,
-    // which forwards it to the container) and dies with the process that started it, so no
-    // VM outlives its owner: if hull died before the death signal was set, the signal will
-    // never come, so the parent is checked after setting it.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::setsid();
-            // What the VMM creates (the console log, its vsock sockets) is root's only.
-            libc::umask(0o077);
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::getppid() != parent {
-                return Err(std::io::Error::other("hull exited while starting the VMM"));
-            }
-            // The TAP at a fixed number, without close-on-exec (dup2 clears it; a
-            // descriptor that already is NET_FD only needs the flag cleared).
-            if let Some(fd) = tap_fd {
-                let ok = if fd == NET_FD {
-                    libc::fcntl(fd, libc::F_SETFD, 0) == 0
-                } else {
-                    libc::dup2(fd, NET_FD) == NET_FD
-                };
-                if !ok {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
+    args.extend([
+        "--vsock".into(),
+        VSOCK_SOCKET.into(),
+        "--serial".into(),
+        "stdout".into(),
+    ]);
+    let cgroups = match plan {
+        Some(plan) => {
+            args.extend([
+                "--jail".into(),
+                dir.clone().into(),
+                "--jail-uid".into(),
+                plan.id.to_string().into(),
+                "--jail-gid".into(),
+                plan.id.to_string().into(),
+            ]);
+            plan.cgroups.as_slice()
+        }
+        None => &[],
+    };
+    if let Some(n) = &cfg.net {
+        args.push("--net".into());
+        args.push(format!("fd={NET_FD},mac={},mtu={}", n.mac, n.mtu).into());
     }
-    cmd.spawn()
-        .map_err(|e| VmError::io(format!("start the VMM {}", cfg.vmm.display()), e))
+    let vmm = launch::spawn(&launch::Launch {
+        program: &cfg.vmm,
+        args,
+        cwd: cwd.as_fd(),
+        stdout: console.as_fd(),
+        stderr: log.as_fd(),
+        cgroups,
+        inherit: cfg.net.as_ref().map(|n| (n.tap_fd, NET_FD)),
+    })
+    .map_err(|e| VmError::io(format!("start the VMM {}", cfg.vmm.display()), e))?;
+    if let Some(plan) = plan {
+        // The lease now protects the VMM's life, not ours.
+        let to = ids::Holder {
+            pid: vmm.pid,
+            start_time: vmm.start_time,
+        };
+        let from = ids::Holder::this_process().map_err(|e| VmError::io("VM id lease", e))?;
+        ids::transfer(Path::new(ids::REGISTRY), plan.id, from, to)
+            .map_err(|e| VmError::io("VM id lease", e))?;
+    }
+    Ok(vmm)
 }
 
 /// Exit code of hull-vmm when its seccomp filter stopped it (docs/vmm.md, "Exit codes").

@@ -1,9 +1,11 @@
 //! The `vm` backend: each container is a KVM microVM (`hull-vmm` child process) with its own
 //! guest kernel; the guest agent (PID 1) runs the container's processes.
 //!
-//! Per container, in its state directory: `vm.json` (VMM pid + start time), `vsock.sock`
-//! (the VMM's vsock socket), `vsock.sock_1024` (where the agent says hello at boot),
-//! `console.log` (guest serial console) and `vmm.log`. Shared and cached under the state
+//! Per container, in its state directory: `vm.json` (VMM pid + start time + jail id),
+//! `console.log` (guest serial console), `vmm.log`, and the VMM's jail directory `jail/`
+//! (its root once jailed) holding only sockets: `vsock.sock` (the VMM's vsock socket) and
+//! `vsock.sock_1024` (where the agent says hello at boot). Each VMM runs jailed (`jail`,
+//! `launch`, `ids`; docs/vmm.md "Jail") unless the config file says `vm.jail: false`. Shared and cached under the state
 //! root: the image's erofs disk (`vm/disks/`, one per image id) and the agent initramfs.
 //! Per container under the state root: the writable layer's ext4 disk
 //! (`containers/<id>/upper.ext4`, see [`upper`]), kept across stop/start.
@@ -13,7 +15,10 @@
 
 pub mod channel;
 pub mod disk;
+pub mod ids;
 pub mod initramfs;
+pub mod jail;
+pub mod launch;
 pub mod machine;
 pub mod relay;
 pub mod upper;
@@ -26,8 +31,8 @@ use std::time::{Duration, Instant};
 use hull_protocol::{self as proto, Message};
 
 use crate::isolation::{
-    ContainerContext, ContainerSpec, Isolation, IsolationError, IsolationKind, ProcessIo,
-    ProcessSpec, Started,
+    ContainerContext, ContainerSpec, ExitStatus, Isolation, IsolationError, IsolationKind,
+    ProcessIo, ProcessSpec, Started,
 };
 use channel::StateDir;
 use machine::{MachineConfig, MachineState};
@@ -466,6 +471,8 @@ impl VmIsolation {
             Some(upper::ensure_layer_disk(ctx, spec.storage.size_bytes)?)
         };
         let (memory_mib, vcpus) = machine_size(spec);
+        let settings =
+            jail::VmSettings::load(&ctx.paths.config_file()).map_err(VmError::Invalid)?;
         let debug = tracing::enabled!(tracing::Level::DEBUG);
         // The TAP in the container's namespace, tied to its veth; ours is closed once the
         // VMM holds it.
@@ -488,6 +495,8 @@ impl VmIsolation {
             } else {
                 String::new()
             },
+            nano_cpus: cpu_millis(spec).map(|m| m * 1_000_000),
+            jail: settings.jail_range(),
             net: link.as_ref().map(|l| machine::NetDevice {
                 tap_fd: std::os::fd::AsRawFd::as_raw_fd(&l.tap),
                 mac: l.mac.clone(),
@@ -496,40 +505,64 @@ impl VmIsolation {
         };
         let (relay_io, terminal, tty_size) = relay_io(io)?;
 
-        let dir = StateDir::open(ctx.dir())?;
-        let hello_name = channel::hello_socket_name();
-        let _ = std::fs::remove_file(dir.real(&hello_name));
-        let listener = UnixListener::bind(dir.short(&hello_name))
-            .map_err(|e| IsolationError::os("listen for the guest agent", e))?;
-        let mut child = machine::launch(&cfg, ctx.dir())?;
+        let plan = machine::prepare(&cfg, &ctx.id, ctx.dir())?;
+        let jail_id = plan.as_ref().map(|p| p.id);
+        let launched = (|| -> Result<_, IsolationError> {
+            let dir = StateDir::open(&jail::dir(ctx.dir()))?;
+            let hello_name = channel::hello_socket_name();
+            let listener = UnixListener::bind(dir.short(&hello_name))
+                .map_err(|e| IsolationError::os("listen for the guest agent", e))?;
+            if let Some(id) = jail_id {
+                jail::give_socket(&dir.real(&hello_name), id)
+                    .map_err(|e| IsolationError::os("the hello socket", e))?;
+            }
+            let vmm = machine::launch(&cfg, ctx.dir(), plan.as_ref())?;
+            Ok((dir, hello_name, listener, vmm))
+        })();
+        let (dir, hello_name, listener, mut vmm) = match launched {
+            Ok(l) => l,
+            Err(e) => {
+                machine::release(&ctx.id, ctx.dir(), jail_id);
+                return Err(e);
+            }
+        };
         drop(link);
-        let vmm_pid = child.id();
+        let vmm_pid = vmm.pid;
         let mut state = MachineState {
             vmm_pid,
-            start_time: machine::process_start_time(vmm_pid).unwrap_or(0),
+            start_time: vmm.start_time,
             guest_kernel: String::new(),
+            jail_id,
         };
         let booted = (|| -> Result<_, IsolationError> {
             state.save(ctx.dir())?;
             let console = ctx.file(machine::CONSOLE_LOG);
             let vmm_log = ctx.file(machine::VMM_LOG);
-            let (conn, guest_kernel) =
-                channel::accept_hello(&listener, boot_timeout(), || match child.try_wait() {
-                    Ok(Some(status)) => Some(format!(
-                        "hull-vmm exited ({status}) before the guest agent started.\nvmm.log: \
-                         {}\nconsole: {}",
+            let (conn, guest_kernel) = channel::accept_hello(&listener, boot_timeout(), || {
+                vmm.try_status().map(|status| {
+                    let (how, why) = match status {
+                        ExitStatus::Code(code) => (
+                            format!("exit status {code}"),
+                            machine::vmm_failure(code, &vmm_log),
+                        ),
+                        ExitStatus::Signal(s) => (format!("signal {s}"), None),
+                    };
+                    format!(
+                        "hull-vmm exited ({how}) before the guest agent started.{}\nvmm.log: \
+                             {}\nconsole: {}",
+                        why.map(|w| format!(" {w}")).unwrap_or_default(),
                         machine::tail(&vmm_log, 5),
                         machine::tail(&console, 10)
-                    )),
-                    _ => None,
+                    )
                 })
-                .map_err(|e| match e {
-                    VmError::Boot(why) if !why.contains("console:") => VmError::Boot(format!(
-                        "{why}\nlast console lines:\n{}",
-                        machine::tail(&console, 10)
-                    )),
-                    other => other,
-                })?;
+            })
+            .map_err(|e| match e {
+                VmError::Boot(why) if !why.contains("console:") => VmError::Boot(format!(
+                    "{why}\nlast console lines:\n{}",
+                    machine::tail(&console, 10)
+                )),
+                other => other,
+            })?;
             state.guest_kernel = guest_kernel;
             state.save(ctx.dir())?;
             let resources = spec
@@ -572,14 +605,13 @@ impl VmIsolation {
         let conn = match booted {
             Ok(conn) => conn,
             Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                self.remove_files(ctx);
+                vmm.kill();
+                self.remove_files(ctx, jail_id);
                 return Err(e);
             }
         };
         let vmm = relay::OwnedVmm {
-            child,
+            process: vmm,
             log: ctx.file(machine::VMM_LOG),
         };
         let process = VmProcess::start(conn, relay_io, vmm_pid, Some(vmm))?;
@@ -589,14 +621,10 @@ impl VmIsolation {
         })
     }
 
-    fn remove_files(&self, ctx: &ContainerContext) {
-        for name in [
-            machine::STATE_FILE,
-            channel::VSOCK_SOCKET,
-            &channel::hello_socket_name(),
-        ] {
-            let _ = std::fs::remove_file(ctx.file(name));
-        }
+    /// Removes the VM's files, jail directory, cgroup and id lease (its VMM is gone).
+    fn remove_files(&self, ctx: &ContainerContext, jail_id: Option<u32>) {
+        machine::release(&ctx.id, ctx.dir(), jail_id);
+        let _ = std::fs::remove_file(ctx.file(machine::STATE_FILE));
     }
 }
 
@@ -626,7 +654,7 @@ impl Isolation for VmIsolation {
             return Err(IsolationError::NotRunning);
         }
         let (relay_io, terminal, tty_size) = relay_io(io)?;
-        let dir = StateDir::open(ctx.dir())?;
+        let dir = StateDir::open(&jail::dir(ctx.dir()))?;
         let deadline = Instant::now() + channel::REPLY_TIMEOUT;
         let conn = channel::connect_agent(&dir, deadline)?;
         match channel::request(
@@ -658,7 +686,7 @@ impl Isolation for VmIsolation {
             return Err(IsolationError::NotRunning);
         }
         let via_agent = (|| -> Result<(), IsolationError> {
-            let dir = StateDir::open(ctx.dir())?;
+            let dir = StateDir::open(&jail::dir(ctx.dir()))?;
             // Connection and answer together within the signal timeout, however the guest
             // spreads its bytes: stop/kill/rm never wait longer on it.
             let deadline = Instant::now() + channel::SIGNAL_TIMEOUT;
@@ -699,6 +727,7 @@ impl Isolation for VmIsolation {
     }
 
     fn cleanup(&self, ctx: &ContainerContext) -> Result<(), IsolationError> {
+        let mut jail_id = None;
         if let Some(state) = MachineState::load(ctx.dir()) {
             state.kill();
             if state.alive() {
@@ -707,8 +736,9 @@ impl Isolation for VmIsolation {
                     state.vmm_pid
                 )));
             }
+            jail_id = state.jail_id;
         }
-        self.remove_files(ctx);
+        self.remove_files(ctx, jail_id);
         Ok(())
     }
 }

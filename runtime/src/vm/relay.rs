@@ -9,14 +9,15 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hull_protocol::{self as protocol, Frame, Message, ProtocolError, MAX_DATA_CHUNK};
 
 use crate::isolation::{ContainerProcess, ExitStatus, IsolationError, WinSize};
+
+use super::launch::VmmProcess;
 
 /// How long the VM has to power off after the agent reported the exit code.
 const POWEROFF_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,7 +38,7 @@ pub struct RelayIo {
 /// The VMM child of a container's main process, and its log.
 pub struct OwnedVmm {
     /// The hull-vmm process.
-    pub child: Child,
+    pub process: VmmProcess,
     /// Its stderr (where it writes why it stopped, e.g. a seccomp violation).
     pub log: std::path::PathBuf,
 }
@@ -248,22 +249,6 @@ fn relay_input(mut input: File, writer: &Mutex<UnixStream>) {
     }
 }
 
-/// Waits (bounded) for the VMM child to exit after the guest powered off; kills it when the
-/// guest does not power off in time.
-pub fn reap_vmm(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            _ => {
-                let _ = child.kill();
-                return child.wait().ok();
-            }
-        }
-    }
-}
-
 impl ContainerProcess for VmProcess {
     fn pid(&self) -> u32 {
         self.vmm_pid
@@ -281,13 +266,13 @@ impl ContainerProcess for VmProcess {
             } else {
                 Duration::from_millis(500)
             };
-            let status = reap_vmm(&mut vmm.child, timeout);
+            // Bounded: a guest that does not power off in time is killed.
+            let status = vmm.process.wait_or_kill(timeout);
             tracing::debug!("hull-vmm ended: {status:?}");
-            if let Some(report) = status
-                .and_then(|s| s.code())
-                .and_then(|code| super::machine::vmm_failure(code, &vmm.log))
-            {
-                tracing::error!("{report}");
+            if let Some(ExitStatus::Code(code)) = status {
+                if let Some(report) = super::machine::vmm_failure(code, &vmm.log) {
+                    tracing::error!("{report}");
+                }
             }
         }
         Ok(match code {
@@ -312,11 +297,8 @@ impl ContainerProcess for VmProcess {
 impl Drop for VmProcess {
     fn drop(&mut self) {
         // Never leave a VM behind because its owner forgot to wait.
-        if let Some(OwnedVmm { child: mut vmm, .. }) = self.vmm.take() {
-            if let Ok(None) = vmm.try_wait() {
-                let _ = vmm.kill();
-                let _ = vmm.wait();
-            }
+        if let Some(mut vmm) = self.vmm.take() {
+            vmm.process.kill();
         }
     }
 }
