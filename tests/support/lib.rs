@@ -6,6 +6,7 @@ pub mod harness;
 pub mod initramfs;
 pub mod oci;
 pub mod registry;
+pub mod tiny_guest;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
