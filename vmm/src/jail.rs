@@ -165,7 +165,16 @@ fn pivot_into(dir: &Path) -> Result<()> {
         check(
             libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) as libc::c_int,
             "pivot_root",
-        )?;
+        )
+        .map_err(|e| match e {
+            // The kernel refuses to pivot away from the initramfs (rootfs) itself.
+            Error::Os { source, .. } if source.raw_os_error() == Some(libc::EINVAL) => Error::Os {
+                what: "pivot_root (is / the initramfs? the jail needs the host to run \
+                           from a real root file system, or chrooted into one)",
+                source,
+            },
+            other => other,
+        })?;
         check(
             libc::umount2(dot.as_ptr(), libc::MNT_DETACH),
             "detaching the host's root",

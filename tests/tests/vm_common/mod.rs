@@ -169,7 +169,7 @@ t import hull image import --rootfs /images/busybox -t hull/busybox --cmd '["sh"
 # Process-mode containers pivot_root out of their parent's root, which the kernel refuses
 # when that root is the initramfs itself: `P CMD...` runs CMD chrooted into a tmpfs mount
 # holding bind mounts of the harness's directories (the same files, the same state root).
-mkdir -p /newroot
+mkdir -p /newroot /run
 mount -t tmpfs tmpfs /newroot
 for d in /*; do
     case "$d" in /newroot|/proc|/sys|/dev|/init) continue;; esac
@@ -179,6 +179,12 @@ done
 for d in /proc /sys /dev; do mkdir -p "/newroot$d"; mount --rbind "$d" "/newroot$d"; done
 printf '#!/bin/sh\nexec chroot /newroot "$@"\n' > /usr/local/bin/P
 chmod 755 /usr/local/bin/P
+# hull-vmm's jail pivot_roots into its directory, which the kernel refuses while the root
+# is the initramfs itself (as on no real host): hull always runs chrooted into /newroot,
+# like the process-mode containers above (`P` is then harmless).
+mv /usr/local/bin/hull /usr/local/bin/hull.bin
+printf '#!/bin/sh\n[ -d /newroot/usr ] && exec chroot /newroot /usr/local/bin/hull.bin "$@"\nexec /usr/local/bin/hull.bin "$@"\n' > /usr/local/bin/hull
+chmod 755 /usr/local/bin/hull
 "#;
 
 /// Shell epilogue: marks that the script ran to its end.
