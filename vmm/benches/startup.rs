@@ -17,7 +17,10 @@
 //! `HULL_VMM_BENCH_JAIL=1` runs each VMM jailed (as root: started as PID 1 of a new PID
 //! namespace with clone3, as hull does, plus `--jail`), so start time and memory include the
 //! jail; `HULL_VMM_BENCH_JAIL=both` alternates unjailed and jailed runs in the same minutes
-//! and prints both, side by side, with the jail's cost (difference and ratio of medians).
+//! and prints both, side by side, with the jail's cost (difference and ratio of medians);
+//! `HULL_VMM_BENCH_STEPS=1` also has each jailed VMM log how long each step of entering the
+//! jail took (`RUST_LOG=hull_vmm::jail=debug`, one line to a file: a few microseconds more
+//! on the jailed start) and prints their medians.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -180,12 +183,11 @@ enum Vmm {
 }
 
 /// Starts `argv` as PID 1 of a new PID namespace in `dir`, stdout to `out`, stderr to
-/// /dev/null: hull's launch (runtime/src/vm/launch.rs) without its cgroup and checks.
-fn spawn_in_pid_namespace(argv: &[CString], dir: &Path, out: &OwnedFd) -> i32 {
+/// `err`: hull's launch (runtime/src/vm/launch.rs) without its cgroup and checks.
+fn spawn_in_pid_namespace(argv: &[CString], dir: &Path, out: &OwnedFd, err: &File) -> i32 {
     let dir = CString::new(dir.as_os_str().as_bytes()).unwrap();
     let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
-    let null = File::options().write(true).open("/dev/null").unwrap();
     let mut args = CloneArgs {
         flags: libc::CLONE_NEWPID as u64,
         exit_signal: libc::SIGCHLD as u64,
@@ -205,7 +207,7 @@ fn spawn_in_pid_namespace(argv: &[CString], dir: &Path, out: &OwnedFd) -> i32 {
         // C strings.
         unsafe {
             libc::dup2(out.as_raw_fd(), 1);
-            libc::dup2(null.as_raw_fd(), 2);
+            libc::dup2(err.as_raw_fd(), 2);
             libc::chdir(dir.as_ptr());
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             libc::execv(ptrs[0], ptrs.as_ptr());
@@ -245,12 +247,12 @@ impl Vmm {
 fn one_run(
     bin: &str,
     args: &[&str],
-    jail: Option<(&Path, u32)>,
+    jail: Option<(&Path, u32, &File)>,
     dump: Option<&str>,
 ) -> (f64, Breakdown) {
     let start = Instant::now();
     let (vmm, mut out) = match jail {
-        Some((dir, id)) => {
+        Some((dir, id, err)) => {
             // A uid per run, as hull gives each VM its own: RLIMIT_NPROC counts per uid,
             // and the previous run's VMM may still be exiting.
             std::os::unix::fs::chown(dir, Some(id), None).unwrap();
@@ -276,7 +278,7 @@ fn one_run(
             // SAFETY: fresh descriptors from pipe2.
             let (read, write) =
                 unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-            let pid = spawn_in_pid_namespace(&argv, dir, &write);
+            let pid = spawn_in_pid_namespace(&argv, dir, &write, err);
             (Vmm::Jailed(pid), read)
         }
         None => {
@@ -335,19 +337,45 @@ fn main() {
     let jail_dir = dir.path().join("jail");
     std::fs::create_dir(&jail_dir).unwrap();
 
+    let steps_log = std::env::var_os("HULL_VMM_BENCH_STEPS")
+        .is_some()
+        .then(|| dir.path().join("steps.log"));
+    if steps_log.is_some() {
+        // Still single-threaded: nothing reads the environment concurrently.
+        std::env::set_var("RUST_LOG", "hull_vmm::jail=debug");
+    }
+    let mut steps: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+
     let mut series: Vec<Series> = modes.iter().map(|_| Series::default()).collect();
     for run in 0..runs {
         for (m, jailed) in modes.iter().enumerate() {
-            let jail = jailed.then_some((jail_dir.as_path(), 3_999_100_000 + run as u32));
+            let err = match &steps_log {
+                Some(path) if *jailed => File::create(path).unwrap(),
+                _ => File::options().write(true).open("/dev/null").unwrap(),
+            };
+            let jail = jailed.then_some((jail_dir.as_path(), 3_999_100_000 + run as u32, &err));
             let dump_this = if run == 0 { dump.as_deref() } else { None };
             let (latency, memory) = one_run(&bin, &args, jail, dump_this);
             series[m].latencies.push(latency);
             series[m].samples.push(memory);
+            if let Some(path) = steps_log.as_ref().filter(|_| *jailed) {
+                record_steps(path, &mut steps);
+            }
         }
     }
     let mut medians = Vec::new();
     for (jailed, s) in modes.iter().zip(series.iter_mut()) {
         medians.push(report(&bin, *jailed, runs, s));
+    }
+    if !steps.is_empty() {
+        let mut line = String::new();
+        let mut total = 0.0;
+        for (step, v) in steps.iter_mut() {
+            let m = median(v);
+            total += m;
+            line.push_str(&format!(" {step} {m:.0}"));
+        }
+        println!("entering the jail, medians per step (µs):{line}; sum {total:.0}");
     }
     if let [(t0, m0), (t1, m1)] = medians[..] {
         println!(
@@ -357,6 +385,21 @@ fn main() {
             m1 - m0,
             m1 / m0
         );
+    }
+}
+
+/// Adds the step durations a jailed VMM logged (`jail entered: netns=412us ...`).
+fn record_steps(log: &Path, steps: &mut BTreeMap<String, Vec<f64>>) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let Some(line) = text.lines().find_map(|l| l.split("jail entered: ").nth(1)) else {
+        panic!("the jailed VMM logged no step times: {text:?}");
+    };
+    for part in line.split_whitespace() {
+        if let Some((step, us)) = part.split_once('=') {
+            if let Ok(us) = us.trim_end_matches("us").parse::<f64>() {
+                steps.entry(step.to_string()).or_default().push(us);
+            }
+        }
     }
 }
 

@@ -85,7 +85,8 @@ fn cstr(path: &Path) -> Result<CString> {
 
 /// Enters the jail described by `jail`; `threads` is how many threads the VMM will run
 /// (the process limit of the per-VM uid). Must run single-threaded (before `run`).
-pub fn enter(jail: &JailConfig, threads: u64) -> Result<()> {
+/// Returns how long each step took.
+pub fn enter(jail: &JailConfig, threads: u64) -> Result<Steps> {
     jail.validate()?;
     // SAFETY: getpid/geteuid have no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -101,13 +102,56 @@ pub fn enter(jail: &JailConfig, threads: u64) -> Result<()> {
                 .into(),
         ));
     }
-    enter_namespaces(jail)?;
+    let mut steps = Steps::start();
+    enter_network_namespace(jail)?;
+    steps.mark("netns");
+    enter_namespaces()?;
+    steps.mark("mnt_ipc_uts");
     pivot_into(&jail.dir)?;
+    steps.mark("pivot_root");
     set_limits(threads)?;
-    drop_privileges(jail.uid, jail.gid)
+    steps.mark("rlimits");
+    drop_privileges(jail.uid, jail.gid)?;
+    steps.mark("credentials");
+    Ok(steps)
 }
 
-fn enter_namespaces(jail: &JailConfig) -> Result<()> {
+/// How long each step of [`enter`] took, for the start-up cost (logged at debug level by
+/// hull-vmm, read by `cargo bench -p hull-vmm --bench startup`, docs/vmm.md "Benchmarks").
+#[derive(Debug, Clone)]
+pub struct Steps {
+    last: std::time::Instant,
+    /// Step name and duration, in order.
+    pub taken: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Steps {
+    fn start() -> Steps {
+        Steps {
+            last: std::time::Instant::now(),
+            taken: Vec::with_capacity(5),
+        }
+    }
+
+    fn mark(&mut self, step: &'static str) {
+        let now = std::time::Instant::now();
+        self.taken.push((step, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Steps {
+    /// `netns=412us mnt_ipc_uts=80us ...`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (step, took)) in self.taken.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}{step}={}us", took.as_micros())?;
+        }
+        Ok(())
+    }
+}
+
+fn enter_network_namespace(jail: &JailConfig) -> Result<()> {
     match &jail.netns {
         Some(path) => {
             let ns = std::fs::File::open(path)
@@ -122,7 +166,11 @@ fn enter_namespaces(jail: &JailConfig) -> Result<()> {
             check(rc, "unshare(CLONE_NEWNET)")?;
         }
     }
-    // SAFETY: as above; the process is single-threaded (CLONE_NEWNS needs it).
+    Ok(())
+}
+
+fn enter_namespaces() -> Result<()> {
+    // SAFETY: unshare(2) with flags; the process is single-threaded (CLONE_NEWNS needs it).
     let rc = unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) };
     check(rc, "unshare(mount, IPC, UTS)")?;
     let name = b"hull-vmm";

@@ -68,7 +68,8 @@ fn main() -> ExitCode {
             hull_vmm::microvm::install_stop_signal_handlers()?;
             if let Some(jail) = &config.jail {
                 // Main thread + vCPUs, plus one of slack.
-                hull_vmm::jail::enter(jail, u64::from(config.vcpus) + 2)?;
+                let steps = hull_vmm::jail::enter(jail, u64::from(config.vcpus) + 2)?;
+                tracing::debug!(target: "hull_vmm::jail", "jail entered: {steps}");
             }
             vm.run(None)
         }),
