@@ -9,19 +9,21 @@
 //! directory (holding only its sockets) as its root and no host mount; in its own cgroup
 //! capped at guest memory plus a bounded overhead; a guest that abuses the virtio devices
 //! hurts neither the host nor a neighbouring VM; a forbidden system call ends the VMM and
-//! hull says which; and nothing stays behind, not even after `kill -9` of hull.
+//! hull says which; and nothing stays behind, not even after `kill -9` of hull. A VM with a
+//! network: its VMM is jailed in the container's network namespace, where its TAP is.
 
+mod network_common;
 mod process_common;
 
 use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hull_tests::tiny_guest;
-use process_common::{Env, IMAGE};
+use network_common::{Env, NetEnv, IMAGE};
 
 /// Where hull keeps the VM id leases (runtime/src/vm/ids.rs).
 const LEASES: &str = "/run/hull-vm-ids";
@@ -310,4 +312,61 @@ fn a_forbidden_system_call_ends_the_vmm_and_hull_says_which() {
     }
     assert!(vmms_of(&env).is_empty());
     env.assert_clean(&[]);
+}
+
+/// A VM container with a network (bridge): the TAP is made in the container's network
+/// namespace and the VMM, jailed, joins that namespace (as Firecracker's jailer joins
+/// `--netns`) rather than making an empty one: not the host's, and the one holding the
+/// container's eth0 and the VM's TAP. Nothing of the network is left afterwards.
+#[test]
+fn a_networked_vms_monitor_is_jailed_in_its_containers_network_namespace() {
+    let net = NetEnv::new();
+    let env = &net.env;
+    let ticking = write_kernel(env, "ticking.elf", &tiny_guest::ticking_kernel());
+    let hull = Hull(
+        run_tiny(env, &ticking, 300, &["--name", "netvm"])
+            .spawn()
+            .unwrap(),
+    );
+    let vmm = wait_for(NO_HANG, "the jailed VMM", || vmms_of(env).pop());
+    // no_new_privs is the jail's last step: the namespaces are entered by then.
+    wait_for(NO_HANG, "the VMM to enter its jail", || {
+        (status_field(vmm, &vmm.to_string(), "NoNewPrivs:") == "1").then_some(())
+    });
+    let id = env.inspect("netvm")["id"].as_str().unwrap().to_string();
+    let ours = fs::read_link("/proc/self/ns/net").unwrap();
+    let its = fs::read_link(format!("/proc/{vmm}/ns/net")).unwrap();
+    assert_ne!(ours, its, "the VMM is not in the host's network namespace");
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/proc/{vmm}/ns/net"))
+        .args(["ip", "-o", "link", "show"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        links.contains(": tap0") && links.contains(": eth0@"),
+        "the VMM's network namespace holds the container's eth0 and the VM's TAP: {links}"
+    );
+    // The host's end of eth0 (`eth0@ifN`: N is its index here), to check it goes.
+    let peer = links
+        .split(": eth0@if")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or_default()
+        .to_string();
+    let veth = fs::read_dir("/sys/class/net")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| fs::read_to_string(e.path().join("ifindex")).is_ok_and(|i| i.trim() == peer))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .unwrap_or_else(|| panic!("no host interface with index {peer:?}"));
+
+    drop(hull);
+    wait_for(NO_HANG, "the VMM to die with its hull", || {
+        vmms_of(env).is_empty().then_some(())
+    });
+    for name in env.ps().keys() {
+        env.ok(["rm", "-f", name]);
+    }
+    net.assert_clean(std::slice::from_ref(&id), std::slice::from_ref(&veth));
 }

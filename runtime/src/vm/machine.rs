@@ -59,6 +59,14 @@ pub struct NetDevice {
     pub mac: String,
     /// The MTU.
     pub mtu: u32,
+    /// The container's network namespace (its pinned path), where the TAP was made: a
+    /// jailed VMM joins it rather than making an empty one of its own (Firecracker's jailer
+    /// `--netns`). Either way the VMM reaches no network: seccomp lets it make Unix sockets
+    /// only, it has no capabilities, and its TAP is the inherited fd; the namespace's job is
+    /// to keep abstract Unix sockets (scoped by network namespace) out of its reach, which
+    /// the container's own namespace does as well, for a few microseconds instead of the
+    /// ~0.5 ms a new namespace costs (docs/vmm.md "Benchmarks").
+    pub netns: PathBuf,
 }
 
 /// The descriptor number the VMM finds its TAP at.
@@ -257,6 +265,10 @@ pub fn launch(
                 "--jail-gid".into(),
                 plan.id.to_string().into(),
             ]);
+            if let Some(n) = &cfg.net {
+                args.push("--jail-netns".into());
+                args.push(n.netns.clone().into());
+            }
             plan.cgroups.as_slice()
         }
         None => &[],

@@ -481,6 +481,11 @@ impl VmIsolation {
                 .map_err(|e| IsolationError::Backend(format!("network: {e}")))?,
             None => None,
         };
+        // The namespace the TAP lives in (a link exists only for a joined one).
+        let netns = spec.attachment.as_ref().and_then(|a| match &a.namespace {
+            crate::network::Namespace::Join(path) => Some(path.clone()),
+            _ => None,
+        });
         let guest_network = guest_network(spec)?;
         let cfg = MachineConfig {
             vmm,
@@ -497,11 +502,15 @@ impl VmIsolation {
             },
             nano_cpus: cpu_millis(spec).map(|m| m * 1_000_000),
             jail: settings.jail_range(),
-            net: link.as_ref().map(|l| machine::NetDevice {
-                tap_fd: std::os::fd::AsRawFd::as_raw_fd(&l.tap),
-                mac: l.mac.clone(),
-                mtu: l.mtu,
-            }),
+            net: link
+                .as_ref()
+                .zip(netns)
+                .map(|(l, netns)| machine::NetDevice {
+                    tap_fd: std::os::fd::AsRawFd::as_raw_fd(&l.tap),
+                    mac: l.mac.clone(),
+                    mtu: l.mtu,
+                    netns,
+                }),
         };
         let (relay_io, terminal, tty_size) = relay_io(io)?;
 
