@@ -49,8 +49,16 @@ if ((doctor_rc & 8)) || ((doctor_rc >= 125)); then
             echo "insmod /lib/hull-extra/$m"
         done <"$modules/overlay.load"
         echo "export HULL_ROOT=/var/lib/hull"
+        # The harness's root is the initramfs, where pivot_root(2) is refused, and hull-vmm's
+        # jail pivot_roots into its directory: hull runs chrooted into a tmpfs holding bind
+        # mounts of the harness's directories (the same files), as on a real root.
+        echo 'mkdir -p /newroot && mount -t tmpfs tmpfs /newroot'
+        echo 'for d in /*; do case $d in /newroot|/proc|/sys|/dev) continue;; esac
+            if [ -d "$d" ] && [ ! -L "$d" ]; then mkdir -p "/newroot$d" && mount --rbind "$d" "/newroot$d"
+            else cp -a "$d" /newroot/; fi; done'
+        echo 'for d in /proc /sys /dev; do mkdir -p "/newroot$d" && mount --rbind "$d" "/newroot$d"; done'
         # The emulated test host carries no CNI plugins or bridge modules: no network here.
-        printf 'hull run --rm --isolation=vm --network none hull/busybox sh -c %q\n' "$CMD"
+        printf 'chroot /newroot hull run --rm --isolation=vm --network none hull/busybox sh -c %q\n' "$CMD"
     } >"$script"
     "$TARGET/release/hull-harness" --timeout 900 \
         --binary "$HULL=/usr/local/bin/hull" \
