@@ -18,6 +18,9 @@
 //! namespace with clone3, as hull does, plus `--jail`), so start time and memory include the
 //! jail; `HULL_VMM_BENCH_JAIL=both` alternates unjailed and jailed runs in the same minutes
 //! and prints both, side by side, with the jail's cost (difference and ratio of medians);
+//! `HULL_VMM_BENCH_JAIL=all` adds a third mode, jailed but joining an existing network
+//! namespace (`--jail-netns`, as hull starts the VMM of a container with a network) instead
+//! of making a new one;
 //! `HULL_VMM_BENCH_STEPS=1` also has each jailed VMM log how long each step of entering the
 //! jail took (`RUST_LOG=hull_vmm::jail=debug`, one line to a file: a few microseconds more
 //! on the jailed start) and prints their medians.
@@ -244,15 +247,15 @@ impl Vmm {
 }
 
 /// One run: start → first guest output (ms), and the VMM's memory.
-fn one_run(
-    bin: &str,
-    args: &[&str],
-    jail: Option<(&Path, u32, &File)>,
-    dump: Option<&str>,
-) -> (f64, Breakdown) {
+fn one_run(bin: &str, args: &[&str], jail: Option<Jail>, dump: Option<&str>) -> (f64, Breakdown) {
     let start = Instant::now();
     let (vmm, mut out) = match jail {
-        Some((dir, id, err)) => {
+        Some(Jail {
+            dir,
+            id,
+            err,
+            netns,
+        }) => {
             // A uid per run, as hull gives each VM its own: RLIMIT_NPROC counts per uid,
             // and the previous run's VMM may still be exiting.
             std::os::unix::fs::chown(dir, Some(id), None).unwrap();
@@ -271,6 +274,10 @@ fn one_run(
                 &id,
             ] {
                 argv.push(CString::new(a).unwrap());
+            }
+            if let Some(netns) = netns {
+                argv.push(CString::new("--jail-netns").unwrap());
+                argv.push(CString::new(netns).unwrap());
             }
             let mut fds = [0; 2];
             // SAFETY: pipe2 fills two descriptors that we then own.
@@ -329,13 +336,19 @@ fn main() {
     let mem = MEMORY_MIB.to_string();
     let args = ["--kernel", kernel.to_str().unwrap(), "--memory", &mem];
     let mode = std::env::var("HULL_VMM_BENCH_JAIL").unwrap_or_default();
-    let modes: &[bool] = match mode.as_str() {
-        "" | "0" => &[false],
-        "both" => &[false, true],
-        _ => &[true],
+    let modes: &[Mode] = match mode.as_str() {
+        "" | "0" => &[Mode::Plain],
+        "both" => &[Mode::Plain, Mode::Jailed],
+        "all" => &[Mode::Plain, Mode::Jailed, Mode::JailedInNetns],
+        _ => &[Mode::Jailed],
     };
     let jail_dir = dir.path().join("jail");
     std::fs::create_dir(&jail_dir).unwrap();
+    // A network namespace to join, held by a sleeping process of its own.
+    let netns_holder = modes
+        .contains(&Mode::JailedInNetns)
+        .then(NetnsHolder::start);
+    let netns = netns_holder.as_ref().map(|h| h.path.clone());
 
     let steps_log = std::env::var_os("HULL_VMM_BENCH_STEPS")
         .is_some()
@@ -344,30 +357,45 @@ fn main() {
         // Still single-threaded: nothing reads the environment concurrently.
         std::env::set_var("RUST_LOG", "hull_vmm::jail=debug");
     }
-    let mut steps: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut steps: Vec<BTreeMap<String, Vec<f64>>> =
+        modes.iter().map(|_| BTreeMap::new()).collect();
 
     let mut series: Vec<Series> = modes.iter().map(|_| Series::default()).collect();
     for run in 0..runs {
-        for (m, jailed) in modes.iter().enumerate() {
+        for (m, mode) in modes.iter().enumerate() {
+            let jailed = *mode != Mode::Plain;
             let err = match &steps_log {
-                Some(path) if *jailed => File::create(path).unwrap(),
+                Some(path) if jailed => File::create(path).unwrap(),
                 _ => File::options().write(true).open("/dev/null").unwrap(),
             };
-            let jail = jailed.then_some((jail_dir.as_path(), 3_999_100_000 + run as u32, &err));
+            let join = match mode {
+                Mode::JailedInNetns => netns.as_deref(),
+                _ => None,
+            };
+            let jail = jailed.then_some(Jail {
+                dir: jail_dir.as_path(),
+                // A uid per run and mode, as hull gives each VM its own.
+                id: 3_999_100_000 + (run * modes.len() + m) as u32,
+                err: &err,
+                netns: join,
+            });
             let dump_this = if run == 0 { dump.as_deref() } else { None };
             let (latency, memory) = one_run(&bin, &args, jail, dump_this);
             series[m].latencies.push(latency);
             series[m].samples.push(memory);
-            if let Some(path) = steps_log.as_ref().filter(|_| *jailed) {
-                record_steps(path, &mut steps);
+            if let Some(path) = steps_log.as_ref().filter(|_| jailed) {
+                record_steps(path, &mut steps[m]);
             }
         }
     }
     let mut medians = Vec::new();
-    for (jailed, s) in modes.iter().zip(series.iter_mut()) {
-        medians.push(report(&bin, *jailed, runs, s));
+    for (mode, s) in modes.iter().zip(series.iter_mut()) {
+        medians.push(report(&bin, mode.label(), runs, s));
     }
-    if !steps.is_empty() {
+    for (mode, steps) in modes.iter().zip(steps.iter_mut()) {
+        if steps.is_empty() {
+            continue;
+        }
         let mut line = String::new();
         let mut total = 0.0;
         for (step, v) in steps.iter_mut() {
@@ -375,16 +403,87 @@ fn main() {
             total += m;
             line.push_str(&format!(" {step} {m:.0}"));
         }
-        println!("entering the jail, medians per step (µs):{line}; sum {total:.0}");
-    }
-    if let [(t0, m0), (t1, m1)] = medians[..] {
         println!(
-            "the jail's cost (same minutes, alternating runs): start {:+.3} ms ({:.2}x), VMM memory {:+.2} MiB ({:.2}x)",
-            t1 - t0,
-            t1 / t0,
-            m1 - m0,
-            m1 / m0
+            "entering the jail{}, medians per step (µs):{line}; sum {total:.0}",
+            mode.label()
         );
+    }
+    if modes[0] == Mode::Plain {
+        let (t0, m0) = medians[0];
+        for (mode, (t1, m1)) in modes.iter().zip(&medians).skip(1) {
+            println!(
+                "the jail's cost{} (same minutes, alternating runs): start {:+.3} ms ({:.2}x), VMM memory {:+.2} MiB ({:.2}x)",
+                mode.label(),
+                t1 - t0,
+                t1 / t0,
+                m1 - m0,
+                m1 / m0
+            );
+        }
+    }
+}
+
+/// How a run starts the VMM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A plain child process.
+    Plain,
+    /// Jailed, with a network namespace of its own.
+    Jailed,
+    /// Jailed, joining an existing network namespace.
+    JailedInNetns,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Plain => "",
+            Mode::Jailed => " (jailed)",
+            Mode::JailedInNetns => " (jailed, joining a network namespace)",
+        }
+    }
+}
+
+/// A jailed run's settings.
+struct Jail<'a> {
+    dir: &'a Path,
+    id: u32,
+    /// The VMM's stderr.
+    err: &'a File,
+    /// `--jail-netns`.
+    netns: Option<&'a str>,
+}
+
+/// A network namespace kept alive by `unshare --net sleep infinity` until dropped.
+struct NetnsHolder {
+    child: Child,
+    path: String,
+}
+
+impl NetnsHolder {
+    fn start() -> NetnsHolder {
+        let child = Command::new("unshare")
+            .args(["--net", "sleep", "infinity"])
+            .spawn()
+            .expect("unshare --net (util-linux)");
+        let path = format!("/proc/{}/ns/net", child.id());
+        let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_link(&path).ok().as_ref() == Some(&ours) {
+            assert!(
+                Instant::now() < deadline,
+                "unshare --net did not take effect"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        NetnsHolder { child, path }
+    }
+}
+
+impl Drop for NetnsHolder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -404,12 +503,12 @@ fn record_steps(log: &Path, steps: &mut BTreeMap<String, Vec<f64>>) {
 }
 
 /// Prints one mode's figures; returns its median latency (ms) and memory (MiB).
-fn report(bin: &str, jailed: bool, runs: usize, s: &mut Series) -> (f64, f64) {
+fn report(bin: &str, label: &str, runs: usize, s: &mut Series) -> (f64, f64) {
     let latencies = &mut s.latencies;
     let samples = &s.samples;
     let mut sorted = latencies.clone();
     sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    println!("hull-vmm: {bin}{}", if jailed { " (jailed)" } else { "" });
+    println!("hull-vmm: {bin}{label}");
     let latency = median(latencies);
     println!(
         "start to first guest instruction: median {:.3} ms, p10 {:.3} ms, p90 {:.3} ms ({runs} runs)",

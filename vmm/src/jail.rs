@@ -107,8 +107,7 @@ pub fn enter(jail: &JailConfig, threads: u64) -> Result<Steps> {
     steps.mark("netns");
     enter_namespaces()?;
     steps.mark("mnt_ipc_uts");
-    pivot_into(&jail.dir)?;
-    steps.mark("pivot_root");
+    pivot_into(&jail.dir, &mut steps)?;
     set_limits(threads)?;
     steps.mark("rlimits");
     drop_privileges(jail.uid, jail.gid)?;
@@ -129,7 +128,7 @@ impl Steps {
     fn start() -> Steps {
         Steps {
             last: std::time::Instant::now(),
-            taken: Vec::with_capacity(5),
+            taken: Vec::with_capacity(10),
         }
     }
 
@@ -179,7 +178,7 @@ fn enter_namespaces() -> Result<()> {
     check(rc, "sethostname")
 }
 
-fn pivot_into(dir: &Path) -> Result<()> {
+fn pivot_into(dir: &Path, steps: &mut Steps) -> Result<()> {
     let dir_c = cstr(dir)?;
     let root = c"/";
     let dot = c".";
@@ -197,6 +196,7 @@ fn pivot_into(dir: &Path) -> Result<()> {
             ),
             "making / a slave mount",
         )?;
+        steps.mark("slave");
         // pivot_root needs the new root to be a mount point.
         check(
             libc::mount(
@@ -209,6 +209,7 @@ fn pivot_into(dir: &Path) -> Result<()> {
             "bind-mounting the jail directory",
         )?;
         check(libc::chdir(dir_c.as_ptr()), "entering the jail directory")?;
+        steps.mark("bind");
         // Stacks the old root under the new one at "."; detaching it leaves only the jail.
         check(
             libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) as libc::c_int,
@@ -223,10 +224,12 @@ fn pivot_into(dir: &Path) -> Result<()> {
             },
             other => other,
         })?;
+        steps.mark("pivot_root");
         check(
             libc::umount2(dot.as_ptr(), libc::MNT_DETACH),
             "detaching the host's root",
         )?;
+        steps.mark("detach");
         check(libc::chdir(root.as_ptr()), "chdir /")?;
         check(
             libc::mount(
@@ -242,6 +245,7 @@ fn pivot_into(dir: &Path) -> Result<()> {
             ),
             "remounting the jail nosuid,nodev,noexec",
         )?;
+        steps.mark("remount");
     }
     Ok(())
 }
