@@ -67,6 +67,10 @@ cargo build --release --workspace --bins
 log "building the static guest agent"
 RUSTFLAGS="-C target-feature=+crt-static" \
     cargo build --release -p hull-agent --target x86_64-unknown-linux-gnu
+# A guest agent that breaks the protocol on purpose, for the tier-4 test harness_vm_hostile
+# (not installed).
+RUSTFLAGS="-C target-feature=+crt-static" \
+    cargo build --release -p hull-tests --bin hull-hostile-agent --target x86_64-unknown-linux-gnu
 TARGET=${CARGO_TARGET_DIR:-target}
 log "installing hull, hull-oci, hull-vmm and hull-agent"
 install -D -m 0755 "$TARGET"/release/hull /usr/local/bin/hull
