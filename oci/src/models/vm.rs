@@ -302,7 +302,8 @@ fn machine(dir: &Locked) -> Option<MachineState> {
 
 /// Sends `signal` to the container's main process through the agent.
 fn agent_signal(dir: &Locked, signal: i32) -> Result<()> {
-    let state_dir = channel::StateDir::open(&dir.dir).map_err(vm_err)?;
+    let state_dir =
+        channel::StateDir::open(&hull_runtime::vm::jail::dir(&dir.dir)).map_err(vm_err)?;
     let deadline = Instant::now() + channel::SIGNAL_TIMEOUT;
     let conn = channel::connect_agent(&state_dir, deadline).map_err(vm_err)?;
     match channel::request(&conn, &Message::Signal { signal }, "signal", deadline)

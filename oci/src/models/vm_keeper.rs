@@ -9,14 +9,14 @@ use std::fs::{self, File};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use hull_protocol::{self as proto, Message};
 use hull_runtime::isolation::{ContainerProcess, ExitStatus};
-use hull_runtime::vm::channel;
+use hull_runtime::vm::launch::VmmProcess;
 use hull_runtime::vm::machine::{self, MachineConfig, MachineState};
 use hull_runtime::vm::relay::{OwnedVmm, RelayIo, VmProcess};
+use hull_runtime::vm::{channel, jail};
 
 use super::vm::{self, Boot, Report, BOOT_FILE, GATE};
 use crate::error::{OciError, Result};
@@ -97,12 +97,7 @@ fn exit_code(status: ExitStatus) -> i32 {
 }
 
 /// Boots the VM and waits for the agent's hello.
-fn boot(dir: &Path, b: &Boot) -> Result<(std::os::unix::net::UnixStream, Child)> {
-    let state_dir = channel::StateDir::open(dir).map_err(vm_err)?;
-    let hello = channel::hello_socket_name();
-    let _ = fs::remove_file(state_dir.real(&hello));
-    let listener = UnixListener::bind(state_dir.short(&hello))
-        .map_err(|e| OciError::io("listen for the guest agent", e))?;
+fn boot(dir: &Path, b: &Boot) -> Result<(std::os::unix::net::UnixStream, VmmProcess)> {
     let cfg = MachineConfig {
         vmm: b.vmm.clone(),
         kernel: b.kernel.clone(),
@@ -115,13 +110,27 @@ fn boot(dir: &Path, b: &Boot) -> Result<(std::os::unix::net::UnixStream, Child)>
         net: None,
         // The root's writable layer stays in guest memory (tmpfs), as before.
         layer_disk: None,
+        nano_cpus: None,
+        // Not jailed yet (hull's vm containers are): the VMM runs as root, PID 1 of a new
+        // PID namespace, in `<dir>/jail` (its sockets' directory).
+        jail: None,
     };
-    let mut child = machine::launch(&cfg, dir).map_err(vm_err)?;
-    let vmm_pid = child.id();
+    let id = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    machine::prepare(&cfg, &id, dir).map_err(vm_err)?;
+    let state_dir = channel::StateDir::open(&jail::dir(dir)).map_err(vm_err)?;
+    let hello = channel::hello_socket_name();
+    let _ = fs::remove_file(state_dir.real(&hello));
+    let listener = UnixListener::bind(state_dir.short(&hello))
+        .map_err(|e| OciError::io("listen for the guest agent", e))?;
+    let mut child = machine::launch(&cfg, dir, None).map_err(vm_err)?;
     let mut state = MachineState {
-        vmm_pid,
-        start_time: machine::process_start_time(vmm_pid).unwrap_or(0),
+        vmm_pid: child.pid,
+        start_time: child.start_time,
         guest_kernel: String::new(),
+        jail_id: None,
     };
     let booted = (|| {
         state.save(dir).map_err(vm_err)?;
@@ -129,15 +138,14 @@ fn boot(dir: &Path, b: &Boot) -> Result<(std::os::unix::net::UnixStream, Child)>
         let vmm_log = dir.join(machine::VMM_LOG);
         let (conn, kernel) =
             channel::accept_hello(&listener, Duration::from_secs(b.boot_timeout_secs), || {
-                match child.try_wait() {
-                    Ok(Some(status)) => Some(format!(
-                        "hull-vmm exited ({status}) before the guest agent started.\nvmm.log: \
+                child.try_status().map(|status| {
+                    format!(
+                        "hull-vmm exited ({status:?}) before the guest agent started.\nvmm.log: \
                      {}\nconsole: {}",
                         machine::tail(&vmm_log, 5),
                         machine::tail(&console, 10)
-                    )),
-                    _ => None,
-                }
+                    )
+                })
             })
             .map_err(vm_err)?;
         state.guest_kernel = kernel;
@@ -150,7 +158,6 @@ fn boot(dir: &Path, b: &Boot) -> Result<(std::os::unix::net::UnixStream, Child)>
         Ok(conn) => Ok((conn, child)),
         Err(e) => {
             let _ = child.kill();
-            let _ = child.wait();
             Err(e)
         }
     }
@@ -172,7 +179,7 @@ fn wait_for_start(dir: &Path) -> Result<File> {
 fn container(dir: &Path, report: &mut Report) -> Result<i32> {
     let mut b: Boot = vm::read_json(&dir.join(BOOT_FILE))?;
     let (conn, child) = boot(dir, &b)?;
-    let vmm_pid = child.id();
+    let vmm_pid = child.pid;
     tracing::info!(vmm_pid, "guest agent ready");
     report.send(Ok(()));
     let mut gate = wait_for_start(dir)?;
@@ -206,7 +213,7 @@ fn container(dir: &Path, report: &mut Report) -> Result<i32> {
         relay_io()?,
         vmm_pid,
         Some(OwnedVmm {
-            child,
+            process: child,
             log: dir.join(machine::VMM_LOG),
         }),
     )
@@ -224,7 +231,7 @@ fn exec_process(dir: &Path, file: &Path, report: &mut Report) -> Result<i32> {
     let vmm = MachineState::load(dir)
         .filter(|m| m.alive())
         .ok_or_else(|| OciError::Runtime("the container's VM is not running".into()))?;
-    let state_dir = channel::StateDir::open(dir).map_err(vm_err)?;
+    let state_dir = channel::StateDir::open(&jail::dir(dir)).map_err(vm_err)?;
     let deadline = Instant::now() + channel::REPLY_TIMEOUT;
     let conn = channel::connect_agent(&state_dir, deadline).map_err(vm_err)?;
     match channel::request(&conn, &Message::Exec(process), "exec", deadline).map_err(vm_err)? {
