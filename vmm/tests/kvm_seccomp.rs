@@ -117,7 +117,15 @@ fn every_thread_is_confined_and_the_event_loop_still_serves_vsock() {
     let dir = tempfile::tempdir().unwrap();
     let child = start_spinning_vm(dir.path(), &[], None);
     wait_for_guest(dir.path());
-    let modes = seccomp_modes(child.id());
+    // The guest prints once vCPU 0 runs; vCPU 1's thread may not have taken its name yet.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let modes = loop {
+        let modes = seccomp_modes(child.id());
+        if modes.len() == 3 || Instant::now() >= deadline {
+            break modes;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
     assert_eq!(modes.len(), 3, "main + 2 vCPUs: {modes:?}");
     for (name, mode) in &modes {
         assert_eq!(mode, "2", "thread {name} is not filtered: {modes:?}");
