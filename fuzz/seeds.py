@@ -493,18 +493,17 @@ def msg(obj):
     return frame("control", j(obj))
 
 
+# An OCI process (config.json's "process") and how its stdio reaches the host.
 PROCESS = {
+    "terminal": True,
+    "user": {"uid": 1000, "gid": 1000},
     "args": ["/bin/sh", "-c", "echo hi"],
     "env": ["PATH=/bin:/usr/bin", "TERM=xterm"],
     "cwd": "/",
-    "user": {"user": "1000:1000"},
-    "tty": True,
-    "stdin": True,
-    "capabilities": ["CAP_CHOWN", "CAP_NET_BIND_SERVICE"],
-    "no_new_privs": True,
-    "seccomp": True,
-    "tty_size": [24, 80],
+    "capabilities": {"bounding": ["CAP_CHOWN", "CAP_NET_BIND_SERVICE"]},
+    "noNewPrivileges": True,
 }
+STDIO = {"tty": True, "stdin": True, "tty_size": [24, 80]}
 
 
 def protocol_seeds():
@@ -517,7 +516,11 @@ def protocol_seeds():
     write(t, "ok-boot-output-exit", b"\0" + hello + out + exit0)
     write(t, "ok-trickled", b"\x41" + hello + frame("stdout", b"x" * 40) + exit0)
     write(t, "ok-started-then-closed", b"\x05" + hello + msg({"type": "started", "pid": 42}))
-    write(t, "ok-error", b"\0" + hello + msg({"type": "error", "message": "no such file"}))
+    write(
+        t,
+        "ok-error",
+        b"\0" + hello + msg({"type": "error", "code": 3, "stage": 26, "errno": 2, "detail": "nope"}),
+    )
     write(t, "bad-exit-out-of-range", b"\0" + hello + msg({"type": "exit", "code": 999}))
     write(t, "bad-oversized", b"\0" + hello + bytes([1, 3, 0, 0]) + (64 << 20).to_bytes(4, "big"))
     write(t, "bad-kernel-escape", b"\0" + msg({"type": "hello", "protocol": 1, "kernel": "6.12\n\x1b[2J"}))
@@ -527,10 +530,17 @@ def protocol_seeds():
     start = msg(
         {
             "type": "start",
-            "hostname": "box",
-            "limits": {"memory_bytes": 64 << 20, "cpu_millis": 500, "pids": 100},
-            "readonly_rootfs": False,
-            "process": PROCESS,
+            "spec": {
+                "ociVersion": "1.0.2",
+                "hostname": "box",
+                "root": {"path": "rootfs"},
+                "process": PROCESS,
+                "linux": {
+                    "cgroupsPath": "/hull/box",
+                    "resources": {"memory": {"limit": 64 << 20}, "pids": {"limit": 100}},
+                },
+            },
+            "stdio": STDIO,
         }
     )
     write(
@@ -543,9 +553,10 @@ def protocol_seeds():
         + msg({"type": "signal", "signal": 15})
         + frame("stdin", b""),
     )
-    write(t, "ok-exec", b"\x41" + msg(dict(PROCESS, type="exec")) + frame("stdin", b"y" * 30))
+    exec_ = {"type": "exec", "process": PROCESS, "stdio": STDIO}
+    write(t, "ok-exec", b"\x41" + msg(exec_) + frame("stdin", b"y" * 30))
     write(t, "ok-signal", b"\x02" + msg({"type": "signal", "signal": 9}))
-    write(t, "bad-exec-relative-cwd", b"\0" + msg(dict(PROCESS, type="exec", cwd="tmp")))
+    write(t, "bad-exec-relative-cwd", b"\0" + msg(dict(exec_, process=dict(PROCESS, cwd="tmp"))))
     write(t, "bad-unknown-field", b"\0" + msg({"type": "signal", "signal": 9, "path": "/etc/shadow"}))
     write(t, "bad-signal-zero", b"\0" + msg({"type": "signal", "signal": 0}))
     write(t, "bad-version", b"\0" + bytes([2]) + start[1:])

@@ -30,7 +30,8 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    fn from_u8(b: u8) -> Option<ErrorKind> {
+    /// The kind whose number (its wire code, `kind as u8`) is `b`.
+    pub fn from_u8(b: u8) -> Option<ErrorKind> {
         use ErrorKind::*;
         [
             InvalidSpec,
@@ -66,7 +67,8 @@ macro_rules! stages {
         }
 
         impl Stage {
-            fn from_u8(b: u8) -> Option<Stage> {
+            /// The stage whose number (its wire code, `stage as u8`) is `b`.
+            pub fn from_u8(b: u8) -> Option<Stage> {
                 match b {
                     $($n => Some(Stage::$name),)*
                     _ => None,

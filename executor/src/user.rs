@@ -7,6 +7,8 @@
 
 use std::path::Path;
 
+use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Process};
+
 /// Largest /etc/passwd or /etc/group read.
 pub const MAX_ACCOUNT_FILE: u64 = 1 << 20;
 /// At most this many groups go to setgroups(2) (the kernel allows 65536; no real image
@@ -47,6 +49,42 @@ impl ResolvedUser {
             .filter(|h| !h.is_empty())
             .unwrap_or("/")
     }
+}
+
+/// The capability sets of a process: `bounding` for everyone; a non-root user starts with
+/// none effective or permitted (as the kernel gives a non-root program without file caps).
+pub fn capabilities(bounding: &[Capability], uid: u32) -> LinuxCapabilities {
+    let set: Capabilities = bounding.iter().copied().collect();
+    let own = if uid == 0 {
+        set.clone()
+    } else {
+        Capabilities::new()
+    };
+    let mut c = LinuxCapabilities::default();
+    c.set_bounding(Some(set))
+        .set_effective(Some(own.clone()))
+        .set_permitted(Some(own))
+        .set_inheritable(Some(Capabilities::new()))
+        .set_ambient(Some(Capabilities::new()));
+    c
+}
+
+/// Gives `process` the identity `who` (`exec --user`, resolved by the side that sees the
+/// running container's files): ids, groups, and the capabilities a process of that uid
+/// starts with (the bounding set stays the container's).
+pub fn apply_identity(p: &mut Process, who: &ResolvedUser) {
+    let groups: Vec<u32> = who.setgroups_list().into_iter().skip(1).collect();
+    p.user_mut()
+        .set_uid(who.uid)
+        .set_gid(who.gid)
+        .set_additional_gids(Some(groups));
+    let bounding: Vec<Capability> = p
+        .capabilities()
+        .as_ref()
+        .and_then(|c| c.bounding().clone())
+        .map(|b| b.into_iter().collect())
+        .unwrap_or_default();
+    p.set_capabilities(Some(capabilities(&bounding, who.uid)));
 }
 
 /// Resolves `spec` against /etc/passwd and /etc/group of the root filesystem at `root`

@@ -11,9 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use hull_protocol::{self as protocol, Message, HOST_HELLO_PORT, PROTOCOL_VERSION};
+use hull_executor::{Error, ErrorKind, Stage};
+use hull_protocol::{self as protocol, Message, WireError, HOST_HELLO_PORT, PROTOCOL_VERSION};
 
-use agent::{cgroup, mounts, network, reaper, server, session, spawn, vsock};
+use agent::container::Running;
+use agent::{mounts, network, reaper, server, session, vsock};
 
 /// How long the host has to send the container spec after the hello.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -29,8 +31,18 @@ fn main() {
     power_off();
 }
 
+/// One of the agent's own steps (the guest's disks, eth0) as a setup failure.
+fn agent_step(stage: Stage, what: &str) -> impl FnOnce(anyhow::Error) -> Error + '_ {
+    move |e| Error::new(ErrorKind::System, stage, format!("{what}: {e:#}"))
+}
+
 fn run() -> Result<()> {
+    mounts::leave_initramfs().context("leave the initramfs")?;
     mounts::mount_basics().context("mount guest filesystems")?;
+    // Processes the agent starts in a container begin as copies of it: no one in there may
+    // ptrace or read them before they exec.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     reaper::start();
     let mut conn =
         vsock::connect_host(HOST_HELLO_PORT, Duration::from_secs(10)).context("say hello")?;
@@ -45,57 +57,61 @@ fn run() -> Result<()> {
         },
     )?;
     conn.set_read_timeout(Some(START_TIMEOUT))?;
-    let spec = match protocol::read_message(&mut conn).context("wait for the container spec")? {
-        Message::Start(spec) => spec,
-        other => bail!("expected start, host sent {other:?}"),
+    let req = match protocol::read_request(&mut conn).context("wait for the container spec")? {
+        Message::Start(req) => req,
+        other => bail!("expected start, host sent {}", message_type(&other)),
     };
     conn.set_read_timeout(None)?;
 
-    let started = (|| -> Result<_> {
-        let root = mounts::mount_container_root(spec.readonly_rootfs)
-            .context("mount the container root")?;
-        let net = spec.network.as_deref();
+    let started = (|| -> Result<_, Error> {
+        let readonly = req
+            .spec
+            .root()
+            .as_ref()
+            .and_then(|r| r.readonly())
+            .unwrap_or(false);
+        let root = mounts::mount_container_root(readonly)
+            .map_err(agent_step(Stage::Rootfs, "mount the container root"))?;
+        let net = req.network.as_deref();
         let interface = net.and_then(|n| n.interface.as_ref());
         if let Some(iface) = interface {
-            network::configure(iface).context("configure eth0")?;
+            network::configure(iface).map_err(agent_step(Stage::Network, "configure eth0"))?;
         }
         if let Some(n) = net {
-            network::install_files(&root, &n.files).context("the container's /etc files")?;
+            network::install_files(&root, &n.files)
+                .map_err(agent_step(Stage::Network, "the container's /etc files"))?;
         }
-        let cg = cgroup::Cgroup::create(&spec.limits).context("set up the container cgroup")?;
-        let procs = cg.procs_fd()?;
-        let ns = spawn::Namespaces::Create {
-            root: root.to_string_lossy().into_owned(),
-            hostname: spec.hostname.clone(),
-            // With an interface the container shares the guest's namespace (eth0 is
-            // its); without, it gets one of its own with loopback only.
-            new_network: interface.is_none(),
-        };
-        let child = spawn::spawn(&spec.process, ns, &root, &procs)?;
-        Ok((root, cg, procs, child))
+        Running::start(&req, &root, interface.is_some())
     })();
-    let (root, cg, procs, child) = match started {
+    let (container, child) = match started {
         Ok(s) => s,
         Err(e) => {
-            protocol::write_message(
-                &mut conn,
-                &Message::Error {
-                    message: format!("{e:#}"),
-                },
-            )?;
-            return Err(e);
+            protocol::write_message(&mut conn, &Message::Error(WireError::from(&e)))?;
+            return Err(e.into());
         }
     };
     protocol::write_message(&mut conn, &Message::Started { pid: child.pid })?;
-    server::start(Arc::new(server::Container {
-        main_pid: child.pid,
-        root,
-        cgroup_procs: procs,
-    }))?;
+    let container = Arc::new(container);
+    server::start(Arc::clone(&container))?;
     let code = session::relay(conn, child)?;
     agent::debug(&format!("container exited with {code}"));
-    cg.kill_all();
+    container.kill_all();
     Ok(())
+}
+
+/// A message's type for a log line (never its contents: they come from outside).
+fn message_type(m: &Message) -> &'static str {
+    match m {
+        Message::Hello { .. } => "hello",
+        Message::Start(_) => "start",
+        Message::Exec(_) => "exec",
+        Message::Signal { .. } => "signal",
+        Message::Resize { .. } => "resize",
+        Message::Started { .. } => "started",
+        Message::Exit { .. } => "exit",
+        Message::Error(_) => "error",
+        Message::Ok => "ok",
+    }
 }
 
 /// Ends the VM: reboot with `reboot=k` makes the VMM exit.

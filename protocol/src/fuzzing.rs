@@ -13,8 +13,8 @@
 
 use std::io::{self, Cursor, Read};
 
-use crate::{read_frame, read_message, write_frame, Frame, Message, ProtocolError};
-use crate::{HEADER_LEN, MAX_PAYLOAD};
+use crate::{read_frame, read_message, read_request, write_frame, Frame, Message, ProtocolError};
+use crate::{HEADER_LEN, MAX_PAYLOAD, MAX_REQUEST_PAYLOAD};
 
 /// How a conversation ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,13 +32,13 @@ pub enum Ended {
 /// What the host reads from the guest: the agent's hello on the boot connection, then a
 /// process's output until its exit code.
 pub fn guest_to_host(data: &[u8]) -> (Vec<Frame>, Ended) {
-    converse(data, |m| matches!(m, Message::Hello { .. }))
+    converse(data, false, |m| matches!(m, Message::Hello { .. }))
 }
 
 /// What the agent reads from the host: a request (start, exec, signal) on a new
 /// connection, then stdin, signal and resize frames.
 pub fn host_to_guest(data: &[u8]) -> (Vec<Frame>, Ended) {
-    converse(data, |m| {
+    converse(data, true, |m| {
         matches!(
             m,
             Message::Start(_) | Message::Exec(_) | Message::Signal { .. }
@@ -48,7 +48,7 @@ pub fn host_to_guest(data: &[u8]) -> (Vec<Frame>, Ended) {
 
 /// Reads a first control message (stopping unless `opens` accepts it), then frames until
 /// the stream ends or breaks the protocol.
-fn converse(data: &[u8], opens: impl Fn(&Message) -> bool) -> (Vec<Frame>, Ended) {
+fn converse(data: &[u8], to_agent: bool, opens: impl Fn(&Message) -> bool) -> (Vec<Frame>, Ended) {
     let Some((&shape, stream)) = data.split_first() else {
         return (Vec::new(), Ended::Closed);
     };
@@ -60,10 +60,20 @@ fn converse(data: &[u8], opens: impl Fn(&Message) -> bool) -> (Vec<Frame>, Ended
     };
     let mut frames = Vec::new();
     let start = peer.data.position();
-    match read_message(&mut peer) {
+    let first = if to_agent {
+        read_request(&mut peer)
+    } else {
+        read_message(&mut peer)
+    };
+    let first_limit = if to_agent {
+        MAX_REQUEST_PAYLOAD
+    } else {
+        MAX_PAYLOAD
+    };
+    match first {
         Ok(first) => {
             let frame = Frame::Control(first);
-            check(&frame, stream, start, peer.data.position());
+            check(&frame, stream, start, peer.data.position(), first_limit);
             let go_on = matches!(&frame, Frame::Control(m) if opens(m));
             frames.push(frame);
             if !go_on {
@@ -76,7 +86,7 @@ fn converse(data: &[u8], opens: impl Fn(&Message) -> bool) -> (Vec<Frame>, Ended
         let start = peer.data.position();
         match read_frame(&mut peer) {
             Ok(frame) => {
-                check(&frame, stream, start, peer.data.position());
+                check(&frame, stream, start, peer.data.position(), MAX_PAYLOAD);
                 let exit = matches!(frame, Frame::Control(Message::Exit { .. }));
                 frames.push(frame);
                 if exit {
@@ -89,7 +99,7 @@ fn converse(data: &[u8], opens: impl Fn(&Message) -> bool) -> (Vec<Frame>, Ended
 }
 
 /// What must hold for every frame a receiver accepted from `stream[start..end]`.
-fn check(frame: &Frame, stream: &[u8], start: u64, end: u64) {
+fn check(frame: &Frame, stream: &[u8], start: u64, end: u64, limit: usize) {
     let payload = match frame {
         Frame::Control(m) => {
             m.validate()
@@ -98,10 +108,7 @@ fn check(frame: &Frame, stream: &[u8], start: u64, end: u64) {
         }
         Frame::Stdin(d) | Frame::Stdout(d) | Frame::Stderr(d) => d.len(),
     };
-    assert!(
-        payload <= MAX_PAYLOAD,
-        "a {payload}-byte payload was accepted"
-    );
+    assert!(payload <= limit, "a {payload}-byte payload was accepted");
     // Read exactly: the header and the payload it announced, not a byte more.
     let at = usize::try_from(start).expect("in memory") + 4;
     let declared = u32::from_be_bytes(stream[at..at + 4].try_into().expect("4 bytes"));
@@ -112,7 +119,12 @@ fn check(frame: &Frame, stream: &[u8], start: u64, end: u64) {
     );
     let mut encoded = Vec::new();
     write_frame(&mut encoded, frame).expect("an accepted frame encodes");
-    let again = read_frame(&mut Cursor::new(&encoded)).expect("a re-encoded frame decodes");
+    let again = if limit > MAX_PAYLOAD {
+        read_request(&mut Cursor::new(&encoded)).map(Frame::Control)
+    } else {
+        read_frame(&mut Cursor::new(&encoded))
+    }
+    .expect("a re-encoded frame decodes");
     assert_eq!(&again, frame, "a frame does not survive encoding");
 }
 

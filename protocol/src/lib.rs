@@ -15,8 +15,15 @@
 //! payload, so a hostile peer cannot make the other side allocate more than one bounded
 //! frame. See docs/protocol.md for the connection flow.
 
+pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod requests;
+
+pub use error::WireError;
+pub use requests::{
+    ContainerFile, ContainerSpec, ExecSpec, Interface, Network, StdioSpec, CONTAINER_FILES,
+};
 
 use std::io::{self, Read, Write};
 
@@ -26,8 +33,14 @@ use serde::{Deserialize, Serialize};
 pub const PROTOCOL_VERSION: u8 = 1;
 /// Size of the frame header in bytes.
 pub const HEADER_LEN: usize = 8;
-/// Largest payload accepted in one frame (control or data).
+/// Largest payload accepted in one frame (control or data), except a request's.
 pub const MAX_PAYLOAD: usize = 256 * 1024;
+/// Largest payload of a request from the host (`Start`, `Exec`): a container's whole OCI
+/// spec (its command and environment up to [`MAX_COMMAND_JSON`], the seccomp profile,
+/// mounts, limits) and the network's /etc files. Only the agent reads frames this large,
+/// and only as the first frame of a connection; the host never accepts more than
+/// [`MAX_PAYLOAD`] from the guest.
+pub const MAX_REQUEST_PAYLOAD: usize = 1024 * 1024;
 /// Largest stdio chunk a sender puts in one data frame.
 pub const MAX_DATA_CHUNK: usize = 32 * 1024;
 
@@ -37,7 +50,7 @@ pub const HOST_HELLO_PORT: u32 = 1024;
 /// Vsock port the agent listens on for further requests (exec, signal).
 pub const AGENT_PORT: u32 = 1025;
 
-/// Upper bounds on what a [`ProcessSpec`] may hold; checked on both sides.
+/// Upper bounds on what a process's command may hold; checked on both sides.
 pub const MAX_ARGS: usize = 4096;
 /// Maximum number of environment entries.
 pub const MAX_ENV: usize = 4096;
@@ -106,6 +119,17 @@ pub enum ProtocolError {
     /// The announced payload is larger than [`MAX_PAYLOAD`].
     #[error("frame of {0} bytes exceeds the {MAX_PAYLOAD}-byte limit")]
     TooLarge(usize),
+    /// A request (the container's spec, an exec) is larger than [`MAX_REQUEST_PAYLOAD`].
+    #[error(
+        "the {what} request takes {bytes} bytes encoded: at most {MAX_REQUEST_PAYLOAD} bytes \
+         can be sent to the guest agent (the container's spec is too large)"
+    )]
+    RequestTooLarge {
+        /// `start` or `exec`.
+        what: &'static str,
+        /// Its encoded size.
+        bytes: usize,
+    },
     /// A control payload was not a valid message.
     #[error("bad control message: {0}")]
     Json(#[from] serde_json::Error),
@@ -127,145 +151,9 @@ pub enum Frame {
     Stderr(Vec<u8>),
 }
 
-/// Who a process runs as.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct UserSpec {
-    /// `user`, `uid`, `user:group` or `uid:gid`, resolved against the image's
-    /// /etc/passwd and /etc/group in the guest. Empty means root.
-    pub user: String,
-}
-
-/// Resource limits applied with cgroup2 inside the guest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Limits {
-    /// memory.max in bytes.
-    pub memory_bytes: Option<u64>,
-    /// CPU quota in thousandths of a CPU (cpu.max).
-    pub cpu_millis: Option<u64>,
-    /// pids.max.
-    pub pids: Option<u64>,
-}
-
-/// Everything the agent needs to start one process inside the container.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct ProcessSpec {
-    /// argv; `args[0]` is resolved against PATH from `env` inside the container root.
-    pub args: Vec<String>,
-    /// `KEY=value` entries.
-    pub env: Vec<String>,
-    /// Working directory inside the container (absolute).
-    pub cwd: String,
-    /// User and group.
-    pub user: UserSpec,
-    /// Allocate a pty for the process (stdout frames then carry the terminal output).
-    pub tty: bool,
-    /// Keep stdin open (send stdin frames); otherwise stdin is /dev/null.
-    pub stdin: bool,
-    /// Capability names kept (e.g. `CAP_CHOWN`); all others are dropped.
-    pub capabilities: Vec<String>,
-    /// Set no_new_privs before exec.
-    pub no_new_privs: bool,
-    /// Load the default seccomp filter before exec.
-    pub seccomp: bool,
-    /// Initial terminal size (rows, cols) when `tty`.
-    pub tty_size: Option<(u16, u16)>,
-}
-
-/// Settings for the container as a whole (sent once, with the main process).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct ContainerSpec {
-    /// Hostname inside the container.
-    pub hostname: String,
-    /// cgroup limits.
-    pub limits: Limits,
-    /// Mount the root read-only (no writable layer).
-    pub readonly_rootfs: bool,
-    /// The main process.
-    pub process: ProcessSpec,
-    /// The container's network: eth0 and the /etc files. `None`: a network namespace of
-    /// its own with loopback only, and the image's files.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<Box<Network>>,
-}
-
-/// What the host's network setup made for the container.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Network {
-    /// eth0 (`--network bridge`): the agent configures the guest's eth0 so, and the
-    /// container shares the guest's network namespace. `None` (`--network none`): the
-    /// container gets a network namespace of its own with loopback only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interface: Option<Interface>,
-    /// Files bound read-only into the container (its /etc/resolv.conf, /etc/hosts,
-    /// /etc/hostname, as the host wrote them).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub files: Vec<ContainerFile>,
-}
-
-/// eth0 as the host's network setup made it (the guest takes the veth's identity).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Interface {
-    /// MAC address `aa:bb:cc:dd:ee:ff` (what the virtio-net device reports too).
-    pub mac: String,
-    /// IPv4 address.
-    pub address: std::net::Ipv4Addr,
-    /// Prefix length.
-    pub prefix: u8,
-    /// Default gateway.
-    pub gateway: std::net::Ipv4Addr,
-    /// MTU.
-    pub mtu: u32,
-}
-
-/// A file the agent puts in place in the container.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContainerFile {
-    /// Absolute path in the container; one of [`CONTAINER_FILES`].
-    pub path: String,
-    /// Contents.
-    pub contents: String,
-}
-
-/// The only paths [`ContainerFile`] may name.
-pub const CONTAINER_FILES: [&str; 3] = ["/etc/resolv.conf", "/etc/hosts", "/etc/hostname"];
-
-impl Network {
-    /// Checks the bounds of every field.
-    fn validate(&self) -> Result<(), ProtocolError> {
-        if let Some(i) = &self.interface {
-            let mac_ok = i.mac.len() == 17
-                && i.mac
-                    .split(':')
-                    .all(|b| b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit()));
-            if !mac_ok {
-                return Err(ProtocolError::Violation(format!("bad MAC {:?}", i.mac)));
-            }
-            if i.prefix == 0 || i.prefix > 30 || !(68..=65_535).contains(&i.mtu) {
-                return Err(ProtocolError::Violation(format!(
-                    "bad interface prefix /{} or MTU {}",
-                    i.prefix, i.mtu
-                )));
-            }
-        }
-        if self.files.len() > CONTAINER_FILES.len() {
-            return Err(ProtocolError::Violation("too many files".into()));
-        }
-        for f in &self.files {
-            if !CONTAINER_FILES.contains(&f.path.as_str()) {
-                return Err(ProtocolError::Violation(format!(
-                    "file {:?} is not one the host may set",
-                    f.path
-                )));
-            }
-            check_str("file contents", &f.contents)?;
-        }
-        Ok(())
-    }
-}
-
 /// Control messages. Host-to-guest and guest-to-host share one enum so either side can
 /// decode (and reject) anything it receives.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Message {
     /// Guest to host, first frame on the boot connection.
@@ -278,7 +166,7 @@ pub enum Message {
     /// Host to guest on the boot connection: set up and start the container.
     Start(ContainerSpec),
     /// Host to guest on a new agent connection: run another process in the container.
-    Exec(ProcessSpec),
+    Exec(ExecSpec),
     /// Host to guest: deliver a signal to the connection's process (or, on a fresh agent
     /// connection, to the container's main process).
     Signal {
@@ -302,16 +190,13 @@ pub enum Message {
         /// Exit status as a shell reports it (128+N for signal N).
         code: i32,
     },
-    /// Guest to host: the request failed.
-    Error {
-        /// What went wrong.
-        message: String,
-    },
+    /// Guest to host: the request failed (the executor's typed error, see [`error`]).
+    Error(WireError),
     /// Generic acknowledgement (e.g. of a Signal request).
     Ok,
 }
 
-fn check_str(what: &str, s: &str) -> Result<(), ProtocolError> {
+pub(crate) fn check_str(what: &str, s: &str) -> Result<(), ProtocolError> {
     if s.len() > MAX_STRING {
         return Err(ProtocolError::Violation(format!(
             "{what} is {} bytes long (limit {MAX_STRING})",
@@ -380,25 +265,6 @@ pub fn check_command(args: &[String], env: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-impl ProcessSpec {
-    /// Checks the bounds every receiver relies on.
-    pub fn validate(&self) -> Result<(), ProtocolError> {
-        check_command(&self.args, &self.env).map_err(ProtocolError::Violation)?;
-        check_str("cwd", &self.cwd)?;
-        if !self.cwd.is_empty() && !self.cwd.starts_with('/') {
-            return Err(ProtocolError::Violation(format!(
-                "cwd {:?} is not absolute",
-                self.cwd
-            )));
-        }
-        check_str("user", &self.user.user)?;
-        for c in &self.capabilities {
-            check_str("capability", c)?;
-        }
-        Ok(())
-    }
-}
-
 impl Message {
     /// Checks a message's contents against the protocol bounds.
     pub fn validate(&self) -> Result<(), ProtocolError> {
@@ -411,16 +277,7 @@ impl Message {
                 }
                 Ok(())
             }
-            Message::Start(c) => {
-                check_str("hostname", &c.hostname)?;
-                if c.hostname.len() > 64 {
-                    return Err(ProtocolError::Violation("hostname longer than 64".into()));
-                }
-                if let Some(n) = &c.network {
-                    n.validate()?;
-                }
-                c.process.validate()
-            }
+            Message::Start(c) => c.validate(),
             Message::Exec(p) => p.validate(),
             Message::Signal { signal } => {
                 if !(1..=64).contains(signal) {
@@ -438,7 +295,7 @@ impl Message {
                 }
                 Ok(())
             }
-            Message::Error { message } => check_str("error message", message),
+            Message::Error(e) => check_str("error detail", &e.detail),
             Message::Resize { .. } | Message::Started { .. } | Message::Ok => Ok(()),
         }
     }
@@ -446,7 +303,7 @@ impl Message {
 
 /// Encodes one frame header.
 fn header(kind: FrameKind, len: usize) -> Result<[u8; HEADER_LEN], ProtocolError> {
-    if len > MAX_PAYLOAD {
+    if len > MAX_REQUEST_PAYLOAD || (kind != FrameKind::Control && len > MAX_PAYLOAD) {
         return Err(ProtocolError::TooLarge(len));
     }
     let mut h = [0u8; HEADER_LEN];
@@ -466,9 +323,25 @@ pub fn write_raw(w: &mut impl Write, kind: FrameKind, payload: &[u8]) -> Result<
     Ok(())
 }
 
-/// Writes a control message.
+/// Writes a control message: a request (`Start`, `Exec`) of at most
+/// [`MAX_REQUEST_PAYLOAD`] bytes, anything else of at most [`MAX_PAYLOAD`].
 pub fn write_message(w: &mut impl Write, msg: &Message) -> Result<(), ProtocolError> {
     let payload = serde_json::to_vec(msg)?;
+    let request = match msg {
+        Message::Start(_) => Some("start"),
+        Message::Exec(_) => Some("exec"),
+        _ => None,
+    };
+    match request {
+        Some(what) if payload.len() > MAX_REQUEST_PAYLOAD => {
+            return Err(ProtocolError::RequestTooLarge {
+                what,
+                bytes: payload.len(),
+            })
+        }
+        None if payload.len() > MAX_PAYLOAD => return Err(ProtocolError::TooLarge(payload.len())),
+        _ => {}
+    }
     write_raw(w, FrameKind::Control, &payload)
 }
 
@@ -504,6 +377,14 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<bool, ProtocolError> {
 
 /// Decodes and checks a frame header; returns the kind and payload length.
 pub fn parse_header(h: &[u8; HEADER_LEN]) -> Result<(FrameKind, usize), ProtocolError> {
+    parse_header_up_to(h, MAX_PAYLOAD)
+}
+
+/// [`parse_header`] allowing control payloads up to `control_limit` bytes.
+fn parse_header_up_to(
+    h: &[u8; HEADER_LEN],
+    control_limit: usize,
+) -> Result<(FrameKind, usize), ProtocolError> {
     if h[0] != PROTOCOL_VERSION {
         return Err(ProtocolError::Version(h[0]));
     }
@@ -513,8 +394,19 @@ pub fn parse_header(h: &[u8; HEADER_LEN]) -> Result<(FrameKind, usize), Protocol
         return Err(ProtocolError::Reserved(reserved));
     }
     let len = u32::from_be_bytes([h[4], h[5], h[6], h[7]]) as usize;
-    if len > MAX_PAYLOAD {
-        return Err(ProtocolError::TooLarge(len));
+    let limit = match kind {
+        FrameKind::Control => control_limit,
+        _ => MAX_PAYLOAD,
+    };
+    if len > limit {
+        return Err(if limit > MAX_PAYLOAD {
+            ProtocolError::RequestTooLarge {
+                what: "incoming",
+                bytes: len,
+            }
+        } else {
+            ProtocolError::TooLarge(len)
+        });
     }
     Ok((kind, len))
 }
@@ -523,11 +415,15 @@ pub fn parse_header(h: &[u8; HEADER_LEN]) -> Result<(FrameKind, usize), Protocol
 ///
 /// Blocks per the stream's read timeout; a timeout surfaces as [`ProtocolError::Io`].
 pub fn read_frame(r: &mut impl Read) -> Result<Frame, ProtocolError> {
+    read_frame_up_to(r, MAX_PAYLOAD)
+}
+
+fn read_frame_up_to(r: &mut impl Read, control_limit: usize) -> Result<Frame, ProtocolError> {
     let mut h = [0u8; HEADER_LEN];
     if !read_full(r, &mut h)? {
         return Err(ProtocolError::Closed);
     }
-    let (kind, len) = parse_header(&h)?;
+    let (kind, len) = parse_header_up_to(&h, control_limit)?;
     let mut payload = vec![0u8; len];
     if len > 0 && !read_full(r, &mut payload)? {
         return Err(ProtocolError::Truncated { got: 0, want: len });
@@ -546,7 +442,17 @@ pub fn read_frame(r: &mut impl Read) -> Result<Frame, ProtocolError> {
 
 /// Reads one frame that must be a control message.
 pub fn read_message(r: &mut impl Read) -> Result<Message, ProtocolError> {
-    match read_frame(r)? {
+    control(read_frame(r)?)
+}
+
+/// The agent's read of a request from the host (the first frame of a connection): a
+/// control message of up to [`MAX_REQUEST_PAYLOAD`] bytes.
+pub fn read_request(r: &mut impl Read) -> Result<Message, ProtocolError> {
+    control(read_frame_up_to(r, MAX_REQUEST_PAYLOAD)?)
+}
+
+fn control(frame: Frame) -> Result<Message, ProtocolError> {
+    match frame {
         Frame::Control(m) => Ok(m),
         other => Err(ProtocolError::Violation(format!(
             "expected a control message, got {} data",
@@ -564,13 +470,30 @@ mod tests {
     use super::*;
     use std::io::Cursor;
 
-    fn spec() -> ProcessSpec {
-        ProcessSpec {
-            args: vec!["/bin/echo".into(), "hi".into()],
-            env: vec!["PATH=/bin".into()],
-            cwd: "/".into(),
-            ..Default::default()
+    fn process() -> oci_spec::runtime::Process {
+        let mut p = oci_spec::runtime::Process::default();
+        p.set_args(Some(vec!["/bin/echo".into(), "hi".into()]));
+        p.set_env(Some(vec!["PATH=/bin".into()]));
+        p
+    }
+
+    fn container() -> ContainerSpec {
+        let mut spec = oci_spec::runtime::Spec::default();
+        spec.set_hostname(Some("box".into()));
+        spec.set_process(Some(process()));
+        ContainerSpec {
+            spec: Box::new(spec),
+            stdio: StdioSpec::default(),
+            network: None,
         }
+    }
+
+    fn exec(p: oci_spec::runtime::Process) -> Message {
+        Message::Exec(ExecSpec {
+            process: Box::new(p),
+            user: None,
+            stdio: StdioSpec::default(),
+        })
     }
 
     fn roundtrip(f: Frame) -> Frame {
@@ -605,11 +528,7 @@ mod tests {
 
     #[test]
     fn frames_round_trip() {
-        let start = Frame::Control(Message::Start(ContainerSpec {
-            hostname: "box".into(),
-            process: spec(),
-            ..Default::default()
-        }));
+        let start = Frame::Control(Message::Start(container()));
         assert_eq!(roundtrip(start.clone()), start);
         assert_eq!(
             roundtrip(Frame::Stdout(b"x".to_vec())),
@@ -623,8 +542,6 @@ mod tests {
     #[test]
     fn network_fields_round_trip_and_are_bounded() {
         let good = ContainerSpec {
-            hostname: "box".into(),
-            process: spec(),
             network: Some(Box::new(Network {
                 interface: Some(Interface {
                     mac: "02:42:ac:11:00:02".into(),
@@ -638,7 +555,7 @@ mod tests {
                     contents: "127.0.0.1\tlocalhost\n".into(),
                 }],
             })),
-            ..Default::default()
+            ..container()
         };
         let start = Frame::Control(Message::Start(good.clone()));
         assert_eq!(roundtrip(start.clone()), start);
@@ -671,6 +588,53 @@ mod tests {
         assert_eq!(read_frame(&mut c).unwrap(), Frame::Stderr(b"b".to_vec()));
         assert_eq!(read_message(&mut c).unwrap(), Message::Exit { code: 0 });
         assert!(matches!(read_frame(&mut c), Err(ProtocolError::Closed)));
+    }
+
+    /// A container's spec may be larger than any frame the guest may send, up to its own
+    /// named bound; only the agent's request read accepts it.
+    #[test]
+    fn requests_have_their_own_bound_and_a_named_error() {
+        let mut big = container();
+        let mut notes = std::collections::HashMap::new();
+        notes.insert("k".to_string(), "v".repeat(MAX_PAYLOAD));
+        big.spec.set_annotations(Some(notes));
+        let mut buf = Vec::new();
+        write_message(&mut buf, &Message::Start(big.clone())).unwrap();
+        assert!(buf.len() > MAX_PAYLOAD);
+        assert_eq!(
+            read_request(&mut Cursor::new(buf.clone())).unwrap(),
+            Message::Start(big.clone())
+        );
+        // The host reads the guest's frames with the ordinary bound.
+        assert!(matches!(
+            read_message(&mut Cursor::new(buf)),
+            Err(ProtocolError::TooLarge(_))
+        ));
+        let mut huge = big;
+        let mut notes = std::collections::HashMap::new();
+        notes.insert("k".to_string(), "v".repeat(MAX_REQUEST_PAYLOAD));
+        huge.spec.set_annotations(Some(notes));
+        let err = write_message(&mut Vec::new(), &Message::Start(huge)).unwrap_err();
+        assert!(
+            matches!(err, ProtocolError::RequestTooLarge { what: "start", .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("spec is too large"), "{err}");
+        let mut h = [0u8; HEADER_LEN];
+        h[0] = PROTOCOL_VERSION;
+        h[1] = FrameKind::Control as u8;
+        h[4..8].copy_from_slice(&(MAX_REQUEST_PAYLOAD as u32 + 1).to_be_bytes());
+        assert!(matches!(
+            read_request(&mut Cursor::new(h.to_vec())),
+            Err(ProtocolError::RequestTooLarge { .. })
+        ));
+        // Data frames keep the ordinary bound even there.
+        h[1] = FrameKind::Stdin as u8;
+        h[4..8].copy_from_slice(&(MAX_PAYLOAD as u32 + 1).to_be_bytes());
+        assert!(matches!(
+            read_request(&mut Cursor::new(h.to_vec())),
+            Err(ProtocolError::TooLarge(_))
+        ));
     }
 
     #[test]
@@ -763,19 +727,36 @@ mod tests {
                 protocol: 1,
                 kernel: "x".repeat(1000),
             },
-            Message::Exec(ProcessSpec::default()),
-            Message::Exec(ProcessSpec {
-                env: vec!["NOEQUALS".into()],
-                ..spec()
-            }),
-            Message::Exec(ProcessSpec {
-                cwd: "relative".into(),
-                ..spec()
-            }),
-            Message::Exec(ProcessSpec {
-                args: vec!["a\0b".into()],
-                ..spec()
-            }),
+            {
+                let mut p = process();
+                p.set_args(None);
+                exec(p)
+            },
+            {
+                let mut p = process();
+                p.set_env(Some(vec!["NOEQUALS".into()]));
+                exec(p)
+            },
+            {
+                let mut p = process();
+                p.set_cwd("relative".into());
+                exec(p)
+            },
+            {
+                let mut p = process();
+                p.set_args(Some(vec!["a\0b".into()]));
+                exec(p)
+            },
+            {
+                let mut c = container();
+                c.spec.set_process(None);
+                Message::Start(c)
+            },
+            {
+                let mut c = container();
+                c.spec.set_hostname(Some("h".repeat(65)));
+                Message::Start(c)
+            },
         ] {
             let mut buf = Vec::new();
             write_message(&mut buf, &msg).unwrap();

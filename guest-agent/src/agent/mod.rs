@@ -1,13 +1,12 @@
 //! The agent's parts, one per concern.
 
-pub mod cgroup;
-pub mod confine;
+pub mod container;
 pub mod mounts;
 pub mod network;
 pub mod reaper;
 pub mod server;
 pub mod session;
-pub mod spawn;
+pub mod stdio;
 pub mod vsock;
 
 /// Writes a diagnostic line to the console (the VM's serial log on the host).

@@ -7,13 +7,11 @@
 //! in guest RAM.
 
 use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use nix::mount::{mount, MsFlags};
-use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 
 /// Where the container's root filesystem is assembled.
 pub const CONTAINER_ROOT: &str = "/run/hull/root";
@@ -34,6 +32,29 @@ fn mount_fs(
     fs::create_dir_all(target).with_context(|| format!("mkdir {target}"))?;
     mount(Some(src), target, Some(fstype), flags, data)
         .with_context(|| format!("mount {fstype} on {target}"))
+}
+
+/// Moves PID 1 off the initramfs onto a tmpfs of its own, as switch_root does: the kernel
+/// refuses pivot_root(2) while the caller's root is the initramfs (rootfs), and the
+/// executor pivots into every container root, as runc does. The initramfs held only the
+/// agent, which is already running.
+pub fn leave_initramfs() -> Result<()> {
+    const NEW_ROOT: &str = "/guest";
+    fs::create_dir_all(NEW_ROOT).with_context(|| format!("mkdir {NEW_ROOT}"))?;
+    mount(
+        Some("tmpfs"),
+        NEW_ROOT,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID,
+        Some("mode=0755"),
+    )
+    .context("mount the guest's root tmpfs")?;
+    nix::unistd::chdir(NEW_ROOT)?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+        .context("move the guest's root over the initramfs")?;
+    nix::unistd::chroot(".").context("chroot into the guest's root")?;
+    nix::unistd::chdir("/")?;
+    Ok(())
 }
 
 /// Mounts /proc, /sys, /dev, /dev/pts, /dev/shm and cgroup2 for the agent itself.
@@ -133,8 +154,8 @@ fn mount_scratch() -> Result<()> {
 }
 
 /// Mounts the image read-only and an overlay with the writable layer on top at
-/// [`CONTAINER_ROOT`], then the container's /proc-less API filesystems (/proc is mounted by
-/// the container's first process, inside its PID namespace).
+/// [`CONTAINER_ROOT`]. Everything else in the container's root (/proc, /dev and its nodes,
+/// /sys, masked paths...) is the spec's, made by the executor.
 pub fn mount_container_root(readonly: bool) -> Result<PathBuf> {
     wait_for_device(ROOT_DEVICE, Duration::from_secs(10))?;
     fs::create_dir_all(LOWER)?;
@@ -177,79 +198,7 @@ pub fn mount_container_root(readonly: bool) -> Result<PathBuf> {
             Some(&opts),
         )?;
     }
-    mount_api_filesystems(root)?;
     Ok(root.to_path_buf())
-}
-
-/// Device nodes every container gets (name, major, minor), as in process mode.
-const DEVICES: &[(&str, u64, u64)] = &[
-    ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
-    ("random", 1, 8),
-    ("urandom", 1, 9),
-    ("tty", 5, 0),
-];
-
-fn mount_api_filesystems(root: &Path) -> Result<()> {
-    let p = |rel: &str| root.join(rel).to_string_lossy().into_owned();
-    for dir in ["proc", "sys", "dev", "tmp"] {
-        // On a read-only root the image must already have them.
-        if !root.join(dir).exists() {
-            fs::create_dir_all(root.join(dir)).with_context(|| format!("mkdir /{dir} in root"))?;
-        }
-    }
-    let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount_fs(
-        "sysfs",
-        &p("sys"),
-        "sysfs",
-        nosuid | MsFlags::MS_RDONLY,
-        None,
-    )?;
-    mount_fs(
-        "tmpfs",
-        &p("dev"),
-        "tmpfs",
-        MsFlags::MS_NOSUID,
-        Some("mode=0755,size=65536k"),
-    )?;
-    for (name, major, minor) in DEVICES {
-        let path = root.join("dev").join(name);
-        mknod(
-            &path,
-            SFlag::S_IFCHR,
-            Mode::from_bits_truncate(0o666),
-            makedev(*major, *minor),
-        )
-        .with_context(|| format!("mknod /dev/{name}"))?;
-        // mknod honours the umask; set the mode explicitly.
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o666))?;
-    }
-    // The container shares the guest's devpts instance so a pty the agent allocates for
-    // `-t` is visible as /dev/pts/N inside the container too.
-    fs::create_dir_all(root.join("dev/pts"))?;
-    mount(
-        Some("/dev/pts"),
-        &root.join("dev/pts"),
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .context("bind /dev/pts")?;
-    symlink("pts/ptmx", root.join("dev/ptmx"))?;
-    symlink("/proc/self/fd", root.join("dev/fd"))?;
-    symlink("/proc/self/fd/0", root.join("dev/stdin"))?;
-    symlink("/proc/self/fd/1", root.join("dev/stdout"))?;
-    symlink("/proc/self/fd/2", root.join("dev/stderr"))?;
-    mount_fs(
-        "shm",
-        &p("dev/shm"),
-        "tmpfs",
-        nosuid,
-        Some("mode=1777,size=65536k"),
-    )?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -35,6 +35,24 @@ impl Watches {
     }
 }
 
+/// Runs `spawn` (which creates one process and returns its pid) with the watch table
+/// locked, then watches that pid: the reaper cannot collect the process before it is
+/// watched. Returns the pipe that becomes readable with its exit code.
+pub fn spawn_watched<T, E>(
+    spawn: impl FnOnce() -> Result<T, E>,
+    pid: impl Fn(&T) -> i32,
+    pipe_failed: impl FnOnce(std::io::Error) -> E,
+) -> Result<(T, File), E> {
+    let (read, write) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => return Err(pipe_failed(e.into())),
+    };
+    let mut watches = lock();
+    let spawned = spawn()?;
+    watches.watch(pid(&spawned), File::from(write));
+    Ok((spawned, File::from(read)))
+}
+
 /// Exit code as a shell reports it.
 pub fn exit_code(status: WaitStatus) -> Option<(i32, i32)> {
     match status {

@@ -1,31 +1,25 @@
 //! Requests on the agent's vsock port: `exec` of a further process (one connection each)
 //! and signals for the container's main process.
 
-use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use hull_protocol::{self as protocol, Message, AGENT_PORT};
+use hull_executor::{Error, ErrorKind, Stage};
+use hull_protocol::{self as protocol, Message, WireError, AGENT_PORT};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::{session, spawn, vsock};
+use super::container::Running;
+use super::{session, vsock};
 
-/// What exec requests need to know about the running container.
-pub struct Container {
-    /// PID of the main process (agent's namespace).
-    pub main_pid: i32,
-    /// Container root as the agent sees it.
-    pub root: PathBuf,
-    /// The container cgroup's `cgroup.procs`.
-    pub cgroup_procs: OwnedFd,
+fn failure(e: &Error) -> Message {
+    Message::Error(WireError::from(e))
 }
 
 /// Serves the agent port on a background thread.
-pub fn start(container: Arc<Container>) -> Result<()> {
+pub fn start(container: Arc<Running>) -> Result<()> {
     let listener = vsock::Listener::bind(AGENT_PORT)?;
     std::thread::Builder::new()
         .name("agent-port".into())
@@ -51,50 +45,43 @@ pub fn start(container: Arc<Container>) -> Result<()> {
     Ok(())
 }
 
-fn handle(mut conn: UnixStream, c: &Container) -> Result<()> {
+fn handle(mut conn: UnixStream, c: &Running) -> Result<()> {
     // The first frame must come promptly; afterwards the connection lives as long as the
     // process it started.
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let request = protocol::read_message(&mut conn).context("read request")?;
+    let request = protocol::read_request(&mut conn).context("read request")?;
     conn.set_read_timeout(None)?;
     match request {
-        Message::Exec(spec) => {
-            let ns = spawn::Namespaces::Join {
-                main_pid: c.main_pid,
-            };
-            match spawn::spawn(&spec, ns, &c.root, &c.cgroup_procs) {
-                Ok(child) => {
-                    protocol::write_message(&mut conn, &Message::Started { pid: child.pid })?;
-                    session::relay(conn, child)?;
-                }
-                Err(e) => protocol::write_message(
-                    &mut conn,
-                    &Message::Error {
-                        message: format!("{e:#}"),
-                    },
-                )?,
+        Message::Exec(req) => match c.exec(&req) {
+            Ok(child) => {
+                protocol::write_message(&mut conn, &Message::Started { pid: child.pid })?;
+                session::relay(conn, child)?;
             }
-        }
+            Err(e) => protocol::write_message(&mut conn, &failure(&e))?,
+        },
         Message::Signal { signal } => {
-            let reply = match Signal::try_from(signal) {
-                Ok(sig) => match kill(Pid::from_raw(c.main_pid), sig) {
-                    Ok(()) => Message::Ok,
-                    Err(e) => Message::Error {
-                        message: format!("kill: {e}"),
-                    },
-                },
-                Err(e) => Message::Error {
-                    message: format!("signal {signal}: {e}"),
-                },
+            let sent = Signal::try_from(signal)
+                .and_then(|sig| kill(Pid::from_raw(c.main_pid), sig))
+                .map_err(|e| Error {
+                    kind: ErrorKind::System,
+                    stage: Stage::Channel,
+                    errno: Some(e as i32),
+                    detail: format!("signal {signal} to the container's main process"),
+                });
+            let reply = match sent {
+                Ok(()) => Message::Ok,
+                Err(e) => failure(&e),
             };
             protocol::write_message(&mut conn, &reply)?;
         }
-        other => protocol::write_message(
-            &mut conn,
-            &Message::Error {
-                message: format!("unexpected request {other:?}"),
-            },
-        )?,
+        _ => {
+            let e = Error::new(
+                ErrorKind::Protocol,
+                Stage::Channel,
+                "the agent port takes exec and signal requests only",
+            );
+            protocol::write_message(&mut conn, &failure(&e))?;
+        }
     }
     Ok(())
 }

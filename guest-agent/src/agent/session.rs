@@ -16,7 +16,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::spawn::Child;
+use super::stdio::Child;
 
 /// After the process ends, keep forwarding output that is still buffered, but stop when the
 /// pipes have been quiet this long (a background process may hold them open).
@@ -181,7 +181,7 @@ fn apply_host_frames(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::spawn::ParentStdio;
+    use crate::agent::stdio::ParentStdio;
     use std::time::Duration;
 
     fn pipe() -> (File, File) {

@@ -135,75 +135,65 @@ pub fn machine_size(spec: &Spec) -> (u64, u32) {
     (memory, vcpus)
 }
 
-fn has_seccomp(spec: &Spec) -> bool {
-    spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some())
-}
-
-/// The agent's view of `process`: command, environment, identity and privileges (the agent
-/// resolves `args[0]` in the guest and applies hull's default seccomp profile when the spec
-/// has one, until it runs the executor itself).
-fn guest_process(
-    process: &Process,
-    spec: &Spec,
-    tty_size: Option<(u16, u16)>,
-) -> proto::ProcessSpec {
-    let user = process.user();
-    let capabilities = process
-        .capabilities()
-        .as_ref()
-        .and_then(|c| c.bounding().as_ref())
-        .map(|b| {
-            b.iter()
-                .map(|c| {
-                    let name = c.to_string();
-                    if name.starts_with("CAP_") {
-                        name
-                    } else {
-                        format!("CAP_{name}")
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    proto::ProcessSpec {
-        args: process.args().clone().unwrap_or_default(),
-        env: process.env().clone().unwrap_or_default(),
-        cwd: process.cwd().to_string_lossy().into_owned(),
-        user: proto::UserSpec {
-            user: format!("{}:{}", user.uid(), user.gid()),
-        },
+/// How a process's stdio reaches the keeper: stdin kept open, a terminal when the process
+/// asks for one (the keeper fills in the size from its own terminal).
+fn guest_stdio(process: &Process) -> proto::StdioSpec {
+    proto::StdioSpec {
         tty: process.terminal().unwrap_or(false),
         stdin: true,
-        capabilities,
-        no_new_privs: process.no_new_privileges().unwrap_or(false),
-        seccomp: has_seccomp(spec),
-        tty_size,
+        tty_size: None,
     }
 }
 
-/// The container as the agent gets it.
+/// An `exec`'s process as the agent gets it.
+fn guest_exec(process: &Process) -> proto::ExecSpec {
+    proto::ExecSpec {
+        process: Box::new(process.clone()),
+        user: None,
+        stdio: guest_stdio(process),
+    }
+}
+
+/// The container as the agent gets it: the bundle's spec, which the agent carries out with
+/// the executor, less what was done on the host (`vm_mounts`: bound files are in the root
+/// disk; hooks ran at create) or only means something there (namespace paths, the host's
+/// cgroup path, which may be in systemd's notation: the guest's cgroup is its own).
 pub fn guest_container(spec: &Spec) -> Result<proto::ContainerSpec> {
     let process = spec
         .process()
         .as_ref()
         .ok_or_else(|| OciError::Usage("config.json has no process".into()))?;
+    let mut guest = spec.clone();
+    guest.set_hooks(None);
+    if let Some(mounts) = spec.mounts() {
+        let is_bind = |m: &oci_spec::runtime::Mount| {
+            m.typ().as_deref() == Some("bind")
+                || m.options()
+                    .iter()
+                    .flatten()
+                    .any(|o| o == "bind" || o == "rbind")
+        };
+        guest.set_mounts(Some(
+            mounts.iter().filter(|m| !is_bind(m)).cloned().collect(),
+        ));
+    }
+    if let Some(mut linux) = spec.linux().clone() {
+        if let Some(ns) = linux.namespaces().clone() {
+            linux.set_namespaces(Some(
+                ns.into_iter()
+                    .map(|mut n| {
+                        n.set_path(None);
+                        n
+                    })
+                    .collect(),
+            ));
+        }
+        linux.set_cgroups_path(Some("/container".into()));
+        guest.set_linux(Some(linux));
+    }
     Ok(proto::ContainerSpec {
-        hostname: spec.hostname().clone().unwrap_or_default(),
-        limits: proto::Limits {
-            memory_bytes: memory_limit(spec),
-            cpu_millis: cpu_millis(spec),
-            pids: resources(spec)
-                .and_then(|r| r.pids().as_ref().map(|p| p.limit()))
-                .filter(|p| *p > 0)
-                .map(|p| p as u64),
-        },
-        readonly_rootfs: spec
-            .root()
-            .as_ref()
-            .and_then(|r| r.readonly())
-            .unwrap_or(false),
-        // The size is filled in by the keeper from its terminal.
-        process: guest_process(process, spec, None),
+        spec: Box::new(guest),
+        stdio: guest_stdio(process),
         network: None,
     })
 }
@@ -310,7 +300,7 @@ fn agent_signal(dir: &Locked, signal: i32) -> Result<()> {
         .map_err(vm_err)?
     {
         Message::Ok => Ok(()),
-        Message::Error { message } => Err(OciError::Runtime(message)),
+        Message::Error(e) => Err(OciError::Runtime(e.into_error().to_string())),
         other => Err(OciError::Runtime(format!(
             "guest agent: expected ok, got {other:?}"
         ))),
@@ -504,8 +494,9 @@ impl Runner for VmRunner {
         if machine(dir).is_none() || record.phase != Phase::Started {
             return Err(OciError::NotRunning(record.id.clone()));
         }
-        let spec = crate::commands::recorded_spec(dir)?;
-        let process = guest_process(&req.process, &spec, None);
+        // The agent applies the container's seccomp profile and namespaces from the spec
+        // it started.
+        let process = guest_exec(&req.process);
         let file = dir.file(&format!("exec-{}.json", std::process::id()));
         fs::write(&file, serde_json::to_vec(&process).map_err(vm_err)?)
             .map_err(|e| OciError::io(format!("write {}", file.display()), e))?;
@@ -645,10 +636,11 @@ mod tests {
             (512 + MEMORY_OVERHEAD_MIB, 2.min(host))
         );
         let c = guest_container(&sized).unwrap();
-        assert_eq!(c.limits.memory_bytes, Some(512 << 20));
-        assert_eq!(c.limits.cpu_millis, Some(1500));
-        assert_eq!(c.limits.pids, Some(20));
-        assert!(!c.readonly_rootfs);
+        assert_eq!(
+            c.spec.linux().as_ref().unwrap().resources(),
+            sized.linux().as_ref().unwrap().resources(),
+            "the agent applies the spec's limits"
+        );
     }
 
     #[test]
@@ -660,15 +652,17 @@ mod tests {
             "linux":{"seccomp":{"defaultAction":"SCMP_ACT_ALLOW"}}}"#,
         );
         let c = guest_container(&s).unwrap();
-        assert_eq!(c.hostname, "box");
-        assert!(c.readonly_rootfs);
-        let p = &c.process;
-        assert_eq!(p.args, ["echo", "hi"]);
-        assert_eq!(p.env, ["A=b"]);
-        assert_eq!(p.cwd, "/srv");
-        assert_eq!(p.user.user, "1000:100");
-        assert_eq!(p.capabilities, ["CAP_KILL"]);
-        assert!(p.no_new_privs && p.seccomp && p.stdin);
+        assert_eq!(
+            c.spec.process(),
+            s.process(),
+            "the spec's process, as it is"
+        );
+        assert_eq!(c.spec.hostname().as_deref(), Some("box"));
+        assert!(c.stdio.stdin && !c.stdio.tty);
+        assert_eq!(
+            c.spec.linux().as_ref().unwrap().cgroups_path().as_deref(),
+            Some(Path::new("/container"))
+        );
         let no_process = spec(r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"}}"#);
         assert!(guest_container(&no_process).is_err());
     }

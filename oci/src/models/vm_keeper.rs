@@ -183,8 +183,8 @@ fn container(dir: &Path, report: &mut Report) -> Result<i32> {
     tracing::info!(vmm_pid, "guest agent ready");
     report.send(Ok(()));
     let mut gate = wait_for_start(dir)?;
-    if b.container.process.tty {
-        b.container.process.tty_size = tty_size();
+    if b.container.stdio.tty {
+        b.container.stdio.tty_size = tty_size();
     }
     let answer = match channel::request(
         &conn,
@@ -193,9 +193,11 @@ fn container(dir: &Path, report: &mut Report) -> Result<i32> {
         Instant::now() + channel::START_TIMEOUT,
     ) {
         Ok(Message::Started { .. }) => Ok(()),
-        Ok(Message::Error { message }) => Err(message),
-        Ok(other) => Err(format!("guest agent: expected started, got {other:?}")),
-        Err(e) => Err(e.to_string()),
+        Ok(Message::Error(e)) => Err(e.into_error()),
+        Ok(other) => Err(protocol_failure(format!(
+            "guest agent: expected started, got {other:?}"
+        ))),
+        Err(e) => Err(protocol_failure(e.to_string())),
     };
     let text = match &answer {
         Ok(()) => "ok\n".to_string(),
@@ -205,7 +207,9 @@ fn container(dir: &Path, report: &mut Report) -> Result<i32> {
     drop(gate);
     if let Err(e) = answer {
         tracing::error!("start: {e}");
-        return Ok(if e.contains("not found") { 127 } else { 126 });
+        // The executor's kind decides, as in the process model: 127 not found, 126 not
+        // executable, 125 anything else.
+        return Ok(e.exit_code());
     }
     tracing::info!("container process started");
     let mut process = VmProcess::start(
@@ -223,11 +227,19 @@ fn container(dir: &Path, report: &mut Report) -> Result<i32> {
     Ok(exit_code(status))
 }
 
+fn protocol_failure(detail: String) -> hull_executor::Error {
+    hull_executor::Error::new(
+        hull_executor::ErrorKind::Protocol,
+        hull_executor::Stage::Channel,
+        detail,
+    )
+}
+
 /// An `exec` keeper: has the agent run the process, relays it, exits with its status.
 fn exec_process(dir: &Path, file: &Path, report: &mut Report) -> Result<i32> {
-    let mut process: proto::ProcessSpec = vm::read_json(file)?;
-    process.tty = is_tty();
-    process.tty_size = if process.tty { tty_size() } else { None };
+    let mut process: proto::ExecSpec = vm::read_json(file)?;
+    process.stdio.tty = is_tty();
+    process.stdio.tty_size = if process.stdio.tty { tty_size() } else { None };
     let vmm = MachineState::load(dir)
         .filter(|m| m.alive())
         .ok_or_else(|| OciError::Runtime("the container's VM is not running".into()))?;
@@ -236,7 +248,7 @@ fn exec_process(dir: &Path, file: &Path, report: &mut Report) -> Result<i32> {
     let conn = channel::connect_agent(&state_dir, deadline).map_err(vm_err)?;
     match channel::request(&conn, &Message::Exec(process), "exec", deadline).map_err(vm_err)? {
         Message::Started { .. } => {}
-        Message::Error { message } => return Err(OciError::Runtime(message)),
+        Message::Error(e) => return Err(OciError::Runtime(e.into_error().to_string())),
         other => {
             return Err(OciError::Runtime(format!(
                 "guest agent: expected started, got {other:?}"

@@ -204,46 +204,21 @@ pub fn locate_kernel(explicit: Option<&Path>) -> Result<PathBuf, VmError> {
     Ok(path)
 }
 
-/// The agent's view of a process: the OCI process's command, environment, identity and
-/// privileges (until the agent runs the executor itself, the spec is translated here).
-pub fn guest_process(
-    p: &ProcessSpec,
-    seccomp: bool,
-    tty_size: Option<(u16, u16)>,
-) -> proto::ProcessSpec {
-    let oci = &p.oci;
-    // The agent resolves names itself: a bare uid gives it back the passwd entry's group and
-    // supplementary groups; an explicit group (no supplementary ones) goes as uid:gid.
-    let user = match &p.user {
-        Some(u) => u.clone(),
-        None if oci
-            .user()
-            .additional_gids()
-            .as_ref()
-            .is_some_and(|g| !g.is_empty()) =>
-        {
-            oci.user().uid().to_string()
-        }
-        None => format!("{}:{}", oci.user().uid(), oci.user().gid()),
-    };
-    let capabilities = oci
-        .capabilities()
-        .as_ref()
-        .and_then(|c| c.bounding().as_ref())
-        .map(|b| b.iter().map(|c| format!("CAP_{c}")).collect())
-        .unwrap_or_default();
-    proto::ProcessSpec {
-        args: oci.args().clone().unwrap_or_default(),
-        env: oci.env().clone().unwrap_or_default(),
-        cwd: oci.cwd().to_string_lossy().into_owned(),
-        user: proto::UserSpec { user },
+/// How a process's standard streams reach the host, for the agent.
+fn guest_stdio(p: &ProcessSpec, tty_size: Option<(u16, u16)>) -> proto::StdioSpec {
+    proto::StdioSpec {
         tty: p.tty(),
         stdin: p.stdin,
-        capabilities,
-        no_new_privs: oci.no_new_privileges().unwrap_or(false),
-        seccomp,
         tty_size,
     }
+}
+
+/// The agent's failure as the runtime's error: the executor's typed error, with the
+/// guest's text escaped and bounded before it goes anywhere (a record, a terminal).
+fn guest_error(e: proto::WireError) -> IsolationError {
+    let mut e = e.into_error();
+    e.detail = crate::sanitize::one_line(&e.detail, 1024).into_owned();
+    IsolationError::Setup(e)
 }
 
 /// The guest's view of the container network: eth0 (bridge mode) and the /etc files.
@@ -318,8 +293,24 @@ pub fn machine_size(spec: &ContainerSpec) -> (u64, u32) {
     (memory, vcpus)
 }
 
-/// Refuses what a VM cannot give: host paths bound into the container.
+/// Refuses what a VM cannot give: host paths bound into the container, host namespaces.
 fn check_vm_spec(spec: &ContainerSpec) -> Result<(), IsolationError> {
+    let namespaces = spec
+        .oci
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref());
+    if let Some(ns) = namespaces
+        .into_iter()
+        .flatten()
+        .find(|n| n.path().is_some())
+    {
+        return Err(IsolationError::InvalidSpec(format!(
+            "joining a host namespace ({:?}) is not possible with --isolation=vm: the guest has \
+             its own kernel",
+            ns.typ()
+        )));
+    }
     for m in spec.oci.mounts().iter().flatten() {
         let bind = m.typ().as_deref() == Some("bind")
             || m.options()
@@ -337,34 +328,12 @@ fn check_vm_spec(spec: &ContainerSpec) -> Result<(), IsolationError> {
     Ok(())
 }
 
-fn has_seccomp(spec: &ContainerSpec) -> bool {
-    spec.oci
-        .linux()
-        .as_ref()
-        .is_some_and(|l| l.seccomp().is_some())
-}
-
 fn boot_timeout() -> Duration {
     std::env::var("HULL_VM_BOOT_TIMEOUT")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
         .map(Duration::from_secs)
         .unwrap_or(DEFAULT_BOOT_TIMEOUT)
-}
-
-/// Maps the agent's refusal to start a process to the runtime's error kinds. The message
-/// is the guest's: escaped and bounded before it goes anywhere (a record, a terminal).
-fn start_error(message: String) -> IsolationError {
-    let message = crate::sanitize::for_terminal(&message).into_owned();
-    if message.contains("not found in $PATH") || message.contains("No such file") {
-        IsolationError::CommandNotFound(message)
-    } else if message.contains("Permission denied") && message.contains("exec") {
-        IsolationError::NotExecutable(message)
-    } else {
-        IsolationError::Backend(format!(
-            "the guest agent could not start the process: {message}"
-        ))
-    }
 }
 
 /// Relay sinks, the terminal's host end (with `-t`) and the initial terminal size.
@@ -574,34 +543,17 @@ impl VmIsolation {
             })?;
             state.guest_kernel = guest_kernel;
             state.save(ctx.dir())?;
-            let resources = spec
-                .oci
-                .linux()
-                .as_ref()
-                .and_then(|l| l.resources().clone());
+            // The container's spec as it is stored; the agent carries it out with the
+            // executor, as the process backend does on the host.
             let container = proto::ContainerSpec {
-                hostname: spec.oci.hostname().clone().unwrap_or_default(),
-                limits: proto::Limits {
-                    memory_bytes: memory_limit(spec),
-                    cpu_millis: cpu_millis(spec),
-                    pids: resources
-                        .and_then(|r| r.pids().map(|p| p.limit()))
-                        .filter(|p| *p > 0)
-                        .map(|p| p as u64),
-                },
-                readonly_rootfs: spec
-                    .oci
-                    .root()
-                    .as_ref()
-                    .and_then(|r| r.readonly())
-                    .unwrap_or(false),
-                process: guest_process(&spec.init_process(), has_seccomp(spec), tty_size),
+                spec: Box::new(spec.oci.clone()),
+                stdio: guest_stdio(&spec.init_process(), tty_size),
                 network: guest_network.clone(),
             };
             let deadline = Instant::now() + channel::START_TIMEOUT;
             match channel::request(&conn, &Message::Start(container), "start", deadline)? {
                 Message::Started { .. } => Ok(conn),
-                Message::Error { message } => Err(start_error(message)),
+                Message::Error(e) => Err(guest_error(e)),
                 other => Err(VmError::Protocol(format!(
                     "expected started, got {}",
                     channel::describe(&other)
@@ -651,10 +603,12 @@ impl Isolation for VmIsolation {
         self.start_vm(ctx, spec, io)
     }
 
+    /// The agent takes the container's seccomp profile and namespaces from the spec it
+    /// was started with.
     fn exec(
         &self,
         ctx: &ContainerContext,
-        spec: &ContainerSpec,
+        _spec: &ContainerSpec,
         process: &ProcessSpec,
         io: ProcessIo,
     ) -> Result<Started, IsolationError> {
@@ -666,14 +620,14 @@ impl Isolation for VmIsolation {
         let dir = StateDir::open(&jail::dir(ctx.dir()))?;
         let deadline = Instant::now() + channel::REPLY_TIMEOUT;
         let conn = channel::connect_agent(&dir, deadline)?;
-        match channel::request(
-            &conn,
-            &Message::Exec(guest_process(process, has_seccomp(spec), tty_size)),
-            "exec",
-            deadline,
-        )? {
+        let request = proto::ExecSpec {
+            process: Box::new(process.oci.clone()),
+            user: process.user.clone(),
+            stdio: guest_stdio(process, tty_size),
+        };
+        match channel::request(&conn, &Message::Exec(request), "exec", deadline)? {
             Message::Started { .. } => {}
-            Message::Error { message } => return Err(start_error(message)),
+            Message::Error(e) => return Err(guest_error(e)),
             other => {
                 return Err(VmError::Protocol(format!(
                     "expected started, got {}",
@@ -702,9 +656,7 @@ impl Isolation for VmIsolation {
             let conn = channel::connect_agent(&dir, deadline)?;
             match channel::request(&conn, &Message::Signal { signal }, "signal", deadline)? {
                 Message::Ok => Ok(()),
-                Message::Error { message } => Err(IsolationError::Backend(
-                    crate::sanitize::for_terminal(&message).into_owned(),
-                )),
+                Message::Error(e) => Err(guest_error(e)),
                 other => Err(VmError::Protocol(format!(
                     "expected ok, got {}",
                     channel::describe(&other)
@@ -812,26 +764,46 @@ mod tests {
         assert_eq!(cpus, 2.min(host));
     }
 
+    /// What the agent reports reaches the user as the process model's error would: a
+    /// missing command exits 127 naming it, an unexecutable one 126, anything else 125;
+    /// the guest's text is escaped and bounded.
     #[test]
-    fn guest_processes_get_the_spec_s_confinement() {
-        let spec = spec_with(Default::default());
-        let p = guest_process(&spec.init_process(), has_seccomp(&spec), None);
-        assert!(p.no_new_privs && p.seccomp);
-        assert!(p.capabilities.iter().any(|c| c == "CAP_CHOWN"));
-        assert!(
-            p.capabilities.iter().any(|c| c == "CAP_MKNOD"),
-            "docker's set, as in process mode"
+    fn the_agent_s_typed_failures_give_the_process_model_s_exit_codes() {
+        use hull_executor::{Error, ErrorKind, Stage};
+        let wire = |kind, detail: &str| {
+            proto::WireError::from(Error::new(kind, Stage::Exec, detail.to_string()))
+        };
+        let e = guest_error(wire(
+            ErrorKind::CommandNotFound,
+            "nope: executable file not found in $PATH",
+        ));
+        assert_eq!(e.exit_code(), 127);
+        assert!(e.to_string().contains("nope"), "{e}");
+        assert_eq!(
+            guest_error(wire(ErrorKind::NotExecutable, "/etc")).exit_code(),
+            126
         );
-        assert!(!p.capabilities.iter().any(|c| c == "CAP_SYS_ADMIN"));
-        assert_eq!(p.user.user, "0:0");
+        assert_eq!(
+            guest_error(wire(ErrorKind::System, "cgroup")).exit_code(),
+            125
+        );
+        let hostile = guest_error(wire(
+            ErrorKind::System,
+            &format!("\x1b[2J{}", "x".repeat(5000)),
+        ));
+        let text = hostile.to_string();
+        assert!(!text.contains('\x1b') && text.len() < 2000, "{text:?}");
     }
 
     #[test]
-    fn agent_start_errors_map_to_exit_codes() {
-        assert_eq!(
-            start_error("exec: \"nope\": executable file not found in $PATH".into()).exit_code(),
-            127
-        );
-        assert_eq!(start_error("cgroup broke".into()).exit_code(), 125);
+    fn host_namespaces_are_refused_in_vm_mode() {
+        let mut spec = spec_with(Default::default());
+        let mut linux = spec.oci.linux().clone().unwrap();
+        let mut ns = linux.namespaces().clone().unwrap();
+        ns[0].set_path(Some("/proc/1/ns/net".into()));
+        linux.set_namespaces(Some(ns));
+        spec.oci.set_linux(Some(linux));
+        let err = check_vm_spec(&spec).unwrap_err();
+        assert!(err.to_string().contains("host namespace"), "{err}");
     }
 }

@@ -311,9 +311,12 @@ mod tests {
     fn unexpected_frames_are_logged_briefly_and_rarely() {
         let mut u = super::Unexpected::default();
         let big = super::Frame::Stdin(vec![0x1b; 256 << 10]);
-        let error = super::Frame::Control(super::Message::Error {
-            message: "\x1b]0;owned\x07".repeat(1000),
-        });
+        let error = super::Frame::Control(super::Message::Error(hull_protocol::WireError {
+            code: 5,
+            stage: 9,
+            errno: 0,
+            detail: "\x1b]0;owned\x07".repeat(1000),
+        }));
         let mut logged = 0usize;
         for i in 0..1_000_000u32 {
             let frame = if i % 2 == 0 { &big } else { &error };

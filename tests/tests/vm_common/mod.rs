@@ -352,10 +352,15 @@ fn last_lines(s: &str, n: usize) -> String {
 /// The busybox root filesystem the process-mode tests use, in a temporary directory that
 /// goes when the returned guard is dropped.
 pub fn busybox_rootfs() -> tempfile::TempDir {
+    busybox_rootfs_with(&[])
+}
+
+/// [`busybox_rootfs`] with symlinks (path in the root, target).
+pub fn busybox_rootfs_with(symlinks: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
         .prefix("hull-vm-rootfs-")
         .tempdir()
         .expect("temp dir for the rootfs");
-    process_common::build_rootfs(dir.path(), &[]);
+    process_common::build_rootfs(dir.path(), symlinks);
     dir
 }

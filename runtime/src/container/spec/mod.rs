@@ -181,21 +181,9 @@ pub fn resolve_user_in(
     hull_executor::user::resolve_in_root(user, root).map_err(|e| bad(e.to_string()))
 }
 
-/// Gives `process` the identity `who` (an `exec -u`): ids, groups, and the capabilities a
-/// process of that uid starts with (the bounding set stays the container's).
+/// Gives `process` the identity `who` (an `exec -u`).
 pub fn set_identity(p: &mut oci_spec::runtime::Process, who: &hull_executor::user::ResolvedUser) {
-    let groups: Vec<u32> = who.setgroups_list().into_iter().skip(1).collect();
-    p.user_mut()
-        .set_uid(who.uid)
-        .set_gid(who.gid)
-        .set_additional_gids(Some(groups));
-    let bounding: Vec<oci_spec::runtime::Capability> = p
-        .capabilities()
-        .as_ref()
-        .and_then(|c| c.bounding().clone())
-        .map(|b| b.into_iter().collect())
-        .unwrap_or_default();
-    p.set_capabilities(Some(process::capabilities(&bounding, who.uid)));
+    hull_executor::user::apply_identity(p, who);
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use hull_executor::defaults;
 use hull_executor::user::{self, ResolvedUser, MAX_ACCOUNT_FILE};
-use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Process, UserBuilder};
+use oci_spec::runtime::{Process, UserBuilder};
 
 use super::{bad, expand_env, layers, merge_env, parse, ImageFacts, RunOptions, SpecError};
 
@@ -69,23 +69,7 @@ fn environment(
     Ok(env)
 }
 
-/// The capability sets of a process: `bounding` for everyone; a non-root user starts with
-/// none effective or permitted (as the kernel gives a non-root program without file caps).
-pub fn capabilities(bounding: &[Capability], uid: u32) -> LinuxCapabilities {
-    let set: Capabilities = bounding.iter().copied().collect();
-    let own = if uid == 0 {
-        set.clone()
-    } else {
-        Capabilities::new()
-    };
-    let mut c = LinuxCapabilities::default();
-    c.set_bounding(Some(set))
-        .set_effective(Some(own.clone()))
-        .set_permitted(Some(own))
-        .set_inheritable(Some(Capabilities::new()))
-        .set_ambient(Some(Capabilities::new()));
-    c
-}
+pub use hull_executor::user::capabilities;
 
 /// Longest working directory (PATH_MAX).
 pub const MAX_PATH: usize = 4096;
