@@ -1,20 +1,19 @@
 //! The two isolation models behind [`Runner`].
 
+pub mod process;
 pub mod vm;
 pub mod vm_disk;
 pub mod vm_keeper;
 pub mod vm_mounts;
 
-use crate::error::{OciError, Result};
+use crate::error::Result;
 use crate::runner::Runner;
 use crate::state::Model;
 
 /// The runner of `model`.
 pub fn runner(model: Model) -> Result<Box<dyn Runner>> {
     match model {
-        Model::Process => Err(OciError::Unsupported(
-            "the process model is not wired to hull's executor yet".into(),
-        )),
+        Model::Process => Ok(Box::new(process::ProcessRunner)),
         Model::Vm => Ok(Box::new(vm::VmRunner)),
     }
 }

@@ -1,0 +1,579 @@
+//! The process model: the container is a namespaced process on the host, set up from the
+//! bundle's spec by hull's executor (`hull_executor`, shared with the guest agent). `create`
+//! leaves the fully set-up init waiting at the start gate, a FIFO in the container's state
+//! directory (runc's exec.fifo): its blocking open for writing returns when `start` opens
+//! the FIFO for reading. The init is the `--pid-file` process; once `hull-oci create`
+//! exits it is re-parented to the caller's subreaper (conmon, containerd's shim), which
+//! reaps it and reads the container's status.
+
+use std::fs;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hull_executor::cgroups::{driver, Layout, Version};
+use hull_executor::plan::{Host, Plan, ProcessPlan, RootSource};
+use hull_executor::spawn::{self, ExecTarget, Options, Stdio};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, Spec};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{OciError, Result};
+use crate::pidfile;
+use crate::procref::ProcRef;
+use crate::runner::{CreateRequest, ExecRequest, Runner, Waitable};
+use crate::state::{Locked, Model, Record};
+
+/// The start gate in the state directory.
+const GATE: &str = "exec.fifo";
+/// The model's own record in the state directory.
+const RECORD: &str = "process.json";
+/// How long the init may take to reach the gate, and `start` to see it pass.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `destroy` waits for the container's processes to be gone.
+const KILL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Parent of the cgroups hull-oci names when the spec names none (runc uses `/<id>`).
+const DEFAULT_CGROUP_PARENT: &str = "hull-oci";
+
+/// What `destroy`, `ps`, `pause` need to find again.
+#[derive(Debug, Serialize, Deserialize)]
+struct ProcessRecord {
+    /// The container's cgroup, relative to each hierarchy's root.
+    cgroup: PathBuf,
+}
+
+/// The process model.
+#[derive(Debug, Default)]
+pub struct ProcessRunner;
+
+fn exec_err(e: hull_executor::Error) -> OciError {
+    OciError::Runtime(e.to_string())
+}
+
+fn read_record(dir: &Locked) -> Option<ProcessRecord> {
+    let mut text = String::new();
+    fs::File::open(dir.file(RECORD))
+        .ok()?
+        .take(64 << 10)
+        .read_to_string(&mut text)
+        .ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Device cgroup rules runc adds to every container's (libcontainer's AllowedDevices):
+/// mknod of any node (the device cgroup still decides who may open it), the OCI default
+/// devices, and the pty devices. `(type, major, minor, access)`, `None` for any number.
+const DEFAULT_DEVICE_RULES: &[(&str, Option<i64>, Option<i64>, &str)] = &[
+    ("c", None, None, "m"),
+    ("b", None, None, "m"),
+    ("c", Some(1), Some(3), "rwm"),
+    ("c", Some(1), Some(8), "rwm"),
+    ("c", Some(1), Some(7), "rwm"),
+    ("c", Some(5), Some(0), "rwm"),
+    ("c", Some(1), Some(5), "rwm"),
+    ("c", Some(1), Some(9), "rwm"),
+    ("c", Some(136), None, "rwm"),
+    ("c", Some(5), Some(2), "rwm"),
+];
+
+fn device_rule(
+    allow: bool,
+    typ: LinuxDeviceType,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> LinuxDeviceCgroup {
+    let mut r = LinuxDeviceCgroup::default();
+    r.set_allow(allow);
+    r.set_typ(Some(typ));
+    r.set_major(major);
+    r.set_minor(minor);
+    r.set_access(Some(access.to_string()));
+    r
+}
+
+/// The device cgroup as runc builds it from a spec: deny everything unless the spec's own
+/// rules say otherwise, then the spec's rules, then runc's defaults and the spec's devices
+/// (last match wins). Without this, runtime-tools' default config (deny all) would forbid
+/// the container's own /dev/null.
+fn device_rules(spec: &Spec) -> Vec<LinuxDeviceCgroup> {
+    let linux = spec.linux().as_ref();
+    let own: Vec<LinuxDeviceCgroup> = linux
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.devices().clone())
+        .unwrap_or_default();
+    let mut rules = Vec::with_capacity(own.len() + DEFAULT_DEVICE_RULES.len() + 1);
+    if own.is_empty() {
+        rules.push(device_rule(false, LinuxDeviceType::A, None, None, "rwm"));
+    }
+    rules.extend(own);
+    for (t, major, minor, access) in DEFAULT_DEVICE_RULES {
+        let typ = if *t == "b" {
+            LinuxDeviceType::B
+        } else {
+            LinuxDeviceType::C
+        };
+        rules.push(device_rule(true, typ, *major, *minor, access));
+    }
+    for d in linux.and_then(|l| l.devices().clone()).unwrap_or_default() {
+        if matches!(
+            d.typ(),
+            LinuxDeviceType::C | LinuxDeviceType::U | LinuxDeviceType::B
+        ) {
+            let typ = if d.typ() == LinuxDeviceType::B {
+                LinuxDeviceType::B
+            } else {
+                LinuxDeviceType::C
+            };
+            rules.push(device_rule(
+                true,
+                typ,
+                Some(d.major()),
+                Some(d.minor()),
+                "rwm",
+            ));
+        }
+    }
+    rules
+}
+
+/// A bind mount without filesystem data options (`mode=`, `size=`...): mount(2) ignores
+/// data for MS_BIND, runc passes them along unused, the executor refuses them.
+fn without_bind_data(mut m: oci_spec::runtime::Mount) -> oci_spec::runtime::Mount {
+    let bind = m.typ().as_deref() == Some("bind")
+        || m.options()
+            .iter()
+            .flatten()
+            .any(|o| o == "bind" || o == "rbind");
+    if bind {
+        if let Some(options) = m.options().clone() {
+            let kept: Vec<String> = options.into_iter().filter(|o| !o.contains('=')).collect();
+            m.set_options(Some(kept));
+        }
+    }
+    m
+}
+
+/// The spec as the executor gets it: hull-oci names a cgroup when the bundle does not (the
+/// executor does not invent names; runc and crun default to one per container), and the
+/// device rules are runc's (which also gives every container its cgroup).
+fn executor_spec(spec: &Spec, id: &str) -> Spec {
+    let mut spec = spec.clone();
+    // hull-oci runs the hooks itself (commands::create, start, delete).
+    spec.set_hooks(None);
+    if let Some(mounts) = spec.mounts().clone() {
+        spec.set_mounts(Some(mounts.into_iter().map(without_bind_data).collect()));
+    }
+    let rules = device_rules(&spec);
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    if linux.cgroups_path().is_none() {
+        linux.set_cgroups_path(Some(Path::new("/").join(DEFAULT_CGROUP_PARENT).join(id)));
+    }
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    resources.set_devices(Some(rules));
+    if let Some(memory) = resources.memory().clone() {
+        if memory.kernel().is_some() || memory.kernel_tcp().is_some() {
+            // As runc since 1.0: kernel memory accounting is deprecated in the kernel and
+            // in the runtime spec; the values are ignored, with a warning.
+            tracing::warn!("linux.resources.memory.kernel/kernelTCP ignored (deprecated)");
+            let mut memory = memory;
+            memory.set_kernel(None);
+            memory.set_kernel_tcp(None);
+            resources.set_memory(Some(memory));
+        }
+    }
+    linux.set_resources(Some(resources));
+    spec.set_linux(Some(linux));
+    spec
+}
+
+/// A pidfd for `p`, if it is still that process.
+fn pidfd(p: ProcRef) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open with a pid and no flags; returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, p.pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just returned this descriptor to us.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // Checked after opening: the pidfd now pins the process, so the check cannot race.
+    p.alive().then_some(fd)
+}
+
+fn pidfd_signal(fd: BorrowedFd<'_>, signal: i32) -> std::io::Result<()> {
+    // SAFETY: pidfd_send_signal on a valid pidfd, no siginfo, no flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The container's processes: `cgroup.procs` of its cgroup in the first hierarchy that has it.
+fn cgroup_pids(layout: &Layout, path: &Path) -> Vec<i32> {
+    for dir in driver::existing_dirs(layout, path) {
+        if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
+            return text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        }
+    }
+    Vec::new()
+}
+
+/// Stdio for the container's process: the console socket's connection, or our own 0-2.
+fn stdio_for<'a>(console: Option<&'a UnixStream>) -> Stdio<'a> {
+    match console {
+        Some(s) => Stdio::ConsoleSocket(s.as_fd()),
+        // SAFETY: fds 0-2 are this process's standard streams for its whole life.
+        None => unsafe {
+            Stdio::Pipes {
+                stdin: Some(BorrowedFd::borrow_raw(0)),
+                stdout: BorrowedFd::borrow_raw(1),
+                stderr: BorrowedFd::borrow_raw(2),
+            }
+        },
+    }
+}
+
+fn connect_console(path: Option<&PathBuf>) -> Result<Option<UnixStream>> {
+    path.map(|p| {
+        UnixStream::connect(p)
+            .map_err(|e| OciError::io(format!("connect to console socket {}", p.display()), e))
+    })
+    .transpose()
+}
+
+/// On cgroup v1 the freezer is a hierarchy of its own, which the executor does not join:
+/// hull-oci puts the container there itself (runc joins every hierarchy).
+fn freezer_dir(layout: &Layout, path: &Path) -> Option<PathBuf> {
+    (layout.version == Version::V1).then(|| layout.root.join("freezer").join(path))
+}
+
+/// Moves the (still gated, so alone) init into its v1 freezer cgroup.
+fn join_freezer(layout: &Layout, path: &Path, pid: i32) -> Result<()> {
+    let Some(dir) = freezer_dir(layout, path) else {
+        return Ok(());
+    };
+    if !layout.root.join("freezer").is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(&dir).map_err(|e| OciError::io(format!("create {}", dir.display()), e))?;
+    fs::write(dir.join("cgroup.procs"), pid.to_string())
+        .map_err(|e| OciError::io(format!("join {}", dir.display()), e))
+}
+
+/// Removes the v1 freezer cgroup (bounded: killed processes leave it within milliseconds).
+fn remove_freezer(layout: &Layout, path: &Path) {
+    let Some(dir) = freezer_dir(layout, path) else {
+        return;
+    };
+    for _ in 0..100 {
+        match fs::remove_dir(&dir) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Removes hull-oci's own parent cgroup (`/hull-oci`) where it is left empty, so no empty
+/// cgroup outlives the last container (a failed rmdir means another container is there).
+fn remove_default_parent(layout: &Layout, path: &Path) {
+    let parent = Path::new(DEFAULT_CGROUP_PARENT);
+    if path.parent() != Some(parent) {
+        return;
+    }
+    let Ok(hierarchies) = fs::read_dir(&layout.root) else {
+        return;
+    };
+    let mut dirs = vec![layout.root.join(parent)];
+    dirs.extend(
+        hierarchies
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join(parent)),
+    );
+    for dir in dirs {
+        let _ = fs::remove_dir(dir);
+    }
+}
+
+/// Freezes (`true`) or thaws the cgroup, and waits until the kernel says it is done.
+fn freeze(layout: &Layout, path: &Path, frozen: bool) -> Result<()> {
+    let (file, value, done_file, done): (&str, &str, &str, &str) = match layout.version {
+        Version::V2 => (
+            "cgroup.freeze",
+            if frozen { "1" } else { "0" },
+            "cgroup.events",
+            if frozen { "frozen 1" } else { "frozen 0" },
+        ),
+        _ => (
+            "freezer.state",
+            if frozen { "FROZEN" } else { "THAWED" },
+            "freezer.state",
+            if frozen { "FROZEN" } else { "THAWED" },
+        ),
+    };
+    let dir = freezer_dir(layout, path)
+        .into_iter()
+        .chain(driver::existing_dirs(layout, path))
+        .find(|d| d.join(file).exists())
+        .ok_or_else(|| OciError::Unsupported("no freezer cgroup for this container".into()))?;
+    fs::write(dir.join(file), value)
+        .map_err(|e| OciError::io(format!("write {}", dir.join(file).display()), e))?;
+    let deadline = Instant::now() + SETUP_TIMEOUT;
+    loop {
+        let now = fs::read_to_string(dir.join(done_file)).unwrap_or_default();
+        if now.lines().any(|l| l.trim() == done) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(OciError::Runtime(format!(
+                "the container's cgroup did not reach {value} within {} s",
+                SETUP_TIMEOUT.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// An exec'd process we wait for.
+struct ExecChild(OwnedFd);
+
+impl Waitable for ExecChild {
+    fn wait(self: Box<Self>) -> Result<i32> {
+        // SAFETY: siginfo_t is plain data.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        loop {
+            // SAFETY: waitid on our own child's pidfd, writing into `info`.
+            let r = unsafe {
+                libc::waitid(
+                    libc::P_PIDFD,
+                    self.0.as_raw_fd() as libc::id_t,
+                    &mut info,
+                    libc::WEXITED,
+                )
+            };
+            if r == 0 {
+                break;
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(OciError::io("wait for the exec'd process", e));
+            }
+        }
+        // SAFETY: waitid filled in a child's exit information.
+        let (code, status) = (info.si_code, unsafe { info.si_status() });
+        Ok(if code == libc::CLD_EXITED {
+            status
+        } else {
+            128 + status
+        })
+    }
+}
+
+impl Runner for ProcessRunner {
+    fn model(&self) -> Model {
+        Model::Process
+    }
+
+    fn create(&self, req: &CreateRequest<'_>) -> Result<ProcRef> {
+        if req.preserve_fds > 0 {
+            return Err(OciError::Unsupported(
+                "--preserve-fds (the executor hands over fds 0-2 only)".into(),
+            ));
+        }
+        let spec = executor_spec(&req.bundle.spec, &req.dir.id);
+        let host = Host::detect();
+        let plan =
+            Plan::new(&spec, &req.bundle.dir, &RootSource::Ready, &host).map_err(exec_err)?;
+        let record = ProcessRecord {
+            cgroup: plan.container.cgroup.path.clone(),
+        };
+        fs::write(
+            req.dir.file(RECORD),
+            serde_json::to_vec(&record).map_err(|e| OciError::Runtime(e.to_string()))?,
+        )
+        .map_err(|e| OciError::io("write process.json", e))?;
+        let gate = req.dir.file(GATE);
+        nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .map_err(|e| OciError::io(format!("create {}", gate.display()), e))?;
+        let console = connect_console(req.console_socket.as_ref())?;
+        let spawned = spawn::create(
+            &plan,
+            &host.cgroups,
+            &Options {
+                stdio: stdio_for(console.as_ref()),
+                die_with_parent: false,
+                start_gate: Some(&gate),
+                timeout: SETUP_TIMEOUT,
+            },
+        )
+        .map_err(exec_err)?;
+        join_freezer(&Layout::host(), &record.cgroup, spawned.pid)?;
+        ProcRef::of(spawned.pid)
+            .ok_or_else(|| OciError::Runtime("the container's process ended during create".into()))
+    }
+
+    fn start(&self, dir: &Locked, _record: &Record) -> Result<()> {
+        let gate = dir.file(GATE);
+        let fifo = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&gate)
+            .map_err(|e| OciError::io(format!("open {}", gate.display()), e))?;
+        // The init's open for writing returns now; it writes one byte and goes on to exec.
+        let mut pfd = libc::pollfd {
+            fd: fifo.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(&mut pfd, 1, SETUP_TIMEOUT.as_millis() as i32) };
+        let mut byte = [0u8; 1];
+        let n = if ready > 0 {
+            (&fifo).read(&mut byte).unwrap_or(0)
+        } else {
+            0
+        };
+        let _ = fs::remove_file(&gate);
+        if n != 1 {
+            return Err(OciError::Runtime(
+                "the container's process did not pass the start gate (it ended, or timed out)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn signal(&self, dir: &Locked, record: &Record, signal: i32, all: bool) -> Result<()> {
+        let id = || OciError::NotRunning(record.id.clone());
+        if all {
+            let rec = read_record(dir).ok_or_else(id)?;
+            for pid in cgroup_pids(&Layout::host(), &rec.cgroup) {
+                // SAFETY: kill(2) of a process in the container's cgroup.
+                unsafe { libc::kill(pid, signal) };
+            }
+            return Ok(());
+        }
+        let fd = record.init.and_then(pidfd).ok_or_else(id)?;
+        pidfd_signal(fd.as_fd(), signal).map_err(|e| OciError::io("signal the container", e))
+    }
+
+    fn exec(
+        &self,
+        dir: &Locked,
+        record: &Record,
+        req: ExecRequest,
+    ) -> Result<Option<Box<dyn Waitable>>> {
+        if req.preserve_fds > 0 {
+            return Err(OciError::Unsupported(
+                "--preserve-fds (the executor hands over fds 0-2 only)".into(),
+            ));
+        }
+        let spec = crate::commands::recorded_spec(dir)?;
+        let host = Host::detect();
+        let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+        let plan =
+            ProcessPlan::new(&req.process, seccomp.as_ref(), host.last_cap).map_err(exec_err)?;
+        let init = record
+            .init
+            .and_then(pidfd)
+            .ok_or_else(|| OciError::NotRunning(record.id.clone()))?;
+        let cgroup = read_record(dir).map(|r| r.cgroup);
+        let console = connect_console(req.console_socket.as_ref())?;
+        let spawned = spawn::exec(
+            &plan,
+            &ExecTarget {
+                init: init.as_fd(),
+                namespaces: spawn::namespace_flags(&spec),
+                cgroup_path: cgroup.as_deref(),
+            },
+            &host.cgroups,
+            &Options {
+                stdio: stdio_for(console.as_ref()),
+                die_with_parent: false,
+                start_gate: None,
+                timeout: SETUP_TIMEOUT,
+            },
+        )
+        .map_err(exec_err)?;
+        if let Some(path) = &req.pid_file {
+            pidfile::write(path, spawned.pid)?;
+        }
+        if req.detach {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(ExecChild(spawned.pidfd))))
+    }
+
+    fn pids(&self, dir: &Locked, _record: &Record) -> Result<Vec<i32>> {
+        Ok(read_record(dir)
+            .map(|r| cgroup_pids(&Layout::host(), &r.cgroup))
+            .unwrap_or_default())
+    }
+
+    fn pause(&self, dir: &Locked, record: &Record) -> Result<()> {
+        let rec = read_record(dir).ok_or_else(|| OciError::NotRunning(record.id.clone()))?;
+        freeze(&Layout::host(), &rec.cgroup, true)
+    }
+
+    fn resume(&self, dir: &Locked, record: &Record) -> Result<()> {
+        let rec = read_record(dir).ok_or_else(|| OciError::NotRunning(record.id.clone()))?;
+        freeze(&Layout::host(), &rec.cgroup, false)
+    }
+
+    fn update(&self, dir: &Locked, record: &Record, resources: &LinuxResources) -> Result<()> {
+        let layout = Layout::host();
+        let rec = read_record(dir).ok_or_else(|| OciError::NotRunning(record.id.clone()))?;
+        let settings = hull_executor::cgroups::settings::settings(resources, layout.version)
+            .map_err(exec_err)?;
+        let dirs = driver::existing_dirs(&layout, &rec.cgroup);
+        for s in settings {
+            let target = dirs
+                .iter()
+                .map(|d| d.join(&s.file))
+                .find(|p| p.exists())
+                .ok_or_else(|| {
+                    OciError::Unsupported(format!(
+                        "update of {} (the container has no {} cgroup)",
+                        s.file, s.controller
+                    ))
+                })?;
+            fs::write(&target, &s.value)
+                .map_err(|e| OciError::io(format!("write {}", target.display()), e))?;
+        }
+        Ok(())
+    }
+
+    fn destroy(&self, dir: &Locked, record: &Record) -> Result<()> {
+        if let Some(fd) = record.init.and_then(pidfd) {
+            let _ = pidfd_signal(fd.as_fd(), libc::SIGKILL);
+        }
+        let layout = Layout::host();
+        if let Some(rec) = read_record(dir) {
+            // A paused container's processes die only once thawed.
+            let _ = freeze(&layout, &rec.cgroup, false);
+            driver::kill_all(&layout, &rec.cgroup);
+            let deadline = Instant::now() + KILL_TIMEOUT;
+            while !cgroup_pids(&layout, &rec.cgroup).is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            remove_freezer(&layout, &rec.cgroup);
+            driver::remove(&layout, &rec.cgroup)
+                .map_err(|e| OciError::io("remove the container's cgroups", e))?;
+            remove_default_parent(&layout, &rec.cgroup);
+        }
+        let _ = fs::remove_file(dir.file(GATE));
+        Ok(())
+    }
+}
