@@ -33,7 +33,6 @@ fn containerd_with_images(namespace: &str, work: &Path) -> Containerd {
 }
 
 #[test]
-#[ignore = "hull-oci's models wait for the executor (issue 11); run with HULL_OCI_TEST_RUNTIME=/usr/sbin/runc to check the test"]
 fn ctr_run_with_runc_binary() {
     let work = tempfile::tempdir().unwrap();
     let ctd = containerd_with_images("default", work.path());
@@ -102,7 +101,6 @@ fn ctr_run_with_runc_binary() {
 }
 
 #[test]
-#[ignore = "hull-oci's models wait for the executor (issue 11); run with HULL_OCI_TEST_RUNTIME=/usr/sbin/runc to check the test"]
 fn cri_runtime_handler_runs_a_pod() {
     let work = tempfile::tempdir().unwrap();
     let ctd = containerd_with_images("k8s.io", work.path());

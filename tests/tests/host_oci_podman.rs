@@ -21,7 +21,6 @@ fn args<'a>(opts: &'a [String], rest: &[&'a str]) -> Vec<&'a str> {
 }
 
 #[test]
-#[ignore = "hull-oci's models wait for the executor (issue 11); run with HULL_OCI_TEST_RUNTIME=/usr/sbin/runc to check the test"]
 fn podman_run_rm_exit_codes_and_output() {
     let (podman, opts) = setup();
     let out = podman.run(&args(
@@ -51,7 +50,6 @@ fn podman_run_rm_exit_codes_and_output() {
 }
 
 #[test]
-#[ignore = "hull-oci's models wait for the executor (issue 11); run with HULL_OCI_TEST_RUNTIME=/usr/sbin/runc to check the test"]
 fn podman_run_it_gets_a_terminal_through_the_console_socket() {
     let (podman, opts) = setup();
     // `script` gives podman a terminal of its own, as a user's shell would.
@@ -87,7 +85,6 @@ fn podman_run_it_gets_a_terminal_through_the_console_socket() {
 }
 
 #[test]
-#[ignore = "hull-oci's models wait for the executor (issue 11); run with HULL_OCI_TEST_RUNTIME=/usr/sbin/runc to check the test"]
 fn podman_detached_exec_logs_stop_rm() {
     let (podman, opts) = setup();
     let name = hull_tests::oci::unique("web");

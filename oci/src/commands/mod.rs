@@ -283,6 +283,17 @@ pub fn kill(ctx: &Context, args: &KillArgs) -> Result<()> {
     let record = dir.read()?;
     match record.status() {
         Status::Created | Status::Running | Status::Paused => {}
+        // As runc: `kill --all` of a stopped container signals whatever is left in its
+        // cgroup and succeeds (containerd's shim sends it after every task exit).
+        Status::Stopped if args.all => {
+            if let Err(e) = ctx
+                .runner(record.model)?
+                .signal(&dir, &record, signal, true)
+            {
+                tracing::debug!("kill --all of a stopped container: {e}");
+            }
+            return Ok(());
+        }
         Status::Stopped | Status::Creating => return Err(OciError::NotRunning(args.id.clone())),
     }
     ctx.runner(record.model)?

@@ -249,13 +249,28 @@ fn create_start_delete_walks_runc_statuses() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("not running"), "{err}");
+    kill(
+        &f.ctx,
+        &KillArgs {
+            all: true,
+            id: "c1".into(),
+            signal: "KILL".into(),
+        },
+    )
+    .expect("kill --all of a stopped container succeeds, as with runc");
     f.delete("c1", false).unwrap();
     assert!(entries(&f.root).is_empty(), "{:?}", entries(&f.root));
     let err = f.delete("c1", false).unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
     assert_eq!(
         f.calls(),
-        vec!["create c1", "start c1", "signal c1 9 false", "destroy c1"]
+        vec![
+            "create c1",
+            "start c1",
+            "signal c1 9 false",
+            "signal c1 9 true",
+            "destroy c1"
+        ]
     );
 }
 

@@ -62,22 +62,6 @@ fn read_record(dir: &Locked) -> Option<ProcessRecord> {
     serde_json::from_str(&text).ok()
 }
 
-/// Device cgroup rules runc adds to every container's (libcontainer's AllowedDevices):
-/// mknod of any node (the device cgroup still decides who may open it), the OCI default
-/// devices, and the pty devices. `(type, major, minor, access)`, `None` for any number.
-const DEFAULT_DEVICE_RULES: &[(&str, Option<i64>, Option<i64>, &str)] = &[
-    ("c", None, None, "m"),
-    ("b", None, None, "m"),
-    ("c", Some(1), Some(3), "rwm"),
-    ("c", Some(1), Some(8), "rwm"),
-    ("c", Some(1), Some(7), "rwm"),
-    ("c", Some(5), Some(0), "rwm"),
-    ("c", Some(1), Some(5), "rwm"),
-    ("c", Some(1), Some(9), "rwm"),
-    ("c", Some(136), None, "rwm"),
-    ("c", Some(5), Some(2), "rwm"),
-];
-
 fn device_rule(
     allow: bool,
     typ: LinuxDeviceType,
@@ -95,28 +79,19 @@ fn device_rule(
 }
 
 /// The device cgroup as runc builds it from a spec: deny everything unless the spec's own
-/// rules say otherwise, then the spec's rules, then runc's defaults and the spec's devices
-/// (last match wins). Without this, runtime-tools' default config (deny all) would forbid
-/// the container's own /dev/null.
+/// rules say otherwise, the spec's rules, then an allow rule per device of `linux.devices`
+/// (the executor appends runc's always-allowed devices after them; last match wins).
 fn device_rules(spec: &Spec) -> Vec<LinuxDeviceCgroup> {
     let linux = spec.linux().as_ref();
     let own: Vec<LinuxDeviceCgroup> = linux
         .and_then(|l| l.resources().as_ref())
         .and_then(|r| r.devices().clone())
         .unwrap_or_default();
-    let mut rules = Vec::with_capacity(own.len() + DEFAULT_DEVICE_RULES.len() + 1);
+    let mut rules = Vec::with_capacity(own.len() + 1);
     if own.is_empty() {
         rules.push(device_rule(false, LinuxDeviceType::A, None, None, "rwm"));
     }
     rules.extend(own);
-    for (t, major, minor, access) in DEFAULT_DEVICE_RULES {
-        let typ = if *t == "b" {
-            LinuxDeviceType::B
-        } else {
-            LinuxDeviceType::C
-        };
-        rules.push(device_rule(true, typ, *major, *minor, access));
-    }
     for d in linux.and_then(|l| l.devices().clone()).unwrap_or_default() {
         if matches!(
             d.typ(),
@@ -173,7 +148,7 @@ fn executor_spec(spec: &Spec, id: &str) -> Spec {
     }
     let mut resources = linux.resources().clone().unwrap_or_default();
     resources.set_devices(Some(rules));
-    if let Some(memory) = resources.memory().clone() {
+    if let Some(memory) = *resources.memory() {
         if memory.kernel().is_some() || memory.kernel_tcp().is_some() {
             // As runc since 1.0: kernel memory accounting is deprecated in the kernel and
             // in the runtime spec; the values are ignored, with a warning.
@@ -185,8 +160,42 @@ fn executor_spec(spec: &Spec, id: &str) -> Spec {
         }
     }
     linux.set_resources(Some(resources));
+    if let Some(seccomp) = linux.seccomp().clone() {
+        linux.set_seccomp(Some(known_syscalls_only(seccomp)));
+    }
     spec.set_linux(Some(linux));
     spec
+}
+
+/// The seccomp profile without system call names this architecture's table lacks, as runc
+/// (libseccomp) ignores them: podman's default profile names e.g. `pciconfig_iobase`,
+/// which x86_64 does not have. A rule left without names is dropped.
+fn known_syscalls_only(
+    mut seccomp: oci_spec::runtime::LinuxSeccomp,
+) -> oci_spec::runtime::LinuxSeccomp {
+    use hull_executor::seccomp::{is_foreign, number};
+    if let Some(rules) = seccomp.syscalls().clone() {
+        let kept = rules
+            .into_iter()
+            .filter_map(|mut rule| {
+                let (known, unknown): (Vec<String>, Vec<String>) = rule
+                    .names()
+                    .iter()
+                    .cloned()
+                    .partition(|n| number(n).is_some() || is_foreign(n));
+                if !unknown.is_empty() {
+                    tracing::debug!(?unknown, "seccomp: system calls unknown here ignored");
+                }
+                if known.is_empty() {
+                    return None;
+                }
+                rule.set_names(known);
+                Some(rule)
+            })
+            .collect();
+        seccomp.set_syscalls(Some(kept));
+    }
+    seccomp
 }
 
 /// A pidfd for `p`, if it is still that process.
@@ -252,38 +261,10 @@ fn connect_console(path: Option<&PathBuf>) -> Result<Option<UnixStream>> {
     .transpose()
 }
 
-/// On cgroup v1 the freezer is a hierarchy of its own, which the executor does not join:
-/// hull-oci puts the container there itself (runc joins every hierarchy).
+/// The v1 freezer hierarchy's directory of the container (the executor puts the container
+/// in every hierarchy, the freezer included).
 fn freezer_dir(layout: &Layout, path: &Path) -> Option<PathBuf> {
     (layout.version == Version::V1).then(|| layout.root.join("freezer").join(path))
-}
-
-/// Moves the (still gated, so alone) init into its v1 freezer cgroup.
-fn join_freezer(layout: &Layout, path: &Path, pid: i32) -> Result<()> {
-    let Some(dir) = freezer_dir(layout, path) else {
-        return Ok(());
-    };
-    if !layout.root.join("freezer").is_dir() {
-        return Ok(());
-    }
-    fs::create_dir_all(&dir).map_err(|e| OciError::io(format!("create {}", dir.display()), e))?;
-    fs::write(dir.join("cgroup.procs"), pid.to_string())
-        .map_err(|e| OciError::io(format!("join {}", dir.display()), e))
-}
-
-/// Removes the v1 freezer cgroup (bounded: killed processes leave it within milliseconds).
-fn remove_freezer(layout: &Layout, path: &Path) {
-    let Some(dir) = freezer_dir(layout, path) else {
-        return;
-    };
-    for _ in 0..100 {
-        match fs::remove_dir(&dir) {
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            _ => return,
-        }
-    }
 }
 
 /// Removes hull-oci's own parent cgroup (`/hull-oci`) where it is left empty, so no empty
@@ -419,7 +400,6 @@ impl Runner for ProcessRunner {
             },
         )
         .map_err(exec_err)?;
-        join_freezer(&Layout::host(), &record.cgroup, spawned.pid)?;
         ProcRef::of(spawned.pid)
             .ok_or_else(|| OciError::Runtime("the container's process ended during create".into()))
     }
@@ -482,7 +462,11 @@ impl Runner for ProcessRunner {
         }
         let spec = crate::commands::recorded_spec(dir)?;
         let host = Host::detect();
-        let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+        let seccomp = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().clone())
+            .map(known_syscalls_only);
         let plan =
             ProcessPlan::new(&req.process, seccomp.as_ref(), host.last_cap).map_err(exec_err)?;
         let init = record
@@ -568,7 +552,6 @@ impl Runner for ProcessRunner {
             while !cgroup_pids(&layout, &rec.cgroup).is_empty() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            remove_freezer(&layout, &rec.cgroup);
             driver::remove(&layout, &rec.cgroup)
                 .map_err(|e| OciError::io("remove the container's cgroups", e))?;
             remove_default_parent(&layout, &rec.cgroup);
