@@ -138,6 +138,12 @@ fn executor_spec(spec: &Spec, id: &str) -> Spec {
     let mut spec = spec.clone();
     // hull-oci runs the hooks itself (commands::create, start, delete).
     spec.set_hooks(None);
+    if let Some(mut process) = spec.process().clone() {
+        if let Some(caps) = process.capabilities().clone() {
+            process.set_capabilities(Some(ambient_within_inheritable(caps)));
+            spec.set_process(Some(process));
+        }
+    }
     if let Some(mounts) = spec.mounts().clone() {
         spec.set_mounts(Some(mounts.into_iter().map(without_bind_data).collect()));
     }
@@ -165,6 +171,28 @@ fn executor_spec(spec: &Spec, id: &str) -> Spec {
     }
     spec.set_linux(Some(linux));
     spec
+}
+
+/// The ambient set cut to what is also permitted and inheritable: the kernel cannot raise
+/// anything else, and runc and crun go on without it (`crun spec` writes an ambient set
+/// with an empty inheritable one); the executor refuses it.
+fn ambient_within_inheritable(
+    mut caps: oci_spec::runtime::LinuxCapabilities,
+) -> oci_spec::runtime::LinuxCapabilities {
+    if let Some(ambient) = caps.ambient().clone() {
+        let inheritable = caps.inheritable().clone().unwrap_or_default();
+        let permitted = caps.permitted().clone().unwrap_or_default();
+        let kept: std::collections::HashSet<_> = ambient
+            .iter()
+            .filter(|c| inheritable.contains(c) && permitted.contains(c))
+            .copied()
+            .collect();
+        if kept.len() != ambient.len() {
+            tracing::debug!("ambient capabilities outside inheritable/permitted dropped");
+        }
+        caps.set_ambient(Some(kept));
+    }
+    caps
 }
 
 /// The seccomp profile without system call names this architecture's table lacks, as runc
