@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use crate::config::{
-    DiskConfig, NetConfig, SerialOutput, VmConfig, VsockConfig, DEFAULT_GUEST_CID,
+    DiskConfig, FsConfig, NetConfig, SerialOutput, VmConfig, VsockConfig, DEFAULT_GUEST_CID,
 };
 use crate::error::{Error, Result};
 
@@ -31,6 +31,8 @@ Options:
       --net <fd=N|tap=NAME,mac=MAC[,mtu=M]>
                                    A virtio-net device on a TAP: an inherited descriptor
                                    (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR) or one opened by name
+      --fs <socket=PATH,tag=TAG>   A virtio-fs device served by the vhost-user backend
+                                   (virtiofsd) listening on PATH; repeatable
       --serial <stdout|none|FILE>  Serial console output: stdout, none or a file path
       --config <FILE.json>         JSON configuration file (options given as well override it)
       --no-seccomp                 Do not confine the VMM's threads with seccomp (debugging only)
@@ -65,6 +67,7 @@ struct Args {
     vsock: Option<PathBuf>,
     vsock_cid: Option<u32>,
     net: Option<String>,
+    fs: Vec<String>,
     serial: Option<String>,
     config: Option<PathBuf>,
     no_seccomp: bool,
@@ -105,6 +108,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
                 number(&mut parser, "--vsock-cid")?,
             )?,
             Long("net") => set_once(&mut args.net, "--net", text(&mut parser, "--net")?)?,
+            Long("fs") => args.fs.push(text(&mut parser, "--fs")?),
             Long("serial") => {
                 set_once(&mut args.serial, "--serial", text(&mut parser, "--serial")?)?
             }
@@ -233,6 +237,13 @@ fn build_config(args: Args) -> Result<VmConfig> {
     }
     if let Some(net) = args.net {
         config.net = Some(NetConfig::parse(&net)?);
+    }
+    if !args.fs.is_empty() {
+        config.fs = args
+            .fs
+            .iter()
+            .map(|f| FsConfig::parse(f))
+            .collect::<Result<_>>()?;
     }
     if let Some(serial) = args.serial {
         config.serial = SerialOutput::from(serial);

@@ -158,6 +158,58 @@ fn parse_mac(text: &str) -> Option<[u8; 6]> {
     Some(mac)
 }
 
+/// Longest virtio-fs tag (the device's configuration space holds 36 bytes).
+pub const MAX_FS_TAG_LEN: usize = 36;
+
+/// A virtio-fs device served by a vhost-user backend (virtiofsd) on a Unix socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FsConfig {
+    /// The backend's listening socket (connected to before the jail is entered).
+    pub socket: PathBuf,
+    /// The tag the guest mounts (`mount -t virtiofs TAG DIR`).
+    pub tag: String,
+}
+
+impl FsConfig {
+    /// Parses `socket=PATH,tag=TAG`.
+    pub fn parse(spec: &str) -> Result<FsConfig> {
+        let bad = |why: &str| Error::Config(format!("--fs {spec:?}: {why}"));
+        let (mut socket, mut tag) = (None, None);
+        for part in spec.split(',') {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| bad(&format!("{part:?} is not KEY=VALUE")))?;
+            match key {
+                "socket" => socket = Some(PathBuf::from(value)),
+                "tag" => tag = Some(value.to_string()),
+                other => return Err(bad(&format!("unknown option {other:?}"))),
+            }
+        }
+        let fs = FsConfig {
+            socket: socket.ok_or_else(|| bad("socket=PATH is required"))?,
+            tag: tag.ok_or_else(|| bad("tag=TAG is required"))?,
+        };
+        fs.validate().map_err(|e| bad(&e))?;
+        Ok(fs)
+    }
+
+    /// A non-empty socket path and a tag of 1 to 36 printable ASCII bytes without spaces.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.socket.as_os_str().is_empty() {
+            return Err("empty socket path".into());
+        }
+        let printable = self.tag.bytes().all(|b| b.is_ascii_graphic());
+        if self.tag.is_empty() || self.tag.len() > MAX_FS_TAG_LEN || !printable {
+            return Err(format!(
+                "tag {:?} must be 1 to {MAX_FS_TAG_LEN} printable ASCII characters without spaces",
+                self.tag
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Where the guest's serial console output goes.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(from = "String", into = "String")]
@@ -218,6 +270,9 @@ pub struct VmConfig {
     /// Optional virtio-net device.
     #[serde(default)]
     pub net: Option<NetConfig>,
+    /// virtio-fs devices (vhost-user); with any, guest RAM is a shared memfd.
+    #[serde(default)]
+    pub fs: Vec<FsConfig>,
     /// Serial console output.
     #[serde(default)]
     pub serial: SerialOutput,
@@ -248,6 +303,7 @@ impl VmConfig {
             disks: Vec::new(),
             vsock: None,
             net: None,
+            fs: Vec::new(),
             serial: SerialOutput::Stdout,
             seccomp: false,
             jail: None,
@@ -273,8 +329,10 @@ impl VmConfig {
                 self.memory_mib
             )));
         }
-        let devices =
-            self.disks.len() + usize::from(self.vsock.is_some()) + usize::from(self.net.is_some());
+        let devices = self.disks.len()
+            + usize::from(self.vsock.is_some())
+            + usize::from(self.net.is_some())
+            + self.fs.len();
         if devices > MAX_VIRTIO_DEVICES {
             return Err(Error::Config(format!(
                 "{devices} virtio devices requested, at most {MAX_VIRTIO_DEVICES} are supported"
@@ -290,6 +348,15 @@ impl VmConfig {
             if vsock.uds_path.as_os_str().is_empty() {
                 return Err(Error::Config("vsock: empty socket path".into()));
             }
+        }
+        for fs in &self.fs {
+            fs.validate()
+                .map_err(|e| Error::Config(format!("fs {:?}: {e}", fs.tag)))?;
+        }
+        let mut tags: Vec<&str> = self.fs.iter().map(|f| f.tag.as_str()).collect();
+        tags.sort_unstable();
+        if let Some(w) = tags.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::Config(format!("fs: tag {:?} given twice", w[0])));
         }
         if let Some(jail) = &self.jail {
             jail.validate()?;
@@ -355,6 +422,28 @@ mod tests {
             let e = NetConfig::parse(bad).unwrap_err().to_string();
             assert!(e.contains(word) && e.contains("--net"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn fs_spec_parsing() {
+        let f = FsConfig::parse("socket=/j/fs0.sock,tag=hullvol0").unwrap();
+        assert_eq!(f.socket, PathBuf::from("/j/fs0.sock"));
+        assert_eq!(f.tag, "hullvol0");
+        for (bad, word) in [
+            ("tag=a", "socket"),
+            ("socket=/s", "tag"),
+            ("socket=/s,tag=", "tag"),
+            ("socket=/s,tag=a b", "tag"),
+            ("socket=/s,tag=0123456789012345678901234567890123456", "36"),
+            ("socket=,tag=a", "socket"),
+            ("socket=/s,tag=a,cache=always", "cache"),
+        ] {
+            let e = FsConfig::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(word) && e.contains("--fs"), "{bad}: {e}");
+        }
+        let mut c = VmConfig::new("/k");
+        c.fs = vec![f.clone(), f];
+        assert!(c.validate().unwrap_err().to_string().contains("twice"));
     }
 
     #[test]

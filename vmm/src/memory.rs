@@ -1,6 +1,9 @@
 //! Guest physical memory: the layout constants of docs/vmm.md and the vm-memory mapping.
 
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use std::fs::File;
+use std::os::fd::FromRawFd;
+
+use vm_memory::{FileOffset, GuestAddress, GuestMemoryMmap};
 
 use crate::error::{Error, Result};
 
@@ -72,6 +75,57 @@ pub fn create_guest_memory(mib: u64) -> Result<GuestMemoryMmap> {
         .map_err(|e| Error::Memory(format!("cannot map {mib} MiB of guest RAM: {e}")))
 }
 
+/// Maps `mib` MiB of guest RAM that another process can map too: one sealed `memfd`
+/// mapped `MAP_SHARED`, each RAM range at its own offset. Used when a vhost-user device
+/// (virtio-fs) is attached, whose backend gets the memfd and reads and writes guest memory
+/// directly. The memfd is sealed against growing and shrinking, so the backend cannot
+/// truncate it under the VMM's mapping (which would turn guest accesses into SIGBUS).
+pub fn create_shared_guest_memory(mib: u64) -> Result<GuestMemoryMmap> {
+    if !(MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&mib) {
+        return Err(Error::Config(format!(
+            "memory: {mib} MiB is outside {MIN_MEMORY_MIB}..={MAX_MEMORY_MIB} MiB"
+        )));
+    }
+    let size = mib << 20;
+    let file = sealed_memfd(size)
+        .map_err(|e| Error::Memory(format!("cannot create {mib} MiB of shared guest RAM: {e}")))?;
+    let mut offset = 0u64;
+    let ranges: Vec<_> = ram_ranges(size)
+        .into_iter()
+        .map(|(addr, len)| {
+            let range = (addr, len, Some(FileOffset::new(file.try_clone()?, offset)));
+            offset += len as u64;
+            Ok(range)
+        })
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| Error::Memory(format!("guest RAM memfd: {e}")))?;
+    GuestMemoryMmap::from_ranges_with_files(ranges)
+        .map_err(|e| Error::Memory(format!("cannot map {mib} MiB of shared guest RAM: {e}")))
+}
+
+/// A memfd of `size` bytes whose size can no longer change.
+fn sealed_memfd(size: u64) -> std::io::Result<File> {
+    // SAFETY: the name is a NUL-terminated literal; the flags are valid memfd_create flags.
+    let fd = unsafe {
+        libc::memfd_create(
+            c"hull-guest-ram".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by memfd_create and is owned by nothing else.
+    let file = unsafe { File::from_raw_fd(fd) };
+    file.set_len(size)?;
+    let seals = libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
+    // SAFETY: F_ADD_SEALS on a memfd we own, with valid seal bits; no memory is passed.
+    if unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(file)
+}
+
 /// End (exclusive) of the RAM below the MMIO gap.
 pub fn low_ram_end(mem: &GuestMemoryMmap) -> u64 {
     use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
@@ -108,5 +162,31 @@ mod tests {
         ));
         let mem = create_guest_memory(32).unwrap();
         assert_eq!(low_ram_end(&mem), 32 << 20);
+        assert!(matches!(
+            create_shared_guest_memory(1),
+            Err(Error::Config(_))
+        ));
+    }
+
+    #[test]
+    fn shared_memory_is_one_sealed_memfd_seen_by_another_mapping() {
+        use std::os::fd::AsRawFd;
+        use vm_memory::{Bytes, GuestMemoryBackend, GuestMemoryRegion};
+        let mem = create_shared_guest_memory(16).unwrap();
+        let region = mem.iter().next().unwrap();
+        let file = region.file_offset().expect("backed by the memfd").file();
+        assert_eq!(file.metadata().unwrap().len(), 16 << 20);
+        // A write through the guest mapping is visible through the file (another process
+        // mapping the fd sees the same pages).
+        mem.write_obj(0x1234_5678_u32, GuestAddress(0x2000)).unwrap();
+        let mut word = [0u8; 4];
+        std::os::unix::fs::FileExt::read_exact_at(file, &mut word, 0x2000).unwrap();
+        assert_eq!(u32::from_le_bytes(word), 0x1234_5678);
+        // The backend cannot resize it.
+        assert!(file.set_len(4096).is_err());
+        assert!(file.set_len(32 << 20).is_err());
+        // SAFETY: F_GET_SEALS on a valid fd.
+        let seals = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GET_SEALS) };
+        assert_ne!(seals & libc::F_SEAL_SEAL, 0);
     }
 }

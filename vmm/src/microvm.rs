@@ -21,13 +21,14 @@ use crate::devices::serial::{
     SerialDevice, SerialSink, SERIAL_IRQ, SERIAL_PORT_BASE, SERIAL_PORT_LEN,
 };
 use crate::devices::virtio::block::Block;
+use crate::devices::virtio::fs::Fs;
 use crate::devices::virtio::manager::VirtioMmioDevices;
 use crate::devices::virtio::net::Net;
 use crate::devices::virtio::vsock::Vsock;
 use crate::error::{os, Error, Result};
 use crate::event_loop::{new_event_loop, EventLoop, Wakeup};
 use crate::exit::{ExitNotifier, ExitReason};
-use crate::memory::create_guest_memory;
+use crate::memory::{create_guest_memory, create_shared_guest_memory};
 use crate::seccomp::{self, ThreadKind};
 use crate::vcpu::{self, Vcpu, VcpuContext};
 use crate::vm::Vm;
@@ -68,7 +69,12 @@ impl MicroVm {
     pub fn new(config: &VmConfig) -> Result<MicroVm> {
         config.validate()?;
         vcpu::install_kick_handler()?;
-        let mem = create_guest_memory(config.memory_mib)?;
+        // A vhost-user backend (virtio-fs) maps guest RAM itself: then RAM is a shared memfd.
+        let mem = if config.fs.is_empty() {
+            create_guest_memory(config.memory_mib)?
+        } else {
+            create_shared_guest_memory(config.memory_mib)?
+        };
         let vm = Vm::new(&mem)?;
         let exit = Arc::new(ExitNotifier::new().map_err(os("creating the exit eventfd"))?);
         let mut events = new_event_loop()?;
@@ -101,6 +107,9 @@ impl MicroVm {
         }
         if let Some(net_config) = &config.net {
             virtio.attach(&vm, &mem, &mut mmio, &mut events, Net::new(net_config)?)?;
+        }
+        for fs_config in &config.fs {
+            virtio.attach(&vm, &mem, &mut mmio, &mut events, Fs::new(fs_config)?)?;
         }
 
         let boot_info = boot::load_linux(

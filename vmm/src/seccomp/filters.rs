@@ -50,6 +50,8 @@ const COMMON: &[i64] = &[
 /// (preadv/pwritev/fdatasync), vsock sockets (accept, recv, non-blocking connect to
 /// AF_UNIX only, shutdown, close, FIONBIO), virtio-net's TAP (readv/writev, and
 /// TUNSETOFFLOAD once the driver's features are known), the socket file's removal at exit,
+/// virtio-fs's vhost-user socket (sendmsg with the ring eventfds and the memory fd when
+/// the driver starts the device; nothing is read from it on the loop),
 /// and the vCPU kick at the end (tgkill with the pid).
 const MAIN: &[i64] = &[
     libc::SYS_epoll_wait,
@@ -66,6 +68,7 @@ const MAIN: &[i64] = &[
     libc::SYS_accept4,
     libc::SYS_recvfrom,
     libc::SYS_sendto,
+    libc::SYS_sendmsg,
     libc::SYS_connect,
     libc::SYS_shutdown,
     libc::SYS_unlink,

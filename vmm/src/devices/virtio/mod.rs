@@ -13,6 +13,7 @@
 
 pub mod block;
 pub mod chain;
+pub mod fs;
 pub mod manager;
 pub mod mmio;
 pub mod net;
