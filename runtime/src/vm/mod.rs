@@ -22,6 +22,7 @@ pub mod launch;
 pub mod machine;
 pub mod relay;
 pub mod upper;
+pub mod virtiofs;
 
 use std::fs::File;
 use std::os::unix::net::UnixListener;
