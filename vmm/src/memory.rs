@@ -178,7 +178,8 @@ mod tests {
         assert_eq!(file.metadata().unwrap().len(), 16 << 20);
         // A write through the guest mapping is visible through the file (another process
         // mapping the fd sees the same pages).
-        mem.write_obj(0x1234_5678_u32, GuestAddress(0x2000)).unwrap();
+        mem.write_obj(0x1234_5678_u32, GuestAddress(0x2000))
+            .unwrap();
         let mut word = [0u8; 4];
         std::os::unix::fs::FileExt::read_exact_at(file, &mut word, 0x2000).unwrap();
         assert_eq!(u32::from_le_bytes(word), 0x1234_5678);

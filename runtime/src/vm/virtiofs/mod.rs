@@ -42,8 +42,11 @@ pub struct VirtiofsdConfig {
     pub source: PathBuf,
     /// Whether the guest may only read it.
     pub read_only: bool,
-    /// Where the listening socket is bound (the VMM connects here).
+    /// The listening socket's path (the VMM connects here; removed at the end).
     pub socket: PathBuf,
+    /// The path `bind` uses for it: the same file, possibly named by a shorter path
+    /// (a Unix socket path is limited to 107 bytes).
+    pub bind_path: PathBuf,
     /// virtiofsd's stderr.
     pub log: PathBuf,
 }
@@ -73,12 +76,12 @@ impl Virtiofsd {
                 cfg.source.display()
             )));
         }
-        match std::fs::remove_file(&cfg.socket) {
+        match std::fs::remove_file(&cfg.bind_path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(VmError::io("remove a stale virtiofsd socket", e)),
         }
-        let listener = UnixListener::bind(&cfg.socket)
+        let listener = UnixListener::bind(&cfg.bind_path)
             .map_err(|e| VmError::io(format!("bind {}", cfg.socket.display()), e))?;
         let log = crate::private_fs::create(&cfg.log)
             .map_err(|e| VmError::io(format!("create {}", cfg.log.display()), e))?;
@@ -113,7 +116,9 @@ impl Virtiofsd {
                 libc::setsid();
                 check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0)?;
                 if libc::getppid() != parent {
-                    return Err(std::io::Error::other("hull exited while starting virtiofsd"));
+                    return Err(std::io::Error::other(
+                        "hull exited while starting virtiofsd",
+                    ));
                 }
                 check(libc::unshare(libc::CLONE_NEWNS) == 0)?;
                 let none = c"none".as_ptr();

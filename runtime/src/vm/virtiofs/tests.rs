@@ -19,6 +19,7 @@ fn config(dir: &Path, source: &Path, read_only: bool) -> VirtiofsdConfig {
         source: source.to_path_buf(),
         read_only,
         socket: dir.join("fs0.sock"),
+        bind_path: dir.join("fs0.sock"),
         log: dir.join("virtiofsd-0.log"),
     }
 }
@@ -54,7 +55,7 @@ fn root_mount_options(pid: u32) -> String {
         .map(|l| l.split(' ').collect::<Vec<_>>())
         .filter(|f| f.len() > 5 && f[4] == "/")
         .map(|f| f[5].to_string())
-        .last()
+        .next_back()
         .expect("a / mount")
 }
 
@@ -112,7 +113,10 @@ fn stop_kills_a_virtiofsd_nobody_connected_to_and_removes_its_socket() {
     let fsd = Virtiofsd::spawn(&cfg).unwrap();
     let pid = fsd.pid();
     fsd.stop();
-    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "virtiofsd {pid} still there");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "virtiofsd {pid} still there"
+    );
     assert!(!cfg.socket.exists());
 }
 

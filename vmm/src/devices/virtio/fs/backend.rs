@@ -196,7 +196,9 @@ impl Backend {
             .map_err(vhost_error("SET_MEM_TABLE"))?;
         for (index, ring) in plan.rings.iter().enumerate() {
             let (Some(call), Some(kick)) = (calls.get(index), kicks.get(index)) else {
-                return Err(Error::Device(format!("virtio-fs: no eventfds for queue {index}")));
+                return Err(Error::Device(format!(
+                    "virtio-fs: no eventfds for queue {index}"
+                )));
             };
             f.set_vring_num(index, ring.size)
                 .map_err(vhost_error("SET_VRING_NUM"))?;
@@ -220,7 +222,6 @@ impl Backend {
         }
         Ok(())
     }
-
 }
 
 /// Runs `exchange`; if it has not returned after [`BACKEND_TIMEOUT`], shuts `socket` (a
@@ -230,8 +231,7 @@ fn with_deadline<T>(socket: UnixStream, exchange: impl FnOnce() -> T) -> T {
     let watchdog = std::thread::Builder::new()
         .name("vhost-deadline".into())
         .spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(BACKEND_TIMEOUT)
-            {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(BACKEND_TIMEOUT) {
                 let _ = socket.shutdown(std::net::Shutdown::Both);
             }
         });

@@ -81,7 +81,9 @@ impl Fs {
     /// Wraps a connected backend.
     pub fn with_backend(tag: String, backend: Backend) -> Result<Fs> {
         if tag.is_empty() || tag.len() > MAX_FS_TAG_LEN {
-            return Err(Error::Config(format!("virtio-fs tag {tag:?}: 1 to 36 bytes")));
+            return Err(Error::Config(format!(
+                "virtio-fs tag {tag:?}: 1 to 36 bytes"
+            )));
         }
         let kicks = QueueEvents::new(NUM_QUEUES)?;
         let kicks_for_backend = kicks

@@ -116,8 +116,11 @@ fn host(mem: &GuestMemoryMmap, gpa: u64) -> u64 {
 #[test]
 fn activation_hands_the_backend_shared_memory_rings_kicks_and_calls() {
     let (sock, rx) = recording_backend(VERSION_1 | (1 << 29) | (1 << 30));
-    let fs = Fs::with_backend("vol0".into(), Backend::from_stream(sock, NUM_QUEUES).unwrap())
-        .unwrap();
+    let fs = Fs::with_backend(
+        "vol0".into(),
+        Backend::from_stream(sock, NUM_QUEUES).unwrap(),
+    )
+    .unwrap();
     assert_eq!(next(&rx).request, SET_OWNER);
     assert_eq!(next(&rx).request, GET_FEATURES);
     // Only the ring features pass to the driver (VERSION_1 is the transport's; bit 30,
@@ -175,9 +178,15 @@ fn activation_hands_the_backend_shared_memory_rings_kicks_and_calls() {
     let mut calls = Vec::new();
     for (index, base) in [(0u32, 0x10_0000u64), (1, 0x20_0000)] {
         let m = next(&rx);
-        assert_eq!((m.request, m.u32_at(0), m.u32_at(4)), (SET_VRING_NUM, index, 256));
+        assert_eq!(
+            (m.request, m.u32_at(0), m.u32_at(4)),
+            (SET_VRING_NUM, index, 256)
+        );
         let m = next(&rx);
-        assert_eq!((m.request, m.u32_at(0), m.u32_at(4)), (SET_VRING_BASE, index, 0));
+        assert_eq!(
+            (m.request, m.u32_at(0), m.u32_at(4)),
+            (SET_VRING_BASE, index, 0)
+        );
         // struct vhost_vring_addr: index, flags, desc, used, avail, log.
         let m = next(&rx);
         assert_eq!(m.request, SET_VRING_ADDR);
@@ -199,7 +208,10 @@ fn activation_hands_the_backend_shared_memory_rings_kicks_and_calls() {
     {
         let dev = fs.lock().unwrap();
         assert_eq!(dev.queue_events().as_slice()[1].read().unwrap(), 1);
-        assert!(dev.queue_events().as_slice()[0].read().is_err(), "queue 0 not kicked");
+        assert!(
+            dev.queue_events().as_slice()[0].read().is_err(),
+            "queue 0 not kicked"
+        );
     }
 
     // The backend's call becomes the guest's interrupt with "used ring" in InterruptStatus.
@@ -313,8 +325,11 @@ fn a_backend_hang_up_marks_the_device_broken() {
         rx.recv().unwrap();
         // The backend goes away.
     });
-    let fs = Fs::with_backend("v".into(), Backend::from_stream(frontend, NUM_QUEUES).unwrap())
-        .unwrap();
+    let fs = Fs::with_backend(
+        "v".into(),
+        Backend::from_stream(frontend, NUM_QUEUES).unwrap(),
+    )
+    .unwrap();
     let fs = Arc::new(Mutex::new(fs));
     let mut events = EventManager::<Arc<Mutex<dyn MutEventSubscriber + Send>>>::new().unwrap();
     events.add_subscriber(fs.clone());
