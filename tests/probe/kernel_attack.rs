@@ -146,13 +146,14 @@ fn make_node(path: &str, kind: libc::mode_t, dev: libc::dev_t) -> String {
     }
 }
 
-/// Opens a device node for reading (and reads), then for writing.
+/// Opens a device node for reading (and reads), then for writing; never waits (a serial
+/// line's open would wait for its carrier).
 fn use_node(key: &str, path: &str) {
-    match try_open(path, libc::O_RDONLY) {
+    match try_open(path, libc::O_RDONLY | libc::O_NONBLOCK) {
         (_, Some(fd)) => report(&format!("{key}_read"), read_some(&fd)),
         (e, None) => report(&format!("{key}_read"), format!("open:{e}")),
     }
-    let (e, fd) = try_open(path, libc::O_WRONLY);
+    let (e, fd) = try_open(path, libc::O_WRONLY | libc::O_NONBLOCK);
     report(
         &format!("{key}_write"),
         if fd.is_some() {
@@ -197,6 +198,7 @@ fn device(spec: &str) -> Result<(), String> {
         .split_once(':')
         .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
         .ok_or_else(|| format!("not MAJ:MIN: {numbers:?}"))?;
+    report(&format!("{key}_dev"), format!("{major}:{minor}"));
     let dev = libc::makedev(major, minor);
     for dir in ["dev", "tmp"] {
         let path = format!("/{dir}/hull-probe-{key}");

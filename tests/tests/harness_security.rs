@@ -13,6 +13,11 @@ use vm_common::{vm_harness, Results};
 /// the host listens on and on another, and VMADDR_CID_ANY.
 const VSOCK_TARGETS: &str = "1:1025 3:1025 2:1024 2:1025 2:5000 4294967295:1025";
 
+/// Raw devices a container might reach in the guest: the image disk and the writable
+/// layer disk (their numbers from the guest's sysfs), the serial console, /dev/kmsg, and
+/// the nodes the test image ships.
+const KERNEL_TARGETS: &str = "blk:vda blk:vdb chr:4:64 chr:1:11 node:/evil-vdb node:/evil-ttyS0";
+
 /// The same attacks as the process-mode tests, from inside the guest: vsock (to the agent
 /// and to the host, as root and as a user, in the first process and in exec'd ones),
 /// terminal injection, uid 4294967295. hull exec keeps working throughout.
@@ -44,7 +49,20 @@ t uid_group hull run --rm $V -u 0:4294967295 $I id
 t uid_ghost hull run --rm $V -u ghost $I id
 t uid_exec hull exec -u 4294967295 victim id
 t exec_still_ok hull exec victim sh -c 'echo exec-works'
+# An image shipping device nodes open to everyone: the guest's writable layer disk
+# (virtio-blk's first dynamic major, 254:16 = vdb) and its serial console (4:64). Made here:
+# the harness's initramfs carries no device nodes from the host.
+mkdir -p /images/evil && cp -a /images/busybox/. /images/evil/
+mknod -m 666 /images/evil/evil-vdb b 254 16
+mknod -m 666 /images/evil/evil-ttyS0 c 4 64
+t import_evil hull image import --rootfs /images/evil -t hull/evil --cmd '["sh"]' -q
+E=hull/evil
+t kern_root hull run --rm $V $E hull-probe kernel-attack 300 {KERNEL_TARGETS}
+t kern_user hull run --rm $V -u 1000:1000 $E hull-probe kernel-attack 300 {KERNEL_TARGETS}
+t kern_exec hull exec victim hull-probe kernel-attack 300 blk:vda blk:vdb chr:4:64 chr:1:11
 t rm hull rm -f victim
+t race_run hull run -d $V --name racer $I true
+t race_rm hull rm -f racer
 record left_vmms "$(ps -o comm | grep -c '^hull-vmm')"
 record left_containers "$(ls /var/lib/hull/run/containers | grep -v '^\.' | wc -l)"
 "#
@@ -116,8 +134,73 @@ record left_containers "$(ls /var/lib/hull/run/containers | grep -v '^\.' | wc -
         r.expect_err_contains(step, "4294967295");
         r.expect_out(step, "");
     }
+    r.expect_code("import_evil", 0);
+    for (step, image_nodes) in [
+        ("kern_root", true),
+        ("kern_user", true),
+        ("kern_exec", false),
+    ] {
+        kernel_attack_held(&mut r, step, image_nodes);
+    }
+    // A container that exits at once, removed while hull may still be starting or
+    // reaping it: nothing is left (checked below with the rest).
+    r.expect_code("race_run", 0);
+    r.expect_code("race_rm", 0);
     r.expect_code("rm", 0);
     r.expect_out("left_vmms", "0\n");
     r.expect_out("left_containers", "0\n");
     r.finish();
+}
+
+/// What `hull-probe kernel-attack` must report from a vm container: no kernel memory or
+/// page-frame table, no uevent socket, no device node made (CAP_MKNOD is not given in the
+/// guest, which has no device cgroup) and none of the image's nodes opened (the
+/// container's root is mounted nodev).
+fn kernel_attack_held(r: &mut Results, step: &str, image_nodes: bool) {
+    let got = reports(r.out(step));
+    let what = format!("{step}: {:?} (stderr {:?})", r.out(step), r.err(step));
+    r.expect_code(step, 0);
+    r.check(
+        got.get("kernel_attack").map(String::as_str) == Some("done"),
+        what.clone(),
+    );
+    for file in ["kpageflags", "kpagecount", "kpagecgroup", "kcore"] {
+        let v = got.get(&format!("read_{file}")).map(String::as_str);
+        r.check(
+            v.is_some_and(|v| v == "ok:0" || v.starts_with("open:")),
+            format!("/proc/{file}: {what}"),
+        );
+    }
+    r.check(
+        got.get("write_sysrq_trigger")
+            .is_some_and(|v| v.starts_with("open:")),
+        format!("sysrq: {what}"),
+    );
+    r.check(
+        got.get("uevent_socket").map(String::as_str) == Some("EPERM"),
+        format!("uevent: {what}"),
+    );
+    for key in ["blk_vda", "blk_vdb", "chr_4_64", "chr_1_11"] {
+        for dir in ["dev", "tmp"] {
+            let made = got.get(&format!("mknod_{dir}_{key}")).map(String::as_str);
+            // Root: EPERM (no CAP_MKNOD); uid 1000 may already fail on the directory.
+            r.check(
+                made == Some("EPERM") || (step == "kern_user" && made == Some("EACCES")),
+                format!("mknod {dir} {key}: {what}"),
+            );
+        }
+    }
+    let nodes: &[&str] = if image_nodes {
+        &["evil-vdb", "evil-ttyS0"]
+    } else {
+        &[]
+    };
+    for node in nodes {
+        for access in ["read", "write"] {
+            let v = got
+                .get(&format!("node_{node}_{access}"))
+                .map(String::as_str);
+            r.check(v == Some("open:EACCES"), format!("{node} {access}: {what}"));
+        }
+    }
 }

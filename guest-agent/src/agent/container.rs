@@ -12,10 +12,34 @@ use hull_executor::plan::{Host, Plan, ProcessPlan, RootSource};
 use hull_executor::spawn::{self, ExecTarget, Options, Spawned};
 use hull_executor::{Error, Stage};
 use hull_protocol::{ContainerSpec, ExecSpec, StdioSpec};
-use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Spec};
+use oci_spec::runtime::{
+    Capabilities, Capability, LinuxNamespaceType, LinuxSeccomp, Process, Spec,
+};
 
 use super::reaper;
 use super::stdio::{Child, Streams};
+
+/// Takes CAP_MKNOD out of every capability set of `process`, whatever the host asked:
+/// the guest has no device cgroup to refuse the nodes a container would make.
+pub fn without_mknod(process: &mut Process) {
+    let Some(mut caps) = process.capabilities().clone() else {
+        return;
+    };
+    let strip = |set: &Option<Capabilities>| {
+        set.as_ref().map(|s| {
+            s.iter()
+                .filter(|c| **c != Capability::Mknod)
+                .copied()
+                .collect()
+        })
+    };
+    caps.set_bounding(strip(caps.bounding()));
+    caps.set_effective(strip(caps.effective()));
+    caps.set_inheritable(strip(caps.inheritable()));
+    caps.set_permitted(strip(caps.permitted()));
+    caps.set_ambient(strip(caps.ambient()));
+    process.set_capabilities(Some(caps));
+}
 
 /// How long a new process may take to reach execve.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -27,8 +51,15 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// - the device cgroup rules go: the guest kernel has no cgroup BPF (the v2 device
 ///   controller), and the spec's device nodes are still the only ones made. The VM is the
 ///   device boundary: the guest sees only its virtio disks, console and vsock. The
-///   container still gets its cgroup (`linux.cgroupsPath`) in the guest.
+///   container still gets its cgroup (`linux.cgroupsPath`) in the guest;
+/// - without a device cgroup, CAP_MKNOD would open any of those devices (the disks raw,
+///   the console) to the container's root: it goes ([`without_mknod`]), and the root the
+///   agent assembled is `nodev` (`mounts.rs`).
 pub fn guest_spec(mut spec: Spec, root: &Path, shares_guest_network: bool) -> Spec {
+    if let Some(mut process) = spec.process().clone() {
+        without_mknod(&mut process);
+        spec.set_process(Some(process));
+    }
     let mut r = spec.root().clone().unwrap_or_default();
     r.set_path(root.to_path_buf());
     spec.set_root(Some(r));
@@ -126,6 +157,7 @@ impl Running {
     /// Starts another process in the container.
     pub fn exec(&self, req: &ExecSpec) -> Result<Child, Error> {
         let mut process = (*req.process).clone();
+        without_mknod(&mut process);
         if let Some(user) = &req.user {
             // The running container's own account files, read inside its root.
             let root = PathBuf::from(format!("/proc/{}/root", self.main_pid));
@@ -220,6 +252,42 @@ mod tests {
             .unwrap()
             .len();
         assert_eq!(n, 3, "--network none: a namespace of its own");
+    }
+
+    /// CAP_MKNOD is taken out of every set, for the first process and for exec.
+    #[test]
+    fn no_process_gets_cap_mknod_in_the_guest() {
+        use oci_spec::runtime::LinuxCapabilities;
+        let set: Capabilities = [Capability::Mknod, Capability::Chown].into_iter().collect();
+        let mut caps = LinuxCapabilities::default();
+        caps.set_bounding(Some(set.clone()))
+            .set_effective(Some(set.clone()))
+            .set_permitted(Some(set.clone()))
+            .set_inheritable(Some(set.clone()))
+            .set_ambient(Some(set));
+        let mut s = spec();
+        let mut process = Process::default();
+        process.set_capabilities(Some(caps));
+        s.set_process(Some(process));
+        let s = guest_spec(s, Path::new("/r"), false);
+        let caps = s
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .clone()
+            .unwrap();
+        for set in [
+            caps.bounding(),
+            caps.effective(),
+            caps.permitted(),
+            caps.inheritable(),
+            caps.ambient(),
+        ] {
+            let set = set.as_ref().unwrap();
+            assert!(!set.contains(&Capability::Mknod), "{set:?}");
+            assert!(set.contains(&Capability::Chown), "{set:?}");
+        }
     }
 
     /// Without device rules the container still gets a cgroup of its own.

@@ -156,10 +156,15 @@ fn mount_scratch() -> Result<()> {
 /// Mounts the image read-only and an overlay with the writable layer on top at
 /// [`CONTAINER_ROOT`]. Everything else in the container's root (/proc, /dev and its nodes,
 /// /sys, masked paths...) is the spec's, made by the executor.
+///
+/// Every mount of the root is `nodev`: the guest has no device cgroup, so a device node
+/// the image ships (or an earlier run left in the layer) would otherwise open the guest's
+/// disks or console to any user of the container. Only the spec's /dev (a mount of its
+/// own on top) carries usable nodes.
 pub fn mount_container_root(readonly: bool) -> Result<PathBuf> {
     wait_for_device(ROOT_DEVICE, Duration::from_secs(10))?;
     fs::create_dir_all(LOWER)?;
-    let ro = MsFlags::MS_RDONLY;
+    let ro = MsFlags::MS_RDONLY | MsFlags::MS_NODEV;
     let lower_ok = ["erofs", "ext4"]
         .iter()
         .any(|fstype| mount(Some(ROOT_DEVICE), LOWER, Some(*fstype), ro, None::<&str>).is_ok());
@@ -181,7 +186,7 @@ pub fn mount_container_root(readonly: bool) -> Result<PathBuf> {
             None::<&str>,
             root,
             None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NODEV,
             None::<&str>,
         )
         .context("remount image root read-only")?;
@@ -194,7 +199,7 @@ pub fn mount_container_root(readonly: bool) -> Result<PathBuf> {
             "overlay",
             CONTAINER_ROOT,
             "overlay",
-            MsFlags::empty(),
+            MsFlags::MS_NODEV,
             Some(&opts),
         )?;
     }
