@@ -10,8 +10,9 @@
 //! ```
 //!
 //! The script's output goes to stdout; the exit status is the script's, 124 when the run
-//! timed out, 125 when the harness is unavailable or the machine died (the whole story then
-//! goes to stderr).
+//! timed out, 125 when the harness is unavailable or the test host froze or its kernel
+//! crashed (the whole story then goes to stderr). Nothing is retried unless
+//! `HULL_HARNESS_RETRY_FROZEN=1` allows one retry of a frozen machine.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -129,6 +130,12 @@ fn main() -> ExitCode {
     }
     let run = harness.run(&script, timeout);
     print!("{}", run.output);
+    // A test host whose kernel crashed (or froze) is a failed run even if the script
+    // finished: the crash may be the inner VMM's doing.
+    if let Some(fault) = run.outer_fault() {
+        eprintln!("hull-harness: the test host failed: {fault}\n{run}");
+        return ExitCode::from(125);
+    }
     match run.status {
         Some(status) => {
             if status != 0 {

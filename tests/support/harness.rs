@@ -145,7 +145,7 @@ pub struct Harness {
     cpus: u32,
     vhost_vsock: bool,
     silence_limit: Duration,
-    simulated_failure: bool,
+    retry_frozen: Option<bool>,
 }
 
 /// What a harness run produced.
@@ -170,8 +170,11 @@ pub struct HarnessRun {
     /// The outer machine stopped printing its heartbeat: it froze (a fault of the
     /// emulated test host; the script's own step timeouts run inside it and stop too).
     pub outer_silent: bool,
-    /// Machines booted for this result: 2 when the first one failed as a test host.
+    /// Machines booted for this result: 2 only when the first one froze and a retry was
+    /// opted into ([`RETRY_FROZEN_ENV`]); then [`HarnessRun::retried_after`] says why.
     pub attempts: u32,
+    /// The fault of the first machine, when this result comes from a retry.
+    pub retried_after: Option<OuterFault>,
     /// What QEMU's monitor said about the outer vCPUs when the machine locked up or went
     /// silent (halted or running, and where), for telling the kinds of failure apart.
     pub monitor: String,
@@ -210,7 +213,7 @@ impl Harness {
             cpus: DEFAULT_CPUS,
             vhost_vsock: false,
             silence_limit: HEARTBEAT_SILENCE_LIMIT,
-            simulated_failure: false,
+            retry_frozen: None,
         }
     }
 
@@ -268,7 +271,7 @@ impl Harness {
         self
     }
 
-    /// Outer machine vCPUs (default 2).
+    /// Outer machine vCPUs (default [`DEFAULT_CPUS`]).
     pub fn cpus(mut self, cpus: u32) -> Self {
         assert!((1..=8).contains(&cpus), "harness cpus {cpus} out of range");
         self.cpus = cpus;
@@ -282,10 +285,10 @@ impl Harness {
         self
     }
 
-    /// For the harness's own tests, whose script fakes a test-host failure: the retry
-    /// message then says so instead of raising a `WARNING` that `scripts/test.sh` counts.
-    pub fn simulating_host_failure(mut self) -> Self {
-        self.simulated_failure = true;
+    /// Whether a run whose test host froze may be retried once on a fresh machine
+    /// (default: only when [`RETRY_FROZEN_ENV`] is `1`). Nothing else is ever retried.
+    pub fn retry_frozen(mut self, allow: bool) -> Self {
+        self.retry_frozen = Some(allow);
         self
     }
 
@@ -305,24 +308,32 @@ impl Harness {
         let Some(fault) = run.outer_fault() else {
             return run;
         };
-        // The outer kernel hung or crashed under TCG's emulation of SVM (seen with QEMU and
-        // with hull-vmm as the inner VMM): a fault of the emulated test host, not of the code
-        // under test. Say so loudly and give the script one fresh machine more.
-        let label = if self.simulated_failure {
-            "(simulated by this test)"
-        } else {
-            "WARNING:"
-        };
+        let opted_in = self.retry_frozen.unwrap_or_else(retry_frozen_from_env);
+        if !retry_allowed(fault, opted_in) {
+            eprintln!(
+                "harness: the outer machine failed ({fault}) after {:.0?}; not retried{}",
+                run.elapsed,
+                if fault == OuterFault::Frozen && !opted_in {
+                    format!(" (set {RETRY_FROZEN_ENV}=1 to allow one retry of a frozen machine)")
+                } else {
+                    String::new()
+                }
+            );
+            return run;
+        }
+        // Opted into: the machine froze (no heartbeat, no timers: nothing inside runs any
+        // more). A second machine shows whether the script passes on a healthy one; the
+        // WARNING makes scripts/test.sh fail the tier all the same.
         eprintln!(
-            "harness: {label} the outer machine failed ({fault:?}) after {:.0?}; this is a \
-             fault of the emulated test host; retrying once on a fresh machine. Console \
-             tail:\n{}\nQEMU monitor:\n{}",
+            "harness: WARNING: the outer machine froze after {:.0?}; retrying once on a fresh \
+             machine ({RETRY_FROZEN_ENV}=1). Console tail:\n{}\nQEMU monitor:\n{}",
             run.elapsed,
             tail_lines(&run.console, 15),
             tail_lines(&run.monitor, 60)
         );
         HarnessRun {
             attempts: 2,
+            retried_after: Some(fault),
             ..self.run_once(script, timeout)
         }
     }
@@ -436,15 +447,16 @@ impl Harness {
             outer_lockup: end == WaitEnd::Lockup,
             outer_silent: end == WaitEnd::Silent,
             attempts: 1,
+            retried_after: None,
             monitor,
         }
     }
 }
 
 impl HarnessRun {
-    /// The script ran and exited 0.
+    /// The script ran and exited 0, and the test host's kernel did not crash meanwhile.
     pub fn success(&self) -> bool {
-        self.status == Some(0)
+        self.status == Some(0) && self.outer_fault().is_none()
     }
 
     /// Panics with the whole story unless the script exited 0.
@@ -469,6 +481,15 @@ impl fmt::Display for HarnessRun {
             (None, false) => "no end marker (outer machine crashed or QEMU failed)".to_string(),
         };
         writeln!(f, "harness run: {status} after {:.1?}", self.elapsed)?;
+        if let Some(fault) = self.outer_fault() {
+            writeln!(f, "test host failed: {fault}")?;
+        }
+        if let Some(first) = self.retried_after {
+            writeln!(
+                f,
+                "this is a second machine: the first one failed ({first})"
+            )?;
+        }
         writeln!(f, "--- script output ---\n{}", self.output.trim_end())?;
         writeln!(f, "--- outer console ---\n{}", tail(&self.console, 60))?;
         if !self.qemu_stderr.trim().is_empty() {
@@ -681,24 +702,65 @@ fn without_heartbeats(console: &str) -> String {
         .collect()
 }
 
-/// What the outer kernel prints when it hangs or crashes. Its console carries only the
-/// outer kernel's own messages (the script's output and the inner guests' consoles go
-/// elsewhere), so one of these there means the emulated test host failed.
-const OUTER_FAULTS: &[&str] = &[OUTER_LOCKUP, "Kernel panic", "Oops:", "BUG: ", "RIP: 0010:"];
+/// What the outer kernel prints when it crashes. Its console carries only the outer
+/// kernel's own messages (the script's output and the inner guests' consoles go
+/// elsewhere), so one of these there means the test host's kernel failed, and a crash of
+/// the host kernel's KVM under hull-vmm looks exactly like this: always a failure, never
+/// retried.
+const OUTER_CRASHES: &[&str] = &["Kernel panic", "Oops:", "BUG: ", "RIP: 0010:"];
+
+/// Environment variable that, set to `1`, allows one retry of a run whose test host froze
+/// (its heartbeat stopped). Off by default; `scripts/test.sh` fails the tier anyway.
+pub const RETRY_FROZEN_ENV: &str = "HULL_HARNESS_RETRY_FROZEN";
+
+fn retry_frozen_from_env() -> bool {
+    std::env::var(RETRY_FROZEN_ENV).is_ok_and(|v| v == "1")
+}
+
+/// How the emulated test host failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OuterFault {
+    /// Its heartbeat stopped: nothing inside runs any more, not even timers (seen under
+    /// TCG's SVM emulation with the CPUs spinning with interrupts off).
+    Frozen,
+    /// Its kernel reported a soft lockup.
+    Lockup,
+    /// Its kernel crashed or reported a bug (the signature found on its console).
+    Crash(&'static str),
+}
+
+impl fmt::Display for OuterFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OuterFault::Frozen => write!(f, "the heartbeat stopped: the machine froze"),
+            OuterFault::Lockup => write!(f, "the outer kernel reported a soft lockup"),
+            OuterFault::Crash(sig) => write!(f, "the outer kernel crashed: {sig:?} on its console"),
+        }
+    }
+}
+
+/// Whether a run that failed with `fault` may be booted again: only a freeze, and only when
+/// opted into. A crash or lockup of the test host's kernel may be hull-vmm's doing (a host
+/// KVM bug it triggers looks the same), so it is a failure of the run, never a host fault.
+pub fn retry_allowed(fault: OuterFault, opted_in: bool) -> bool {
+    opted_in && fault == OuterFault::Frozen
+}
 
 impl HarnessRun {
-    /// The outer-kernel fault signature on the console, when the script did not finish.
-    pub fn outer_fault(&self) -> Option<&'static str> {
-        if self.status.is_some() && !self.outer_lockup {
-            return None;
-        }
+    /// How the test host failed, if it did: frozen, a soft lockup, or a kernel crash on its
+    /// console (even when the script finished).
+    pub fn outer_fault(&self) -> Option<OuterFault> {
         if self.outer_silent {
-            return Some("the heartbeat stopped: the machine froze");
+            return Some(OuterFault::Frozen);
         }
-        OUTER_FAULTS
+        if self.outer_lockup || self.console.contains(OUTER_LOCKUP) {
+            return Some(OuterFault::Lockup);
+        }
+        OUTER_CRASHES
             .iter()
             .copied()
             .find(|sig| self.console.contains(sig))
+            .map(OuterFault::Crash)
     }
 }
 
@@ -811,6 +873,61 @@ mod tests {
         assert!(why.contains("qemu-system-x86_64 not found"), "{why}");
         assert!(why.contains("run tests/harness/prepare.sh"), "{why}");
         assert!(why.contains("run kernel-config/build.sh"), "{why}");
+    }
+
+    fn run_with_console(console: &str, status: Option<i32>) -> HarnessRun {
+        HarnessRun {
+            output: String::new(),
+            status,
+            console: console.to_string(),
+            qemu_stderr: String::new(),
+            elapsed: Duration::ZERO,
+            timed_out: status.is_none(),
+            outer_lockup: false,
+            outer_silent: false,
+            attempts: 1,
+            retried_after: None,
+            monitor: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_kernel_crash_of_the_test_host_is_a_failure_and_never_retried() {
+        for console in [
+            "Kernel panic - not syncing: Fatal exception",
+            "Oops: general protection fault, probably for non-canonical address",
+            "BUG: kernel NULL pointer dereference, address: 0000000000000000",
+            "RIP: 0010:kvm_arch_vcpu_ioctl_run+0x12/0x40 [kvm]",
+        ] {
+            // Even when the script itself got to exit 0.
+            for status in [None, Some(0)] {
+                let run = run_with_console(&format!("boot\n{console}\n"), status);
+                let fault = run.outer_fault().expect(console);
+                assert!(matches!(fault, OuterFault::Crash(_)), "{console}: {fault}");
+                assert!(!run.success(), "{console}");
+                assert!(!retry_allowed(fault, false), "{console}");
+                assert!(!retry_allowed(fault, true), "{console}: even when opted in");
+            }
+        }
+    }
+
+    #[test]
+    fn only_a_frozen_machine_may_be_retried_and_only_when_opted_in() {
+        let mut frozen = run_with_console("boot\n", None);
+        frozen.outer_silent = true;
+        assert_eq!(frozen.outer_fault(), Some(OuterFault::Frozen));
+        assert!(
+            !retry_allowed(OuterFault::Frozen, false),
+            "never by default"
+        );
+        assert!(retry_allowed(OuterFault::Frozen, true));
+        let mut lockup = run_with_console("watchdog: BUG: soft lockup - CPU#0 stuck\n", None);
+        lockup.outer_lockup = true;
+        assert_eq!(lockup.outer_fault(), Some(OuterFault::Lockup));
+        assert!(!retry_allowed(OuterFault::Lockup, true));
+        let healthy = run_with_console("boot\n", Some(0));
+        assert_eq!(healthy.outer_fault(), None);
+        assert!(healthy.success());
     }
 
     #[test]

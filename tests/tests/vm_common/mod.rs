@@ -224,9 +224,14 @@ impl Results {
             run,
             failures: Vec::new(),
         };
-        if r.run.status != Some(0) || r.run.timed_out || !r.files.contains_key("script_end.out") {
+        if !r.run.success() || r.run.timed_out || !r.files.contains_key("script_end.out") {
+            let fault = r
+                .run
+                .outer_fault()
+                .map(|f| format!(", test host failed: {f}"))
+                .unwrap_or_default();
             let why = format!(
-                "harness script did not finish (status {:?}, timed out {})",
+                "harness script did not finish (status {:?}, timed out {}{fault})",
                 r.run.status, r.run.timed_out
             );
             r.failures.push(why);
