@@ -163,6 +163,36 @@ fn assert_nothing_left(root: &TestRoot) {
     }
 }
 
+/// Whether this host's /dev/kvm is hardware virtualisation (VT-x/AMD-V), where VM mode and
+/// the QEMU microvm peer run directly.
+fn hardware_kvm() -> bool {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    Path::new("/dev/kvm").exists()
+        && !Path::new("/sys/module/kvm_pvm").exists()
+        && cpu
+            .lines()
+            .filter(|l| l.starts_with("flags"))
+            .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"))
+}
+
+/// A subject that must have been measured: every run worked and its figures hang together
+/// (for a command that prints, first output comes before the end; teardown is part of it).
+fn assert_measured(report: &Value, name: &str, runs: u64) {
+    let s = subject(report, name);
+    assert_eq!(s["available"], true, "{name} must be measured here: {s:#}");
+    assert_eq!(s["runs_ok"], runs, "{name}: {s:#}");
+    assert_eq!(s["errors_total"], 0, "{name}: {s:#}");
+    for metric in ["start_latency_ms", "end_to_end_ms", "teardown_ms"] {
+        assert_summary(&s[metric], runs, &format!("{name}.{metric}"));
+    }
+    let median = |m: &str| s[m]["median"].as_f64().unwrap();
+    assert!(
+        median("start_latency_ms") <= median("end_to_end_ms")
+            && median("teardown_ms") <= median("end_to_end_ms"),
+        "{name}: start latency and teardown are parts of the end-to-end time: {s:#}"
+    );
+}
+
 #[test]
 fn every_subject_is_measured_or_says_why_and_nothing_is_left() {
     assert!(hull_tests::is_root(), "hull bench needs root");
@@ -182,6 +212,13 @@ fn every_subject_is_measured_or_says_why_and_nothing_is_left() {
         "--svg",
         svg.to_str().unwrap(),
     ]);
+    // hull's process mode always runs on these hosts: the bench must succeed.
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report = json_of(&out);
     assert_eq!(report["schema"], "hull-bench/1");
 
@@ -194,22 +231,12 @@ fn every_subject_is_measured_or_says_why_and_nothing_is_left() {
     assert_eq!(report["settings"]["runs"], runs);
     assert_eq!(report["settings"]["image"], "hull/busybox:latest");
 
-    // Every requested subject appears once, measured or with a reason.
+    // Every requested subject appears once.
     let subjects = report["subjects"].as_array().unwrap();
     assert_eq!(subjects.len(), ALL_SUBJECTS.len(), "{report:#}");
     for name in ALL_SUBJECTS {
         let s = subject(&report, name);
-        if s["available"] == true {
-            assert_eq!(s["runs_ok"], runs, "{name}: {s:#}");
-            for metric in ["start_latency_ms", "end_to_end_ms", "teardown_ms"] {
-                assert_summary(&s[metric], runs, &format!("{name}.{metric}"));
-            }
-            let density = &s["density"];
-            assert_eq!(density["started"], 2, "{name}: {density}");
-            assert_eq!(density["answering"], 2, "{name}: {density}");
-            assert_summary(&density["pss_kib"], 2, &format!("{name}.pss_kib"));
-            assert!(density["pss_kib"]["min"].as_f64().unwrap() > 0.0);
-        } else {
+        if s["available"] != true {
             let reason = s["unavailable_reason"].as_str().unwrap_or("");
             assert!(
                 !reason.is_empty(),
@@ -217,29 +244,53 @@ fn every_subject_is_measured_or_says_why_and_nothing_is_left() {
             );
         }
     }
-    // Peers that are installed here must really have been measured.
-    for peer in ["crun", "runc"] {
-        if installed(peer) {
-            assert_eq!(
-                subject(&report, peer)["available"],
-                true,
-                "{peer} is installed"
+    // What must be measured on this host: hull's process mode always; the peers that
+    // are installed; VM mode and QEMU microvm where KVM is hardware virtualisation.
+    let mut must: Vec<&str> = vec!["hull-process"];
+    must.extend(["crun", "runc"].into_iter().filter(|p| installed(p)));
+    if hardware_kvm() {
+        must.push("hull-vm");
+        if installed("qemu-system-x86_64") {
+            must.push("qemu-microvm");
+        }
+    }
+    for name in &must {
+        assert_measured(&report, name, runs);
+        let density = &subject(&report, name)["density"];
+        assert_eq!(density["started"], 2, "{name}: {density}");
+        assert_eq!(density["answering"], 2, "{name}: {density}");
+        assert_summary(&density["pss_kib"], 2, &format!("{name}.pss_kib"));
+        assert!(density["pss_kib"]["min"].as_f64().unwrap() > 0.0);
+    }
+    // On a PVM host VM mode cannot run directly, and the bench says so and what to do.
+    if pvm {
+        for name in ["hull-vm", "qemu-microvm"] {
+            let vm = subject(&report, name);
+            assert_eq!(vm["available"], false, "{vm:#}");
+            let reason = vm["unavailable_reason"].as_str().unwrap();
+            assert!(
+                reason.contains("PVM") && reason.contains("--harness"),
+                "{reason}"
             );
         }
     }
-    // On a PVM host, VM mode cannot run directly, and the bench says so.
-    if pvm {
-        let vm = subject(&report, "hull-vm");
-        assert_eq!(vm["available"], false);
-        assert!(vm["unavailable_reason"].as_str().unwrap().contains("PVM"));
-    }
-    // Ratios are between measured subjects only.
-    for r in report["ratios"].as_array().unwrap() {
+    // Ratios are between measured subjects only, and every measured peer has one against
+    // hull's process mode.
+    let ratios = report["ratios"].as_array().unwrap();
+    for r in ratios {
         for side in ["subject", "baseline"] {
             let name = r[side].as_str().unwrap();
             assert_eq!(subject(&report, name)["available"], true, "{r}");
         }
         assert!(r["ratio"].as_f64().unwrap() > 0.0);
+    }
+    for peer in must.iter().filter(|n| !n.starts_with("hull-")) {
+        assert!(
+            ratios.iter().any(|r| r["subject"] == *peer
+                && r["baseline"] == "hull-process"
+                && r["metric"] == "end_to_end_ms"),
+            "no end-to-end ratio of {peer} to hull-process: {ratios:#?}"
+        );
     }
 
     // The SVG is well-formed and names every measured subject.
@@ -251,16 +302,12 @@ fn every_subject_is_measured_or_says_why_and_nothing_is_left() {
         .filter(|n| n.has_tag_name("text"))
         .filter_map(|n| n.text())
         .collect();
-    for s in subjects.iter().filter(|s| s["available"] == true) {
-        let name = s["name"].as_str().unwrap();
+    for name in &must {
         assert!(
             texts.iter().any(|t| t.starts_with(name)),
             "{name} not in the chart"
         );
     }
-
-    let measured = subjects.iter().any(|s| s["runs_ok"].as_u64() > Some(0));
-    assert_eq!(out.status.code(), Some(if measured { 0 } else { 1 }));
 
     // A saved report renders again, identically, without measuring anything.
     let saved = root.path().join("saved.json");
@@ -282,6 +329,16 @@ fn every_subject_is_measured_or_says_why_and_nothing_is_left() {
     assert_nothing_left(&root);
 }
 
+/// The figures of one subject's row in the table's section `title`.
+fn table_row<'a>(table: &'a str, title: &str, label: &str) -> Option<Vec<&'a str>> {
+    let section = table.split(title).nth(1)?;
+    let section = section.split("\n\n").next()?;
+    section
+        .lines()
+        .find(|l| l.trim_start().starts_with(label))
+        .map(|l| l.trim_start()[label.len()..].split_whitespace().collect())
+}
+
 #[test]
 fn table_lists_measured_subjects_and_reasons() {
     let root = root_with_busybox();
@@ -297,13 +354,32 @@ fn table_lists_measured_subjects_and_reasons() {
         "runc,qemu-microvm",
     ]);
     let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
         text.starts_with("hull bench: hull/busybox:latest"),
         "{text}"
     );
-    assert!(text.contains("start latency to first output"), "{text}");
+    // hull's process mode has a figure in each per-run section; it is the baseline.
+    for title in [
+        "start latency to first output",
+        "end-to-end run --rm",
+        "teardown after last output",
+    ] {
+        let row = table_row(&text, title, "hull-process (process)")
+            .unwrap_or_else(|| panic!("no hull-process row under {title:?}:\n{text}"));
+        let median: f64 = row[0]
+            .parse()
+            .unwrap_or_else(|_| panic!("{title}: {row:?}\n{text}"));
+        assert!(median >= 0.0, "{text}");
+        assert_eq!(row.last(), Some(&"1.00x"), "{title}: {row:?}\n{text}");
+    }
     if installed("runc") {
-        assert!(text.contains("runc (process)"), "{text}");
+        let row = table_row(&text, "end-to-end run --rm", "runc (process)")
+            .unwrap_or_else(|| panic!("runc is installed but has no row:\n{text}"));
+        assert!(
+            row.last().is_some_and(|r| r.ends_with('x')),
+            "runc has a ratio to hull-process: {row:?}"
+        );
     }
     if Path::new("/sys/module/kvm_pvm").exists() {
         let not_measured = text
@@ -317,28 +393,91 @@ fn table_lists_measured_subjects_and_reasons() {
     assert_nothing_left(&root);
 }
 
+/// A command that prints nothing has no first output and no last output: its start
+/// latency and teardown are "n/a", not its end-to-end time and 0.
+#[test]
+fn figures_that_cannot_be_measured_are_na() {
+    let root = root_with_busybox();
+    let args = |format: &'static str| {
+        [
+            "bench",
+            "--isolation",
+            "process",
+            "--peers",
+            "none",
+            "--runs",
+            "2",
+            "--warmup",
+            "0",
+            "--density",
+            "0",
+            "--format",
+            format,
+            "hull/busybox:latest",
+            "--",
+            "true",
+        ]
+    };
+    let out = root.run(args("json"));
+    assert_eq!(out.status.code(), Some(0));
+    let report = json_of(&out);
+    let s = subject(&report, "hull-process");
+    assert_eq!(s["runs_ok"], 2, "{s:#}");
+    assert_summary(&s["end_to_end_ms"], 2, "end_to_end_ms");
+    assert!(s["start_latency_ms"].is_null(), "{s:#}");
+    assert!(s["teardown_ms"].is_null(), "{s:#}");
+
+    let table = root.ok(args("table"));
+    for title in [
+        "start latency to first output",
+        "teardown after last output",
+    ] {
+        let row = table_row(&table, title, "hull-process (process)")
+            .unwrap_or_else(|| panic!("no hull-process row under {title:?}:\n{table}"));
+        assert_eq!(&row[..4], ["n/a"; 4], "{title}: {row:?}\n{table}");
+    }
+    let row = table_row(&table, "end-to-end run --rm", "hull-process (process)").unwrap();
+    assert!(row[0].parse::<f64>().is_ok(), "{row:?}\n{table}");
+    assert_nothing_left(&root);
+}
+
+/// When no subject can be measured (here: the command fails in every runtime, on any
+/// host), the bench exits 1 and says why for each.
 #[test]
 fn nothing_measurable_exits_1_with_reasons() {
-    if !Path::new("/sys/module/kvm_pvm").exists() {
-        // On a host with hardware KVM, VM mode may well be measurable.
-        return;
-    }
     let root = root_with_busybox();
     let out = root.run([
         "bench",
         "--isolation",
-        "vm",
+        "process,vm",
         "--peers",
         "none",
         "--runs",
         "1",
+        "--density",
+        "0",
         "--format",
         "json",
+        "hull/busybox:latest",
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
     ]);
     assert_eq!(out.status.code(), Some(1));
     let report = json_of(&out);
-    assert_eq!(report["subjects"].as_array().unwrap().len(), 1);
-    assert_eq!(subject(&report, "hull-vm")["available"], false);
+    assert_eq!(report["subjects"].as_array().unwrap().len(), 2);
+    let process = subject(&report, "hull-process");
+    assert_eq!(process["available"], false, "{process:#}");
+    let reason = process["unavailable_reason"].as_str().unwrap();
+    assert!(reason.contains("exit status 3"), "{reason}");
+    let vm = subject(&report, "hull-vm");
+    assert_eq!(vm["available"], false, "{vm:#}");
+    assert!(vm["unavailable_reason"]
+        .as_str()
+        .is_some_and(|r| !r.is_empty()));
+    assert!(report["ratios"].as_array().unwrap().is_empty());
+    assert_nothing_left(&root);
 }
 
 fn assert_usage_error(root: &TestRoot, args: &[&str], mentions: &[&str]) {

@@ -219,11 +219,14 @@ pub fn run(
             }
             match one_run(runner.as_mut(), config) {
                 Ok(t) => {
-                    let first = t.first_output.unwrap_or(t.end_to_end);
-                    let last = t.last_output.unwrap_or(first);
-                    samples[0].push(ms(first));
+                    // Start latency and teardown are timed from the command's output; a
+                    // command that prints nothing gives neither (reported as n/a), never
+                    // its end-to-end time and 0 in their place.
+                    if let (Some(first), Some(last)) = (t.first_output, t.last_output) {
+                        samples[0].push(ms(first));
+                        samples[2].push(ms(t.end_to_end.saturating_sub(last)));
+                    }
                     samples[1].push(ms(t.end_to_end));
-                    samples[2].push(ms(t.end_to_end.saturating_sub(last)));
                     result.runs_ok += 1;
                 }
                 Err(err) => result.record_error(format!("run {}: {err}", i + 1)),

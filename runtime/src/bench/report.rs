@@ -321,17 +321,32 @@ impl BenchReport {
                 baseline.map(|b| format!("vs {b}")).unwrap_or_default()
             );
             for subject in &measured {
-                if let Some(sum) = get(subject) {
-                    let _ = writeln!(
-                        t,
-                        "  {:<36} {:>9.1} {:>9.1} {:>9.1} {:>9.1}  {}",
-                        format!("{} ({})", subject.name, subject.isolation),
-                        sum.median,
-                        sum.p95,
-                        sum.min,
-                        sum.max,
-                        self.ratio_text(metric, &subject.name, baseline)
-                    );
+                let label = format!("{} ({})", subject.name, subject.isolation);
+                match get(subject) {
+                    Some(sum) => {
+                        let _ = writeln!(
+                            t,
+                            "  {label:<36} {:>9.1} {:>9.1} {:>9.1} {:>9.1}  {}",
+                            sum.median,
+                            sum.p95,
+                            sum.min,
+                            sum.max,
+                            self.ratio_text(metric, &subject.name, baseline)
+                        );
+                    }
+                    // Not measured (e.g. a command that prints nothing has no first
+                    // output to time): said so, never a stand-in figure.
+                    None => {
+                        let _ = writeln!(
+                            t,
+                            "  {label:<36} {:>9} {:>9} {:>9} {:>9}  {}",
+                            NOT_MEASURED,
+                            NOT_MEASURED,
+                            NOT_MEASURED,
+                            NOT_MEASURED,
+                            not_measured_why(metric)
+                        );
+                    }
                 }
             }
         }
@@ -441,6 +456,17 @@ fn baselines(subjects: &[SubjectResult]) -> Vec<String> {
         }
     }
     names
+}
+
+/// What the table prints for a figure that was not measured.
+pub const NOT_MEASURED: &str = "n/a";
+
+/// Why a per-run metric can be missing for a subject whose runs succeeded.
+fn not_measured_why(metric: &str) -> &'static str {
+    match metric {
+        "start_latency_ms" | "teardown_ms" => "(the command printed nothing to time)",
+        _ => "",
+    }
 }
 
 /// The JSON name of a unit enum value (`pvm`, `hybrid`), for text output.
