@@ -2,6 +2,7 @@
 
 mod process_common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use process_common::Env;
@@ -79,44 +80,88 @@ fn memory_hog_is_oom_killed_with_137_and_the_host_is_unharmed() {
     env.assert_clean(&[id]);
 }
 
-/// `usage_usec`/`usage` of the container's CPU accounting, in microseconds.
-fn cpu_throttled(id: &str) -> (u64, u64) {
-    let v1 = std::fs::read_to_string(format!("/sys/fs/cgroup/cpu/hull/{id}/cpu.stat"));
-    let text = v1
-        .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup/hull/{id}/cpu.stat")))
-        .unwrap();
-    let get = |k: &str| {
+/// The CPU controller's own counters for a container: periods it was active in, periods it
+/// was throttled in, and the CPU time its processes used (microseconds).
+#[derive(Debug, Clone, Copy)]
+struct CpuCounters {
+    periods: u64,
+    throttled: u64,
+    used_us: u64,
+}
+
+/// Reads the counters: cgroup v2's cpu.stat has all three; on v1, cpu.stat has the periods
+/// and the CPU time is summed from /proc over the cgroup's processes. The time is read
+/// first: the periods only grow meanwhile, so the comparison below cannot be skewed.
+fn cpu_counters(id: &str) -> CpuCounters {
+    let v1 = format!("/sys/fs/cgroup/cpu/hull/{id}");
+    let v2 = format!("/sys/fs/cgroup/hull/{id}");
+    let dir = if Path::new(&v1).join("cpu.stat").exists() {
+        v1
+    } else {
+        v2
+    };
+    let get = |text: &str, k: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(k).map(|v| v.trim().parse::<u64>().unwrap()))
-            .unwrap_or(0)
     };
-    (get("nr_periods "), get("nr_throttled "))
+    let used_us = match get(
+        &std::fs::read_to_string(format!("{dir}/cpu.stat")).unwrap(),
+        "usage_usec ",
+    ) {
+        Some(us) => us,
+        None => {
+            // SAFETY: sysconf has no preconditions.
+            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+            let procs = std::fs::read_to_string(format!("{dir}/cgroup.procs")).unwrap();
+            procs
+                .lines()
+                .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+                .map(|stat| {
+                    // Fields after the command name: utime stime cutime cstime are 14-17.
+                    let after = &stat[stat.rfind(')').unwrap() + 2..];
+                    let f: Vec<u64> = after
+                        .split(' ')
+                        .skip(11)
+                        .take(4)
+                        .map(|v| v.parse().unwrap())
+                        .collect();
+                    f.iter().sum::<u64>() * 1_000_000 / hz
+                })
+                .sum()
+        }
+    };
+    let stat = std::fs::read_to_string(format!("{dir}/cpu.stat")).unwrap();
+    CpuCounters {
+        periods: get(&stat, "nr_periods ").unwrap_or(0),
+        throttled: get(&stat, "nr_throttled ").unwrap_or(0),
+        used_us,
+    }
 }
 
 #[test]
 fn cpu_limit_throttles_a_busy_loop() {
     let env = Env::new();
     let id = env.detached("spinner", &["--cpus", "0.2"], "while :; do :; done");
-    let quota = std::fs::read_to_string(format!("/sys/fs/cgroup/cpu/hull/{id}/cpu.cfs_quota_us"))
-        .map(|q| q.trim().to_string())
-        .or_else(|_| {
-            std::fs::read_to_string(format!("/sys/fs/cgroup/hull/{id}/cpu.max"))
-                .map(|m| m.split(' ').next().unwrap().to_string())
-        })
-        .unwrap();
-    assert_eq!(quota, "20000", "0.2 CPU = 20 ms per 100 ms period");
-    // Let it spin for a second: most periods must end throttled.
-    let start = Instant::now();
-    let mut seen = (0, 0);
-    while start.elapsed() < Duration::from_secs(1) {
+    // Wait (with a deadline, however busy the host) until the controller has throttled the
+    // loop in a few periods; without the limit it never would.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = cpu_counters(&id);
+    while seen.throttled < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the busy loop was never throttled: {seen:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
-        seen = cpu_throttled(&id);
+        seen = cpu_counters(&id);
     }
-    let (periods, throttled) = seen;
-    assert!(periods >= 5, "periods: {periods}");
+    // 0.2 CPU = 20 ms per 100 ms period: in the periods it was active the loop used no more
+    // than that (plus a scheduler tick of overrun per period and one period's slack).
+    let allowed_us = seen.periods * (20_000 + 10_000) + 100_000;
     assert!(
-        throttled * 2 >= periods,
-        "throttled {throttled} of {periods} periods"
+        seen.used_us <= allowed_us,
+        "the loop used {} ms of CPU in {} periods: more than 0.2 CPU ({seen:?})",
+        seen.used_us / 1000,
+        seen.periods
     );
     env.ok(["rm", "-f", "spinner"]);
     env.assert_clean(&[id]);
