@@ -43,8 +43,14 @@ pub const DEFAULT_CPUS: u32 = 1;
 /// Guest paths the harness itself uses; a test's files must stay out of them.
 const HARNESS_DIR: &str = "/harness";
 /// Outer kernel command line: quiet boot, panic ends QEMU (-no-reboot) at once, and
-/// mitigations cost a lot under TCG while protecting nothing here.
-const OUTER_CMDLINE: &str = "console=ttyS0 rdinit=/init quiet panic=-1 mitigations=off";
+/// mitigations cost a lot under TCG while protecting nothing here. `no_timer_check`: at
+/// boot the kernel checks that timer interrupts arrive through the IO-APIC within a few
+/// ticks of its calibrated delay loop; on a loaded host TCG's emulated timer misses that
+/// window and the kernel panics ("IO-APIC + timer doesn't work!", seen at load ~20 on 2
+/// cores). The timer works, it is only slow to start; hypervisor guests skip the check
+/// the same way.
+const OUTER_CMDLINE: &str =
+    "console=ttyS0 rdinit=/init quiet panic=-1 mitigations=off no_timer_check";
 /// Upper bound on the script output kept in memory (a runaway guest cannot eat the host).
 const MAX_OUTPUT_BYTES: u64 = 16 << 20;
 

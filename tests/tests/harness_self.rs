@@ -43,13 +43,14 @@ fn the_outer_machine_has_kvm_and_the_files_given() {
 fn a_hanging_script_is_killed_at_the_timeout() {
     Harness::require();
     let timeout = Duration::from_secs(20);
-    let run = Harness::new().run("echo started; sleep 1000", timeout);
-    // Killed because the timeout passed (not because the machine went silent), after the
-    // script had started; no status, since the script never finished.
+    // (Whether the machine got as far as the script in 20 s depends on the host's load,
+    // so that is not asserted: the kill must come at the timeout either way.)
+    let run = Harness::new().run("sleep 1000", timeout);
+    // Killed because the timeout passed, not because the machine went silent; no status,
+    // since the script never finished.
     assert!(run.timed_out, "{run}");
     assert!(!run.outer_silent && !run.outer_lockup, "{run}");
     assert_eq!(run.status, None, "{run}");
-    assert_eq!(run.output.trim(), "started", "{run}");
     assert!(run.elapsed >= timeout, "killed before its timeout: {run}");
 }
 
