@@ -39,24 +39,24 @@ RUNS={runs}
 now() {{ cut -d' ' -f1 /proc/uptime | tr -d . ; }}
 bench() {{
     name=$1; shift
-    "$@" >/dev/null 2>&1 || echo "$name warm-up failed: $?" >> /tmp/r/failures.out
+    "$@" >/dev/null 2>&1 || echo "$name warm-up failed: $?" >> $R/failures.out
     i=0; times=""
     while [ $i -lt $RUNS ]; do
         a=$(now); "$@" >/dev/null 2>&1; rc=$?; b=$(now)
-        [ $rc -eq 0 ] || echo "$name run $i failed: $rc" >> /tmp/r/failures.out
+        [ $rc -eq 0 ] || echo "$name run $i failed: $rc" >> $R/failures.out
         times="$times $((b - a))"; i=$((i + 1))
     done
     record bench_$name "$times"
 }}
-touch /tmp/r/failures.out
+touch $R/failures.out
 bench process P hull run --rm --isolation=process $I true
 bench vm hull run --rm --isolation=vm $I true
-bench hull_vmm_initramfs hull-vmm --kernel /usr/local/lib/hull/vmlinux --initramfs /guest/true-initramfs.cpio --cmdline '{GUEST_CMDLINE}' --memory 256 --serial none
-bench qemu_microvm qemu-system-x86_64 -M microvm,acpi=off -enable-kvm -cpu host -smp 1 -m 256 -nodefaults -no-user-config -display none -no-reboot -serial none -kernel /usr/local/lib/hull/vmlinux -initrd /guest/true-initramfs.cpio -append '{GUEST_CMDLINE} reboot=t'
-emit /tmp/r/failures.out
+bench hull_vmm_initramfs hull-vmm --kernel $K --initramfs /guest/true-initramfs.cpio --cmdline '{GUEST_CMDLINE}' --memory 256 --serial none
+bench qemu_microvm qemu-system-x86_64 -M microvm,acpi=off -enable-kvm -cpu host -smp 1 -m 256 -nodefaults -no-user-config -display none -no-reboot -serial none -kernel $K -initrd /guest/true-initramfs.cpio -append '{GUEST_CMDLINE} reboot=t'
+emit $R/failures.out
 "#
     );
-    let mut r = vm_common::Results::collect(&harness, &body);
+    let mut r = vm_common::Results::collect(&vm_common::VmTestHost::Harness(harness), &body);
     let failures = r.out("failures").to_string();
     r.check(
         failures.is_empty(),

@@ -327,7 +327,9 @@ mod tests {
             matches!(err, VmError::Boot(ref m) if m.contains("did not report")),
             "{err}"
         );
-        assert!(start.elapsed() < Duration::from_secs(5));
+        // It waited its whole timeout (how much longer a busy host took is not asserted:
+        // the error above says the deadline, not a closed socket, ended the wait).
+        assert!(start.elapsed() >= Duration::from_millis(200));
         // A VMM that dies ends the wait at once with its reason.
         let err =
             accept_hello(&l, Duration::from_secs(60), || Some("vmm died".into())).unwrap_err();

@@ -1,12 +1,17 @@
-//! Helpers for the tier-4 vm-isolation tests and benchmark: a harness machine carrying
-//! hull, hull-vmm, the static agent, the guest kernel and the process tests' busybox
-//! root filesystem, and a script runner that records every step's stdout, stderr and exit
-//! code and collects failed checks.
+//! Helpers for the tier-4 vm-isolation tests and benchmark: where VM mode can run (this
+//! host, when its KVM is hardware virtualisation; otherwise a nested-harness machine
+//! carrying hull, hull-vmm, the static agent, the guest kernel and the process tests'
+//! busybox root filesystem), and a script runner that records every step's stdout, stderr
+//! and exit code and collects failed checks.
+//!
+//! The scripts use `$HULL_ROOT` (hull's state), `$R` (the step records), `$ROOTFS` (the
+//! busybox root filesystem), `$K` (the guest kernel) and `P CMD` (CMD in process mode's
+//! root: a chroot in the harness, itself directly), so the same script runs in both.
 
 #![allow(dead_code)]
 
 #[path = "../process_common/mod.rs"]
-mod process_common;
+pub mod process_common;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -15,6 +20,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use hull_tests::harness::{Harness, HarnessPaths, HarnessRun};
+use hull_tests::HostKvm;
 
 /// Everything inside runs under TCG; a loaded machine is slower still.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(2400);
@@ -51,6 +57,66 @@ pub fn static_agent() -> PathBuf {
          target-feature=+crt-static\" cargo build -p hull-agent --target \
          x86_64-unknown-linux-gnu"
     );
+}
+
+/// Set to `1` to test VM mode in the nested harness even on a host with hardware KVM.
+pub const IN_HARNESS_ENV: &str = "HULL_VM_TESTS_IN_HARNESS";
+
+/// Where a VM-mode test script runs.
+pub enum VmTestHost {
+    /// In a nested-harness machine (this host's KVM cannot boot the guest).
+    Harness(Harness),
+    /// Directly on this host, whose KVM is hardware virtualisation, with a state root and
+    /// record directory of its own.
+    Direct {
+        /// The busybox root filesystem.
+        rootfs: PathBuf,
+        /// vCPUs the test wants the host to have (the harness's `.cpus`).
+        cpus: u32,
+    },
+}
+
+impl VmTestHost {
+    /// A host of at least `n` CPUs (the harness machine gets them; a direct host has what
+    /// it has, and the test adapts to [`VmTestHost::cpus_available`]).
+    pub fn cpus(self, n: u32) -> Self {
+        match self {
+            VmTestHost::Harness(h) => VmTestHost::Harness(h.cpus(n)),
+            VmTestHost::Direct { rootfs, .. } => VmTestHost::Direct { rootfs, cpus: n },
+        }
+    }
+
+    /// The CPUs a VM can get there.
+    pub fn cpus_available(&self) -> u32 {
+        match self {
+            VmTestHost::Harness(_) => u32::MAX,
+            VmTestHost::Direct { .. } => std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1),
+        }
+    }
+
+    /// Whether the scripts run in the harness (where process mode has cgroup v2).
+    pub fn is_harness(&self) -> bool {
+        matches!(self, VmTestHost::Harness(_))
+    }
+}
+
+/// Where VM mode is tested: directly when this host's KVM is hardware virtualisation
+/// (unless [`IN_HARNESS_ENV`] asks for the harness), else in the nested harness.
+pub fn vm_test_host(rootfs: &Path) -> VmTestHost {
+    let forced = std::env::var(IN_HARNESS_ENV).is_ok_and(|v| v == "1");
+    if hull_tests::host_kvm() == HostKvm::Hardware && !forced {
+        eprintln!(
+            "vm-mode tests: running directly on this host's hardware KVM (no nested harness; \
+             {IN_HARNESS_ENV}=1 to use it)"
+        );
+        return VmTestHost::Direct {
+            rootfs: rootfs.to_path_buf(),
+            cpus: 1,
+        };
+    }
+    VmTestHost::Harness(vm_harness(rootfs))
 }
 
 /// A harness machine carrying hull, hull-vmm, the static agent, the guest kernel,
@@ -122,25 +188,24 @@ fn vm_harness_loading(rootfs: &Path, load_lists: &[&str]) -> Harness {
         .dir(rootfs, "/images/busybox")
 }
 
-/// Shell prelude: the image imported as in the process tests, cgroup2 and overlayfs for
-/// process-mode containers, and `t NAME CMD...` recording CMD's stdout, stderr and status
-/// under NAME (each step bounded by `STEP_TIMEOUT` seconds, default 300).
+/// Shell prelude: `t NAME CMD...` recording CMD's stdout, stderr and status under NAME
+/// (each step bounded by `STEP_TIMEOUT` seconds, default 300), `record`, `wait_for`,
+/// `vmms`, and the image imported as in the process tests.
 pub const PRELUDE: &str = r#"
-export HULL_ROOT=/var/lib/hull
 # Under TCG (and on a loaded machine) a guest boot can take far longer than on hardware.
 export HULL_VM_BOOT_TIMEOUT=180
 I=hull/busybox
-mkdir -p /tmp/r
+mkdir -p $R
 # Prints one recorded file as `@@@NAME HEX` (hex keeps bytes exact), as soon as it exists,
 # so a run that times out still reports what it did.
 emit() { for f in "$@"; do [ -f "$f" ] && printf '@@@%s %s\n' "${f##*/}" "$(od -An -tx1 -v "$f" | tr -d ' \n')"; done; }
 # On a step that timed out: the VMs' consoles and logs, and the process list.
 diag() {
-    for f in /var/lib/hull/run/containers/*/console.log /var/lib/hull/run/containers/*/vmm.log; do
+    for f in $HULL_ROOT/run/containers/*/console.log $HULL_ROOT/run/containers/*/vmm.log; do
         [ -f "$f" ] && { echo "== $f"; tail -n 15 "$f"; }
-    done > /tmp/r/$1.diag 2>&1
-    ps >> /tmp/r/$1.diag
-    emit /tmp/r/$1.diag
+    done > $R/$1.diag 2>&1
+    ps >> $R/$1.diag
+    emit $R/$1.diag
 }
 # t NAME CMD...: runs CMD (bounded) with stdin from /dev/null and records stdout, stderr
 # and status under NAME; ti: the same with the caller's stdin.
@@ -148,24 +213,56 @@ run_step() {
     n=$1; shift
     limit=${STEP_TIMEOUT:-300}
     a=$(cut -d. -f1 /proc/uptime)
-    timeout -s KILL $limit "$@" >/tmp/r/$n.out 2>/tmp/r/$n.err
-    c=$?; echo $c >/tmp/r/$n.code
+    timeout -s KILL $limit "$@" >$R/$n.out 2>$R/$n.err
+    c=$?; echo $c >$R/$n.code
     b=$(cut -d. -f1 /proc/uptime)
-    emit /tmp/r/$n.out /tmp/r/$n.err /tmp/r/$n.code
+    emit $R/$n.out $R/$n.err $R/$n.code
     [ $((b - a)) -ge $limit ] && diag $n
     return 0
 }
 t() { run_step "$@" </dev/null; }
 ti() { run_step "$@"; }
 # A value computed by the script itself.
-record() { n=$1; shift; printf '%s\n' "$*" > /tmp/r/$n.out; emit /tmp/r/$n.out; }
+record() { n=$1; shift; printf '%s\n' "$*" > $R/$n.out; emit $R/$n.out; }
+# wait_for NAME SECS CMD...: polls CMD every 0.2 s until it succeeds or SECS pass, and
+# records under NAME the wait in centiseconds, or `timeout` (checked by the test). A
+# condition with a deadline, never a fixed sleep: TCG on a loaded machine is slow.
+cs() { cut -d' ' -f1 /proc/uptime | tr -d .; }
+wait_for() {
+    n=$1; limit=$2; shift 2
+    a=$(cs)
+    until "$@" >/dev/null 2>&1; do
+        if [ $(($(cs) - a)) -ge $((limit * 100)) ]; then record $n timeout; return 1; fi
+        sleep 0.2
+    done
+    record $n "$(($(cs) - a))"
+}
+# vmms: how many hull-vmm processes of this state root run (their working directory is a
+# container's state directory), so other hull users on a shared host do not count.
+vmms() {
+    for p in /proc/[0-9]*; do
+        [ "$(cat $p/comm 2>/dev/null)" = hull-vmm ] || continue
+        case "$(readlink $p/cwd 2>/dev/null)" in "$HULL_ROOT"/*) echo $p;; esac
+    done | wc -l
+}
+no_vmms() { [ "$(vmms)" -eq 0 ]; }
+# Process-mode limits are checked where the cgroup tree is v2 (the harness mounts it).
+[ -f /sys/fs/cgroup/cgroup.controllers ] && record cgroup2 yes || record cgroup2 no
+# These scenarios are not about networking: containers get loopback only, as they had
+# before hull had networks (the network tests set up CNI themselves).
+mkdir -p $HULL_ROOT
+echo '{"network": {"default": "none"}}' > $HULL_ROOT/config.json
+t import hull image import --rootfs $ROOTFS -t hull/busybox --cmd '["sh"]' -q
+"#;
+
+/// What the harness machine does before the prelude: its own state root and records,
+/// cgroup2 and overlayfs for process-mode containers, and `P`.
+const HARNESS_SETUP: &str = r#"
+export HULL_ROOT=/var/lib/hull R=/tmp/r ROOTFS=/images/busybox K=/usr/local/lib/hull/vmlinux
+# (Made before the bind mounts below, so that process mode sees the same state root.)
+mkdir -p $HULL_ROOT $R
 mount -t cgroup2 none /sys/fs/cgroup
 sh /lib/hull-extra/load.sh
-# These scenarios are not about networking: containers get loopback only, as they had
-# before hull had networks (the network tests set up CNI in the test host themselves).
-mkdir -p /var/lib/hull
-echo '{"network": {"default": "none"}}' > /var/lib/hull/config.json
-t import hull image import --rootfs /images/busybox -t hull/busybox --cmd '["sh"]' -q
 # Process-mode containers pivot_root out of their parent's root, which the kernel refuses
 # when that root is the initramfs itself: `P CMD...` runs CMD chrooted into a tmpfs mount
 # holding bind mounts of the harness's directories (the same files, the same state root).
@@ -207,11 +304,18 @@ fn unhex(s: &str) -> String {
 }
 
 impl Results {
-    /// Runs `body` between the prelude and epilogue.
-    pub fn collect(harness: &Harness, body: &str) -> Results {
+    /// Runs `body` between the prelude and epilogue, where `host` says.
+    pub fn collect(host: &VmTestHost, body: &str) -> Results {
         let _one = HARNESS.lock().unwrap_or_else(|e| e.into_inner());
-        let script = format!("{PRELUDE}\n{body}\n{EPILOGUE}");
-        let run = harness.run(&script, RUN_TIMEOUT);
+        let run = match host {
+            VmTestHost::Harness(harness) => {
+                let script = format!("{HARNESS_SETUP}\n{PRELUDE}\n{body}\n{EPILOGUE}");
+                harness.run(&script, RUN_TIMEOUT)
+            }
+            VmTestHost::Direct { rootfs, .. } => {
+                run_direct(rootfs, &format!("{PRELUDE}\n{body}\n{EPILOGUE}"))
+            }
+        };
         let mut files = HashMap::new();
         for line in run.output.lines() {
             if let Some(rest) = line.strip_prefix("@@@") {
@@ -301,6 +405,16 @@ impl Results {
         self.check(self.out(name).contains(needle), what);
     }
 
+    /// The `wait_for` recorded under `name` saw its condition before its deadline.
+    pub fn expect_waited(&mut self, name: &str) {
+        let got = self.out(name).trim().to_string();
+        let ok = got.parse::<u64>().is_ok();
+        self.check(
+            ok,
+            format!("{name}: the condition did not come true in time ({got})"),
+        );
+    }
+
     /// Step `name`'s stderr contains `needle`.
     pub fn expect_err_contains(&mut self, name: &str, needle: &str) {
         let what = format!("{name}: stderr {:?} lacks {needle:?}", self.err(name));
@@ -346,6 +460,73 @@ impl Results {
             );
         }
         panic!("{msg}");
+    }
+}
+
+/// Runs a test script on this host (hardware KVM) with busybox's shell, as the harness
+/// would: a state root, record directory and `P` of its own, hull from this build, stdout
+/// and stderr together, killed at [`RUN_TIMEOUT`].
+fn run_direct(rootfs: &Path, script: &str) -> HarnessRun {
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+    let dir = tempfile::Builder::new()
+        .prefix("hull-vm-direct-")
+        .tempdir()
+        .expect("temp dir for the direct run");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    // Process mode needs no chroot here: the host's root is a real filesystem.
+    std::fs::write(bin.join("P"), "#!/bin/sh\nexec \"$@\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.join("P"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}:{}",
+        bin.display(),
+        hull_tests::bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let log = dir.path().join("output.log");
+    let start = Instant::now();
+    let mut child = Command::new("/bin/busybox")
+        .args(["sh", "-c", script])
+        .env("PATH", path)
+        .env("HULL_ROOT", dir.path().join("state"))
+        .env("HULL_AGENT", static_agent())
+        .env("R", dir.path().join("r"))
+        .env("ROOTFS", rootfs)
+        .env("K", Harness::guest_kernel())
+        .env("HULL_KERNEL", Harness::guest_kernel())
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+        .spawn()
+        .expect("run the test script with /bin/busybox sh");
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if start.elapsed() >= RUN_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut output = std::fs::read_to_string(&log).unwrap_or_default();
+    output.push_str(&std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default());
+    HarnessRun {
+        output,
+        status: status.and_then(|s| s.code()),
+        console: String::new(),
+        qemu_stderr: String::new(),
+        elapsed: start.elapsed(),
+        timed_out: status.is_none(),
+        outer_lockup: false,
+        outer_silent: false,
+        attempts: 1,
+        retried_after: None,
+        monitor: String::new(),
     }
 }
 
