@@ -205,8 +205,10 @@ fn tty_gives_the_container_a_real_terminal() {
     let hull = hull_tests::binary("hull");
     let root = env.root.path().display().to_string();
     let base = format!("{} --root {}", q(&hull.display().to_string()), q(&root));
+    // The user's terminal is 37 rows by 111 columns (an unusual size, not a default):
+    // the container's terminal must have that size.
     let (out, code) = in_pty(
-        &format!("{base} run --rm -t {IMAGE} sh -c 'tty; [ -t 0 ] && [ -t 1 ] && echo both-tty; stty size; exit 4'"),
+        &format!("stty rows 37 cols 111; {base} run --rm -t {IMAGE} sh -c 'tty; [ -t 0 ] && [ -t 1 ] && echo both-tty; echo size=$(stty size); exit 4'"),
         None,
     );
     assert_eq!(code, 4, "{out}");
@@ -216,8 +218,8 @@ fn tty_gives_the_container_a_real_terminal() {
     );
     assert!(out.contains("both-tty"), "{out}");
     assert!(
-        out.contains("24 80") || out.lines().any(|l| l.trim().split(' ').count() == 2),
-        "{out}"
+        out.lines().any(|l| l.trim() == "size=37 111"),
+        "the container's terminal has the user's size: {out}"
     );
 
     // -it: input typed on the terminal reaches the shell.

@@ -17,3 +17,6 @@ pub use names::{is_foreign, number};
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod denial_tests;

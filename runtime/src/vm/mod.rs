@@ -740,29 +740,47 @@ mod tests {
         crate::container::spec::build("0123456789abcdef", &image, &opts).unwrap()
     }
 
+    /// What a user can count on, not the formula: the guest gets at least the memory asked
+    /// for plus room for its kernel and agent, more when more is asked, and never a
+    /// uselessly small machine; `--cpus` is rounded up to whole vCPUs, one by default, never
+    /// more than the host has. (tests/harness_vm.rs checks the guest's own view.)
     #[test]
     fn memory_and_cpus_size_the_vm() {
         use crate::container::spec::RunOptions;
-        assert_eq!(
-            machine_size(&spec_with(RunOptions::default())),
-            (DEFAULT_MEMORY_MIB, 1)
-        );
-        let (mem, _) = machine_size(&spec_with(RunOptions {
-            memory: Some("512m".into()),
-            ..Default::default()
-        }));
-        assert_eq!(mem, 512 + MEMORY_OVERHEAD_MIB);
-        let (mem, _) = machine_size(&spec_with(RunOptions {
-            memory: Some("6m".into()),
-            ..Default::default()
-        }));
-        assert_eq!(mem, 128, "a tiny limit still leaves the guest kernel room");
-        let (_, cpus) = machine_size(&spec_with(RunOptions {
-            cpus: Some("1.5".into()),
-            ..Default::default()
-        }));
+        let size = |memory: Option<String>, cpus: Option<&str>| {
+            machine_size(&spec_with(RunOptions {
+                memory,
+                cpus: cpus.map(str::to_string),
+                ..Default::default()
+            }))
+        };
+        let mib = |m: u64| Some(format!("{m}m"));
+        for asked in [6, 32, 64, 100, 512, 2048] {
+            let (mem, _) = size(mib(asked), None);
+            assert!(mem >= asked + 32, "{asked} MiB asked, VM of {mem} MiB");
+            assert!(
+                mem >= 128,
+                "{asked} MiB asked, VM of {mem} MiB is too small to boot"
+            );
+        }
+        assert!(size(mib(2048), None).0 > size(mib(512), None).0);
+        // An odd byte count is not rounded down below what was asked.
+        assert!(size(Some(((512u64 << 20) + 1).to_string()), None).0 > 512);
+        assert!(size(None, None).0 >= 128, "a default VM boots");
+
         let host = std::thread::available_parallelism().unwrap().get() as u32;
-        assert_eq!(cpus, 2.min(host));
+        assert_eq!(size(None, None).1, 1, "one vCPU by default");
+        assert_eq!(size(None, Some("0.2")).1, 1, "0.2 CPU is one vCPU");
+        assert_eq!(
+            size(None, Some("1.5")).1,
+            2.min(host),
+            "1.5 rounds up"
+        );
+        let many = size(None, Some("64")).1;
+        assert!(
+            many <= host && many >= 2.min(host),
+            "64 CPUs asked: {many} of {host}"
+        );
     }
 
     /// What the agent reports reaches the user as the process model's error would: a
