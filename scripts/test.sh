@@ -4,7 +4,8 @@
 #   1 unit              no root, fast                     cargo test --lib --bins
 #   2 host integration  root: namespaces, cgroups, CLI    tests/tests/host_*.rs
 #   3 direct KVM        tiny guests on this /dev/kvm      vmm/tests/kvm_*.rs
-#   4 harness           full VM mode in nested QEMU/TCG   tests/tests/harness_*.rs
+#   4 harness           full VM mode: directly where KVM  tests/tests/harness_*.rs
+#                       is hardware, else in nested QEMU/TCG
 #
 # A tier that cannot run says why and counts as NOT RUN, never as passed. Every tier runs
 # once: nothing is re-run, and a failure anywhere (a test, the build, a test host of the
@@ -106,6 +107,9 @@ if [[ ${STATUS[4]} != "NOT RUN" ]]; then
         STATUS[4]="FAILED"
         [[ ${FAILED[4]} -eq 0 ]] && FAILED[4]=$host_retries
         WHY[4]="$host_retries harness run(s) passed only on a second machine after the first froze (grep 'harness: WARNING' $LOGDIR/tier4.log)"
+    fi
+    if grep -q '^vm-mode tests: running directly' "$LOGDIR/tier4.log"; then
+        WHY[4]="${WHY[4]:+${WHY[4]}; }VM mode ran directly on this host's hardware KVM"
     fi
 fi
 

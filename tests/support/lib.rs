@@ -37,6 +37,39 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// What this host's /dev/kvm can do, which decides where VM mode is tested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKvm {
+    /// Hardware virtualisation (VT-x or AMD-V, also the nested harness's emulated AMD-V):
+    /// hull's guest kernel boots here, VM mode is tested directly.
+    Hardware,
+    /// PVM (`kvm_pvm` loaded): runs only tiny guests; VM mode is tested in the harness.
+    Pvm,
+    /// No /dev/kvm at all.
+    Missing,
+}
+
+/// This host's kind of KVM.
+pub fn host_kvm() -> HostKvm {
+    if Path::new("/sys/module/kvm_pvm").exists() {
+        return HostKvm::Pvm;
+    }
+    if !Path::new("/dev/kvm").exists() {
+        return HostKvm::Missing;
+    }
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let hardware = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
+    if hardware {
+        HostKvm::Hardware
+    } else {
+        // A /dev/kvm without vmx/svm and without PVM: nothing hull's guest boots on.
+        HostKvm::Missing
+    }
+}
+
 /// Whether the tests run as root (tier 2 and up need it).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.

@@ -1,28 +1,35 @@
-//! `--isolation=vm` on this kind of host: its /dev/kvm is PVM, which cannot boot hull's
-//! guest kernel, so `hull run --isolation=vm` must refuse at once with an explanation
-//! instead of hanging on a guest that never boots, and leave nothing behind. (The VM mode
-//! itself is tested inside the nested harness: tests/harness_vm.rs.)
+//! `--isolation=vm` on this host as it is. Where KVM cannot boot hull's guest kernel (PVM,
+//! as on the build machines, or no /dev/kvm), `hull run --isolation=vm` must refuse at once
+//! with an explanation instead of hanging on a guest that never boots, and leave nothing
+//! behind. Where KVM is hardware virtualisation, VM mode runs directly and must work. (The
+//! whole VM mode is tested in tier 4: tests/harness_vm.rs, directly on such hosts, in the
+//! nested harness elsewhere.)
 
 mod process_common;
+mod vm_direct;
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use hull_tests::HostKvm;
 use process_common::{Env, IMAGE};
 
-/// Upper bound for the refusal: far beyond a fast failure, far below a boot timeout.
-const NO_HANG: Duration = Duration::from_secs(20);
+/// A guard against a hang, not a speed check: a refusal is told from a boot that timed
+/// out by its message (the boot timeout's error says something else), however busy the
+/// host is.
+const NO_HANG: Duration = Duration::from_secs(300);
 
 #[test]
-fn vm_isolation_fails_fast_with_an_explanation_where_kvm_cannot_boot_the_guest() {
+fn vm_isolation_runs_or_refuses_at_once_with_an_explanation() {
+    match hull_tests::host_kvm() {
+        HostKvm::Hardware => vm_direct::vm_mode_works_here(),
+        HostKvm::Pvm | HostKvm::Missing => refuses_fast_with_an_explanation(),
+    }
+}
+
+fn refuses_fast_with_an_explanation() {
     let pvm = Path::new("/sys/module/kvm_pvm").exists();
-    let no_kvm = !Path::new("/dev/kvm").exists();
-    assert!(
-        pvm || no_kvm,
-        "this test checks the refusal on hosts whose KVM cannot boot the guest (PVM or no \
-         /dev/kvm); this host has hardware KVM: run tests/harness_vm.rs's checks directly"
-    );
     let env = Env::new();
     for args in [
         vec!["run", "--rm", "--isolation", "vm", IMAGE, "true"],

@@ -202,55 +202,8 @@ mod tests {
         assert_eq!(lowerdir_option(&layers).unwrap(), "lowerdir=/l/top:/l/base");
     }
 
-    /// Builds a disk from two layers, the upper one deleting a file with an overlay
-    /// whiteout, and checks the result as the guest will see it (mounted erofs).
-    #[test]
-    fn layers_are_merged_with_whiteouts_applied() {
-        assert_eq!(
-            // SAFETY: geteuid has no preconditions.
-            unsafe { libc::geteuid() },
-            0,
-            "needs root (overlay and loop mounts)"
-        );
-        let tmp = tempfile::tempdir().unwrap();
-        let (lower, upper) = (tmp.path().join("l1"), tmp.path().join("l2"));
-        fs::create_dir_all(lower.join("a")).unwrap();
-        fs::write(lower.join("a/keep"), "kept").unwrap();
-        fs::write(lower.join("a/gone"), "deleted above").unwrap();
-        fs::create_dir_all(upper.join("a")).unwrap();
-        fs::write(upper.join("b"), "new").unwrap();
-        nix::sys::stat::mknod(
-            &upper.join("a/gone"),
-            nix::sys::stat::SFlag::S_IFCHR,
-            nix::sys::stat::Mode::empty(),
-            0,
-        )
-        .unwrap();
-        let paths = StatePaths::new(Some(tmp.path()));
-        let id = format!("sha256:{}", "ab".repeat(32));
-        let disk = ensure_disk(&paths, &id, &[lower, upper]).unwrap();
-        assert_eq!(disk, disk_path(&paths, &id).unwrap());
-        // Nothing but the disk is left in the cache directory.
-        let names: Vec<_> = fs::read_dir(disks_dir(&paths)).unwrap().collect();
-        assert_eq!(names.len(), 1);
-
-        let mnt = tmp.path().join("mnt");
-        fs::create_dir_all(&mnt).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "erofs", "-o", "loop,ro"])
-            .arg(&disk)
-            .arg(&mnt)
-            .status()
-            .unwrap();
-        assert!(status.success(), "mount the erofs disk");
-        let keep = fs::read_to_string(mnt.join("a/keep"));
-        let gone = mnt.join("a/gone").exists();
-        let new = fs::read_to_string(mnt.join("b"));
-        Command::new("umount").arg(&mnt).status().unwrap();
-        assert_eq!(keep.unwrap(), "kept");
-        assert!(!gone, "the whiteout must hide a/gone");
-        assert_eq!(new.unwrap(), "new");
-    }
+    // Building a real disk (root, mkfs.erofs, loop mounts) is tier 2:
+    // tests/tests/host_vm_disk.rs.
 
     #[test]
     fn prune_removes_only_disks_of_removed_images() {
