@@ -72,12 +72,14 @@ RUSTFLAGS="-C target-feature=+crt-static" \
 RUSTFLAGS="-C target-feature=+crt-static" \
     cargo build --release -p hull-tests --bin hull-hostile-agent --target x86_64-unknown-linux-gnu
 TARGET=${CARGO_TARGET_DIR:-target}
-log "installing hull, hull-oci, hull-vmm and hull-agent"
+log "installing hull, hull-oci, hull-vmm, hull-agent and hull-harness"
 install -D -m 0755 "$TARGET"/release/hull /usr/local/bin/hull
 install -D -m 0755 "$TARGET"/release/hull-oci /usr/local/bin/hull-oci
 # hull-oci under this name runs every workload in a VM (a runtime handler picks a binary).
 ln -sfn hull-oci /usr/local/bin/hull-oci-vm
 install -D -m 0755 "$TARGET"/release/hull-vmm /usr/local/lib/hull/hull-vmm
+# `hull bench --harness` runs the nested harness through it (on hosts whose KVM is PVM).
+install -D -m 0755 "$TARGET"/release/hull-harness /usr/local/lib/hull/hull-harness
 install -D -m 0755 "$TARGET"/x86_64-unknown-linux-gnu/release/hull-agent /usr/local/lib/hull/hull-agent
 
 if [[ -x kernel-config/build.sh ]]; then

@@ -1,5 +1,6 @@
 //! Tier 4: `hull bench --harness` measures VM mode inside the nested harness, where this
-//! host's own KVM (PVM) cannot boot the guest, and says that it did.
+//! host's own KVM (PVM) cannot boot the guest, next to QEMU microvm booting the same kernel
+//! and image in the same machine, reports their ratio, and says that it ran there.
 
 use std::path::Path;
 
@@ -36,7 +37,7 @@ fn bench_in_the_harness_measures_vm_mode_and_says_so() {
         "--isolation",
         "vm",
         "--peers",
-        "none",
+        "qemu-microvm",
         "--runs",
         "2",
         "--warmup",
@@ -65,17 +66,35 @@ fn bench_in_the_harness_measures_vm_mode_and_says_so() {
         "the real host is recorded: {env}"
     );
     let subjects = report["subjects"].as_array().unwrap();
-    assert_eq!(subjects.len(), 1);
-    let vm = &subjects[0];
-    assert_eq!(vm["name"], "hull-vm");
-    assert_eq!(vm["available"], true, "{vm:#}\nstderr:\n{stderr}");
-    assert_eq!(vm["runs_ok"], 2, "{vm:#}");
-    assert_eq!(vm["density"]["answering"], 1, "{vm:#}");
-    assert!(vm["density"]["pss_kib"]["median"].as_f64().unwrap() > 0.0);
+    assert_eq!(subjects.len(), 2, "{report:#}");
+    for (name, vm) in ["hull-vm", "qemu-microvm"].iter().zip(subjects) {
+        assert_eq!(vm["name"], *name);
+        assert_eq!(vm["available"], true, "{vm:#}\nstderr:\n{stderr}");
+        assert_eq!(vm["runs_ok"], 2, "{vm:#}\nstderr:\n{stderr}");
+        assert_eq!(vm["errors_total"], 0, "{vm:#}");
+        for metric in ["start_latency_ms", "end_to_end_ms", "teardown_ms"] {
+            assert_eq!(vm[metric]["n"], 2, "{name}.{metric}: {vm:#}");
+        }
+        assert_eq!(vm["density"]["answering"], 1, "{vm:#}");
+        assert!(vm["density"]["pss_kib"]["median"].as_f64().unwrap() > 0.0);
+    }
+    // The two VMMs are compared within this one run: QEMU microvm against hull-vm.
+    let ratio = report["ratios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| {
+            r["subject"] == "qemu-microvm"
+                && r["baseline"] == "hull-vm"
+                && r["metric"] == "end_to_end_ms"
+        })
+        .unwrap_or_else(|| panic!("no qemu-microvm / hull-vm ratio: {report:#}"));
+    assert!(ratio["ratio"].as_f64().unwrap() > 0.0, "{ratio}");
     assert_eq!(out.status.code(), Some(0));
     let chart = std::fs::read_to_string(&svg).unwrap();
     roxmltree::Document::parse(&chart).expect("well-formed SVG");
     assert!(chart.contains("nested harness"));
+    assert!(chart.contains("qemu-microvm"));
     // Nothing of the run stays on the host.
     assert!(
         !Path::new(&root.path().join("run/bench")).exists()

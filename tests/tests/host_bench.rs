@@ -163,16 +163,8 @@ fn assert_nothing_left(root: &TestRoot) {
     }
 }
 
-/// Whether this host's /dev/kvm is hardware virtualisation (VT-x/AMD-V), where VM mode and
-/// the QEMU microvm peer run directly.
 fn hardware_kvm() -> bool {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    Path::new("/dev/kvm").exists()
-        && !Path::new("/sys/module/kvm_pvm").exists()
-        && cpu
-            .lines()
-            .filter(|l| l.starts_with("flags"))
-            .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"))
+    hull_tests::host_kvm() == hull_tests::HostKvm::Hardware
 }
 
 /// A subject that must have been measured: every run worked and its figures hang together
@@ -523,5 +515,76 @@ fn bad_flags_give_clear_errors_and_measure_nothing() {
         &["bench", "--from-json", junk.to_str().unwrap()],
         &["not a hull bench JSON report"],
     );
+    assert_nothing_left(&root);
+}
+
+/// An installed hull (`PREFIX/bin/hull`) runs `hull bench --harness` through the
+/// `hull-harness` installed with it (`PREFIX/lib/hull/hull-harness`, where
+/// scripts/setup.sh puts it), and hands it the parts and peers to carry in: QEMU and its
+/// microvm firmware for the qemu-microvm peer. A stand-in hull-harness records its
+/// arguments (booting the real harness is tier 4's job: tests/harness_bench.rs).
+#[test]
+fn bench_harness_uses_the_hull_harness_installed_with_hull() {
+    let root = root_with_busybox();
+    let prefix = root.path().join("prefix");
+    std::fs::create_dir_all(prefix.join("bin")).unwrap();
+    std::fs::create_dir_all(prefix.join("lib/hull")).unwrap();
+    let hull = prefix.join("bin/hull");
+    std::fs::copy(hull_tests::binary("hull"), &hull).unwrap();
+    let args_file = root.path().join("harness-args");
+    let fake = prefix.join("lib/hull/hull-harness");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > {}\necho stand-in-hull-harness-ran >&2\nexit 125\n",
+            args_file.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = hull_tests::bin_dir();
+    let out = std::process::Command::new(&hull)
+        .arg("--root")
+        .arg(root.path())
+        .args([
+            "bench",
+            "--harness",
+            "--isolation",
+            "vm",
+            "--peers",
+            "qemu-microvm",
+        ])
+        .args(["--runs", "1", "--warmup", "0", "--density", "0"])
+        .env("HULL_VMM", bin.join("hull-vmm"))
+        .env_remove("HULL_HARNESS_BIN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("stand-in-hull-harness-ran"),
+        "hull did not run PREFIX/lib/hull/hull-harness: {stderr}"
+    );
+    let args = std::fs::read_to_string(&args_file).unwrap();
+    let carried: Vec<&str> = args.lines().collect();
+    for guest in [
+        "/usr/bin/hull",
+        "/usr/bin/hull-vmm",
+        "/usr/local/lib/hull/vmlinux",
+    ] {
+        assert!(
+            carried.iter().any(|a| a.ends_with(&format!("={guest}"))),
+            "{guest} not carried in: {carried:?}"
+        );
+    }
+    if installed("qemu-system-x86_64") {
+        for guest in ["/usr/bin/qemu-system-x86_64", "/usr/share/qemu/qboot.rom"] {
+            assert!(
+                carried.iter().any(|a| a.ends_with(&format!("={guest}"))),
+                "{guest} not carried in for the qemu-microvm peer: {carried:?}"
+            );
+        }
+    }
     assert_nothing_left(&root);
 }

@@ -3,10 +3,12 @@
 //! cannot (PVM).
 //!
 //! The machine is the tier-4 tests' harness, driven through its CLI (`hull-harness`, built
-//! with the workspace's binaries). It carries hull, hull-vmm, the guest agent and kernel,
-//! this state root's image store, and crun/runc when asked for; inside, `hull bench
-//! --format json` runs with the same settings and its report comes back between markers.
-//! Everything inside runs on an emulated CPU: figures compare only with each other.
+//! with the workspace's binaries and installed beside hull by scripts/setup.sh). It
+//! carries hull, hull-vmm, the guest agent and kernel, this state root's image store, and
+//! the peers asked for: crun/runc, and QEMU with its microvm firmware, which boots the same
+//! guest kernel and image disk in the same machine. Inside, `hull bench --format json` runs
+//! with the same settings and its report comes back between markers. Everything inside
+//! runs on an emulated CPU: figures compare only with each other, as the ratios do.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,24 +23,56 @@ const BEGIN: &str = "@@HULL-BENCH-JSON-BEGIN@@";
 const END: &str = "@@HULL-BENCH-JSON-END@@";
 /// Largest image store carried into the harness (it lives in the outer machine's RAM).
 const MAX_STORE_BYTES: u64 = 512 << 20;
+/// Where Debian's QEMU keeps firmware, and what `-M microvm` with `-kernel` loads from it.
+const QEMU_DATA_DIR: &str = "/usr/share/qemu";
+const QEMU_MICROVM_FIRMWARE: &[&str] = &[
+    "qboot.rom",
+    "bios-microvm.bin",
+    "pvh.bin",
+    "linuxboot_dma.bin",
+    "kvmvapic.bin",
+];
+/// Outer machine memory: the bench's files (copied once more into its root), hull-vm's
+/// guests, and QEMU with its guests when that peer runs.
+fn harness_memory_mib(density: usize, qemu: bool) -> u64 {
+    let base = 1536 + density as u64 * 384;
+    let qemu = if qemu { 512 + density as u64 * 256 } else { 0 };
+    (base + qemu).min(8192)
+}
 
-/// Where `hull-harness` is: `$HULL_HARNESS_BIN` or beside `hull`.
-fn locate_harness_cli() -> Result<PathBuf, BenchError> {
-    let candidate = std::env::var_os("HULL_HARNESS_BIN")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::current_exe()
-                .ok()
-                .and_then(|exe| exe.parent().map(|d| d.join("hull-harness")))
-        });
-    match candidate {
-        Some(path) if path.is_file() => Ok(path),
-        _ => Err(BenchError::InvalidConfig(
-            "--harness needs hull-harness beside hull (cargo build --workspace --bins builds \
-             it; or set HULL_HARNESS_BIN)"
-                .into(),
-        )),
+/// Where scripts/setup.sh installs `hull-harness` (next to hull-vmm and the guest agent).
+const INSTALLED_HARNESS_CLI: &str = "/usr/local/lib/hull/hull-harness";
+
+/// Where `hull-harness` may be, in order: `$HULL_HARNESS_BIN`, beside `hull` (a build
+/// tree), `../lib/hull/` from `hull` (an installed prefix: /usr/local/bin/hull and
+/// /usr/local/lib/hull/hull-harness), and [`INSTALLED_HARNESS_CLI`].
+fn harness_cli_candidates(exe: Option<&Path>) -> Vec<PathBuf> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(p) = std::env::var_os("HULL_HARNESS_BIN") {
+        candidates.push(p.into());
     }
+    if let Some(dir) = exe.and_then(Path::parent) {
+        candidates.push(dir.join("hull-harness"));
+        if let Some(prefix) = dir.parent() {
+            candidates.push(prefix.join("lib/hull/hull-harness"));
+        }
+    }
+    candidates.push(INSTALLED_HARNESS_CLI.into());
+    candidates
+}
+
+fn locate_harness_cli() -> Result<PathBuf, BenchError> {
+    let exe = std::env::current_exe().ok();
+    harness_cli_candidates(exe.as_deref())
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            BenchError::InvalidConfig(format!(
+                "--harness needs hull-harness, found neither beside hull nor in \
+                 {INSTALLED_HARNESS_CLI} (scripts/setup.sh installs it; in a build tree \
+                 cargo build --workspace --bins builds it; or set HULL_HARNESS_BIN)"
+            ))
+        })
 }
 
 fn dir_size(dir: &Path) -> u64 {
@@ -139,11 +173,16 @@ pub fn run(
     std::fs::write(&script_path, script)
         .map_err(|e| BenchError::Io(format!("write {}", script_path.display()), e))?;
 
+    let qemu = if peers.contains(&Peer::QemuMicrovm) {
+        which("qemu-system-x86_64")
+    } else {
+        None
+    };
     let mut cmd = Command::new(&cli);
     cmd.arg("--timeout")
         .arg(timeout.as_secs().max(1).to_string())
         .arg("--memory")
-        .arg((1536 + density as u64 * 384).min(8192).to_string())
+        .arg(harness_memory_mib(density, qemu.is_some()).to_string())
         .arg("--binary")
         .arg(format!("{}=/usr/bin/hull", exe.display()))
         .arg("--binary")
@@ -181,6 +220,19 @@ pub fn run(
             }
         }
     }
+    // The QEMU microvm peer: QEMU (with its libraries) and the firmware its microvm
+    // machine loads; it boots the same guest kernel as hull-vm, inside the same machine.
+    if let Some(qemu) = &qemu {
+        cmd.arg("--binary")
+            .arg(format!("{}=/usr/bin/qemu-system-x86_64", qemu.display()));
+        for firmware in QEMU_MICROVM_FIRMWARE {
+            let host = Path::new(QEMU_DATA_DIR).join(firmware);
+            if host.exists() {
+                cmd.arg("--file")
+                    .arg(format!("{}={QEMU_DATA_DIR}/{firmware}", host.display()));
+            }
+        }
+    }
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -214,17 +266,16 @@ pub fn run(
                 .into(),
         );
     }
-    // QEMU is not carried in: say so rather than "not installed".
-    for subject in report
-        .subjects
-        .iter_mut()
-        .filter(|s| s.name == "qemu-microvm")
-    {
-        if !subject.available {
+    // QEMU could not be carried in: say so rather than "not installed".
+    if qemu.is_none() {
+        for subject in report
+            .subjects
+            .iter_mut()
+            .filter(|s| s.name == "qemu-microvm" && !s.available)
+        {
             subject.unavailable_reason = Some(
-                "not carried into the harness by hull bench, and this peer is not wired in \
-                 yet (tests/benches/harness_boot compares hull-vmm with QEMU microvm boots \
-                 inside the harness)"
+                "qemu-system-x86_64 is not installed on this host, so it was not carried \
+                 into the harness (apt-get install qemu-system-x86)"
                     .into(),
             );
         }
@@ -244,6 +295,22 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_installed_hull_finds_hull_harness_under_its_prefix() {
+        let candidates = harness_cli_candidates(Some(Path::new("/opt/x/bin/hull")));
+        let beside = candidates
+            .iter()
+            .position(|p| p == Path::new("/opt/x/bin/hull-harness"));
+        let prefix = candidates
+            .iter()
+            .position(|p| p == Path::new("/opt/x/lib/hull/hull-harness"));
+        assert!(
+            beside.is_some() && prefix.is_some() && beside < prefix,
+            "{candidates:?}"
+        );
+        assert_eq!(candidates.last().unwrap(), Path::new(INSTALLED_HARNESS_CLI));
+    }
 
     #[test]
     fn quoting_survives_quotes_and_spaces() {

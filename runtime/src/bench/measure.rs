@@ -34,12 +34,40 @@ pub struct Timed {
     pub stdout: Vec<u8>,
     /// The first [`KEPT_OUTPUT`] bytes of stderr.
     pub stderr: Vec<u8>,
+    /// When stdout's kept bytes arrived: (length of `stdout` after a read, its time).
+    pub stdout_marks: Vec<(usize, Duration)>,
 }
 
 impl Timed {
     /// Stderr as text, trimmed, for error messages.
     pub fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr).trim().to_string()
+    }
+
+    /// Ends stdout where `marker` begins (for a subject whose stdout carries more than the
+    /// command's output, like a VM's serial console) and retimes the first and last output
+    /// to the bytes before it; returns what followed the marker, or `None` when there is no
+    /// marker (nothing is changed then).
+    pub fn cut_stdout_at(&mut self, marker: &[u8]) -> Option<Vec<u8>> {
+        let at = self
+            .stdout
+            .windows(marker.len())
+            .position(|w| w == marker)?;
+        let rest = self.stdout[at + marker.len()..].to_vec();
+        self.stdout.truncate(at);
+        // The read that brought byte `n - 1` is the first whose end is past it.
+        let time_of = |n: usize| {
+            self.stdout_marks
+                .iter()
+                .find(|(end, _)| *end >= n)
+                .map(|&(_, t)| t)
+        };
+        (self.first_output, self.last_output) = if at == 0 {
+            (None, None)
+        } else {
+            (time_of(1), time_of(at))
+        };
+        Some(rest)
     }
 }
 
@@ -106,6 +134,7 @@ fn watch(
         exit_code: -1,
         stdout: Vec::new(),
         stderr: Vec::new(),
+        stdout_marks: Vec::new(),
     };
     let (mut out_open, mut err_open) = (true, true);
     let mut buf = vec![0u8; 16 * 1024];
@@ -147,6 +176,9 @@ fn watch(
                 timed.first_output.get_or_insert(now);
                 timed.last_output = Some(now);
                 keep(&mut timed.stdout, &buf[..n]);
+                if timed.stdout_marks.last().map(|m| m.0) != Some(timed.stdout.len()) {
+                    timed.stdout_marks.push((timed.stdout.len(), now));
+                }
             }
         }
         if err_ready {
@@ -294,6 +326,17 @@ impl LiveChild {
             .map_err(|e| BenchError::Io("write container stdin".into(), e))
     }
 
+    /// Writes raw bytes to the container's stdin (e.g. a terminal's end-of-file, ^D).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), BenchError> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| BenchError::Protocol("stdin already closed".into()))?;
+        stdin
+            .write_all(bytes)
+            .map_err(|e| BenchError::Io("write container stdin".into(), e))
+    }
+
     /// Closes stdin (the container's `read` then sees end of input).
     pub fn close_stdin(&mut self) {
         self.stdin = None;
@@ -332,5 +375,53 @@ impl LiveChild {
     pub fn kill(&mut self) {
         kill_group(&self.child);
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timed(stdout: &[u8], marks: Vec<(usize, u64)>) -> Timed {
+        Timed {
+            first_output: marks.first().map(|m| Duration::from_millis(m.1)),
+            last_output: marks.last().map(|m| Duration::from_millis(m.1)),
+            end_to_end: Duration::from_millis(1000),
+            exit_code: 0,
+            stdout: stdout.to_vec(),
+            stderr: Vec::new(),
+            stdout_marks: marks
+                .into_iter()
+                .map(|(n, ms)| (n, Duration::from_millis(ms)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn output_before_a_marker_is_timed_by_the_reads_that_brought_it() {
+        // "hello\n" came in two reads (at 10 ms and 20 ms), the marker at 30 ms.
+        let mut t = timed(b"hello\n@@end 0\n", vec![(3, 10), (6, 20), (15, 30)]);
+        let rest = t.cut_stdout_at(b"@@end ").unwrap();
+        assert_eq!(rest, b"0\n");
+        assert_eq!(t.stdout, b"hello\n");
+        assert_eq!(
+            (t.first_output, t.last_output),
+            (Some(ms(10)), Some(ms(20)))
+        );
+    }
+
+    #[test]
+    fn a_command_that_printed_nothing_has_no_output_times() {
+        let mut t = timed(b"@@end 0\n", vec![(8, 30)]);
+        assert_eq!(t.cut_stdout_at(b"@@end "), Some(b"0\n".to_vec()));
+        assert_eq!((t.first_output, t.last_output), (None, None));
+        // Without the marker nothing changes.
+        let mut t = timed(b"hi\n", vec![(3, 5)]);
+        assert_eq!(t.cut_stdout_at(b"@@end "), None);
+        assert_eq!(t.first_output, Some(ms(5)));
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
     }
 }

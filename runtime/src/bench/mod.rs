@@ -387,7 +387,7 @@ fn density(
             out.started
         ));
         let t = Instant::now();
-        c.child.close_stdin();
+        runner.end_input(&mut c);
         match c.child.wait(config.timeout) {
             Ok(0) => stop.push(ms(t.elapsed())),
             Ok(code) => result.record_error(format!("container {} exited {code}", i + 1)),

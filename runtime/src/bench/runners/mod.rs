@@ -4,6 +4,7 @@
 mod hull;
 mod oci;
 mod qemu;
+mod qemu_guest;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -49,6 +50,10 @@ pub trait Runner {
     fn notes(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Ends a live container's input (its script's `read` then sees end of input).
+    fn end_input(&mut self, live: &mut LiveContainer) {
+        live.child.close_stdin();
+    }
     /// Called once a live container's runtime exited; removes whatever it left.
     fn forget(&mut self, _live: &LiveContainer) {}
     /// Removes everything the runner created; returns what could not be removed.
@@ -66,7 +71,7 @@ pub fn select(config: &BenchConfig, paths: &StatePaths, work: &Path) -> Vec<Box<
             Peer::Crun | Peer::Runc => {
                 runners.push(Box::new(oci::OciRunner::new(peer, config, paths, work)))
             }
-            Peer::QemuMicrovm => runners.push(Box::new(qemu::QemuRunner::new(config, paths))),
+            Peer::QemuMicrovm => runners.push(Box::new(qemu::QemuRunner::new(config, paths, work))),
         }
     }
     runners
