@@ -530,19 +530,34 @@ fn bench_harness_uses_the_hull_harness_installed_with_hull() {
     std::fs::create_dir_all(prefix.join("bin")).unwrap();
     std::fs::create_dir_all(prefix.join("lib/hull")).unwrap();
     let hull = prefix.join("bin/hull");
-    std::fs::copy(hull_tests::binary("hull"), &hull).unwrap();
     let args_file = root.path().join("harness-args");
-    let fake = prefix.join("lib/hull/hull-harness");
+    let fake_text = root.path().join("fake-harness.sh");
     std::fs::write(
-        &fake,
+        &fake_text,
         format!(
             "#!/bin/sh\nprintf '%s\\n' \"$@\" > {}\necho stand-in-hull-harness-ran >&2\nexit 125\n",
             args_file.display()
         ),
     )
     .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fake = prefix.join("lib/hull/hull-harness");
+    // Installed by another process: a file this (multi-threaded) test process had open
+    // for writing could be inherited by a concurrent test's fork and make exec fail with
+    // ETXTBSY.
+    for (from, to) in [(hull_tests::binary("hull"), &hull), (fake_text, &fake)] {
+        let status = std::process::Command::new("install")
+            .args(["-m", "0755"])
+            .arg(&from)
+            .arg(to)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "install {} {}",
+            from.display(),
+            to.display()
+        );
+    }
     let bin = hull_tests::bin_dir();
     let out = std::process::Command::new(&hull)
         .arg("--root")
