@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use hull_tests::TestRoot;
 use serde_json::Value;
@@ -84,7 +86,7 @@ fn assert_summary(summary: &Value, n: u64, what: &str) {
 
 /// hull-bench cgroups already on this host when this binary's first bench started (left by
 /// an earlier, killed run): not counted against these tests.
-static BENCH_CGROUPS_BEFORE: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+static BENCH_CGROUPS_BEFORE: OnceLock<Vec<PathBuf>> = OnceLock::new();
 
 /// Every `hull-bench-*` cgroup in every hierarchy, directly or under `hull/`.
 fn bench_cgroups() -> Vec<PathBuf> {
@@ -103,6 +105,15 @@ fn bench_cgroups() -> Vec<PathBuf> {
     cgroups
 }
 
+fn empty_bench_cgroups() -> Vec<PathBuf> {
+    bench_cgroups()
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(p.join("cgroup.procs")).is_ok_and(|s| s.trim().is_empty())
+        })
+        .collect()
+}
+
 /// Things a bench run must not leave: mounts under the state root, cgroups, processes,
 /// scratch dirs.
 fn assert_nothing_left(root: &TestRoot) {
@@ -111,17 +122,25 @@ fn assert_nothing_left(root: &TestRoot) {
     let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&root_path)).collect();
     assert!(left.is_empty(), "mounts left behind: {left:#?}");
 
-    // Another bench may run at the same time on this host; any hull-bench cgroup without a
-    // live process that was not there before this binary's first bench is a leak of ours.
+    // Another bench may run at the same time on this host: only hull-bench cgroups that
+    // were not there before this binary's first bench count, and one of those that is empty
+    // for an instant (created, or being removed by crun/runc) is a leak only if it stays
+    // empty for 30 s.
     let before = BENCH_CGROUPS_BEFORE.get().cloned().unwrap_or_default();
-    let stale: Vec<PathBuf> = bench_cgroups()
+    let mut suspects: Vec<PathBuf> = empty_bench_cgroups()
         .into_iter()
         .filter(|p| !before.contains(p))
-        .filter(|p| {
-            std::fs::read_to_string(p.join("cgroup.procs")).is_ok_and(|s| s.trim().is_empty())
-        })
         .collect();
-    assert!(stale.is_empty(), "cgroups left behind: {stale:#?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !suspects.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = empty_bench_cgroups();
+        suspects.retain(|p| now.contains(p));
+    }
+    assert!(
+        suspects.is_empty(),
+        "cgroups left behind (empty for 30 s): {suspects:#?}"
+    );
 
     let bench_dir = root.path().join("run/bench");
     let leftovers: Vec<_> = std::fs::read_dir(&bench_dir)
