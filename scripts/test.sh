@@ -100,6 +100,10 @@ elif ! cargo build $PROFILE_FLAG --workspace --bins ||
 fi
 setup_secs=$((SECONDS - setup_started))
 
+# Every tier tests with --workspace: cargo unifies features across what it builds, so
+# `-p hull-tests` would build hull and its dependencies again with other features (minutes
+# each on a 2-core CI machine); the same selection for every tier builds them once.
+
 # Tier 1: unit tests of every crate (libraries and binaries), no root needed.
 run_tier 1 "" --workspace --lib --bins
 
@@ -107,13 +111,13 @@ run_tier 1 "" --workspace --lib --bins
 why2=""
 [[ $(id -u) -eq 0 ]] || why2="needs root (namespaces, mounts, cgroups)"
 compgen -G "tests/tests/host_*.rs" >/dev/null || why2="no tests/tests/host_*.rs present"
-run_tier 2 "$why2" -p hull-tests --test 'host_*' -- --test-threads=2
+run_tier 2 "$why2" --workspace --test 'host_*' -- --test-threads=2
 
 # Tier 3: the VMM directly on this machine's /dev/kvm with tiny guests.
 why3=""
 [[ -c /dev/kvm ]] || why3="/dev/kvm is missing on this host"
 compgen -G "vmm/tests/kvm_*.rs" >/dev/null || why3="no vmm/tests/kvm_*.rs present"
-run_tier 3 "$why3" -p hull-vmm --test 'kvm_*'
+run_tier 3 "$why3" --workspace --test 'kvm_*'
 
 # Tier 4: full VM mode inside the nested QEMU/TCG harness (real KVM on emulated AMD-V).
 why4=""
@@ -123,7 +127,7 @@ if [[ -n ${SELECTED[4]:-} && -z $why4 && -x tests/harness/prepare.sh ]]; then
         why4="harness unavailable: $(tail -n 1 "$LOGDIR/harness-check.log")"
 fi
 # --nocapture: the harness's notes and WARNING lines about failed test hosts reach the log.
-run_tier 4 "$why4" -p hull-tests --test 'harness_*' -- --test-threads=1 --nocapture
+run_tier 4 "$why4" --workspace --test 'harness_*' -- --test-threads=1 --nocapture
 # A test host that froze is retried only with HULL_HARNESS_RETRY_FROZEN=1 (off by default),
 # and then says so with a WARNING: the retried test may pass, the tier does not.
 if [[ ${STATUS[4]} != "NOT RUN" && ${STATUS[4]} != "NOT SELECTED" ]]; then
