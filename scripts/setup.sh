@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# Each step says when it started (seconds into setup), so a slow CI setup shows which step.
+log() { printf '\033[1m==> [%4d s] %s\033[0m\n' "$SECONDS" "$*" >&2; }
 
 if [[ $(id -u) -ne 0 ]]; then
     echo "setup.sh: run as root (it installs packages and builds into /usr/local/lib/hull)" >&2
