@@ -6,7 +6,7 @@ mod security_common;
 mod vm_common;
 
 use security_common::{add_probe, reports};
-use vm_common::{vm_harness, Results};
+use vm_common::{vm_harness, Results, VmTestHost};
 
 /// Every vsock target a container might try: the guest itself (CID 1 = VMADDR_CID_LOCAL,
 /// 3 = the guest's own CID), the agent's port (1025), the host (CID 2) on the hello port
@@ -67,7 +67,10 @@ record left_vmms "$(ps -o comm | grep -c '^hull-vmm')"
 record left_containers "$(ls /var/lib/hull/run/containers | grep -v '^\.' | wc -l)"
 "#
     );
-    let mut r = Results::collect(&vm_harness(rootfs.path()), &body);
+    // Always in the harness: the script checks machine-wide state (/var/lib/hull, every
+    // hull-vmm, /tmp) that only a harness machine of its own has to itself.
+    let host = VmTestHost::Harness(vm_harness(rootfs.path()));
+    let mut r = Results::collect(&host, &body);
 
     for step in ["vs_root", "vs_user", "vs_exec", "vs_exec_user"] {
         r.expect_code(step, 0);
