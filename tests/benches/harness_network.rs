@@ -139,7 +139,7 @@ bare qemu qtap0 qemu-system-x86_64 -M microvm,acpi=off -enable-kvm -cpu host -sm
 emit /tmp/r/failures.out
 "#
     );
-    let mut r = vm_common::Results::collect(&harness, &body);
+    let mut r = vm_common::Results::collect(&vm_common::VmTestHost::Harness(harness), &body);
     let failures = r.out("failures").to_string();
     r.check(
         failures.is_empty(),

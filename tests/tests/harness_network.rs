@@ -8,7 +8,7 @@
 
 mod vm_common;
 
-use vm_common::{vm_network_harness, Results};
+use vm_common::{vm_network_harness, Results, VmTestHost};
 
 #[test]
 fn vm_containers_share_the_bridge_with_process_containers_and_leave_nothing() {
@@ -70,7 +70,9 @@ record left_netns "$(grep -c ' nsfs ' /proc/self/mountinfo)"
 record left_vmms "$(pidof hull-vmm | wc -w)"
 record left_containers "$(ls /var/lib/hull/run/containers | grep -v '^\.' | wc -l)"
 "#;
-    let mut r = Results::collect(&vm_network_harness(rootfs.path()), body);
+    // In the harness: the script checks machine-wide state (links, rules, leases).
+    let host = VmTestHost::Harness(vm_network_harness(rootfs.path()));
+    let mut r = Results::collect(&host, body);
 
     r.expect_code("p_web", 0);
     r.expect_code("v_web", 0);
