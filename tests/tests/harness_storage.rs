@@ -42,7 +42,9 @@ record left_storage "$(ls -A $C 2>/dev/null | wc -l)"
 record left_containers "$(ls /var/lib/hull/run/containers | grep -v '^\.' | wc -l)"
 record left_vmms "$(ps -o comm | grep -c '^hull-vmm')"
 "#;
-    let mut r = Results::collect(&vm_harness(rootfs.path()), body);
+    // In the harness: the script checks machine-wide state (disks, mounts, VMMs).
+    let host = vm_common::VmTestHost::Harness(vm_harness(rootfs.path()));
+    let mut r = Results::collect(&host, body);
 
     // First run writes; the layer is a disk under the persistent root, sparse.
     r.expect_code("first", 0);
