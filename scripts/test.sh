@@ -22,6 +22,7 @@ cd "$(dirname "$0")/.."
 
 PROFILE_FLAG=--release
 LOGDIR=${HULL_TEST_LOGDIR:-$(mktemp -d /tmp/hull-test-logs.XXXXXX)}
+mkdir -p "$LOGDIR"
 # Tests leave summaries here (hull-oci's conformance counts), printed at the end.
 export HULL_TEST_LOGDIR=$LOGDIR
 declare -A PASSED FAILED IGNORED STATUS WHY SECS
