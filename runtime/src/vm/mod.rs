@@ -771,11 +771,7 @@ mod tests {
         let host = std::thread::available_parallelism().unwrap().get() as u32;
         assert_eq!(size(None, None).1, 1, "one vCPU by default");
         assert_eq!(size(None, Some("0.2")).1, 1, "0.2 CPU is one vCPU");
-        assert_eq!(
-            size(None, Some("1.5")).1,
-            2.min(host),
-            "1.5 rounds up"
-        );
+        assert_eq!(size(None, Some("1.5")).1, 2.min(host), "1.5 rounds up");
         let many = size(None, Some("64")).1;
         assert!(
             many <= host && many >= 2.min(host),
