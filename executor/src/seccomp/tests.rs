@@ -12,7 +12,7 @@ use super::*;
 const EPERM: u32 = ret::ERRNO | libc::EPERM as u32;
 const ENOSYS: u32 = ret::ERRNO | libc::ENOSYS as u32;
 
-fn docker_caps() -> BTreeSet<String> {
+pub(super) fn docker_caps() -> BTreeSet<String> {
     [
         "CAP_CHOWN",
         "CAP_DAC_OVERRIDE",
@@ -34,7 +34,7 @@ fn docker_caps() -> BTreeSet<String> {
     .collect()
 }
 
-fn default_filter(caps: &BTreeSet<String>) -> Filter {
+pub(super) fn default_filter(caps: &BTreeSet<String>) -> Filter {
     let oci = resolve(
         &Profile::default_profile(),
         &Target {
