@@ -99,7 +99,9 @@ t dir $R create --bundle /b/dir d1
 record left_state "$(ls /run/hoci | wc -l)"
 record left_vmms "$(ps -o comm | grep -c '^hull-vmm')"
 "#;
-    let mut r = Results::collect(&harness, body);
+    // In the harness: the script checks machine-wide state (VMMs, /run/hoci).
+    let host = vm_common::VmTestHost::Harness(harness);
+    let mut r = Results::collect(&host, body);
 
     r.expect_code("run", 3);
     let out = r.out("run").to_string();
