@@ -65,37 +65,37 @@ fn hull_oci_runs_vm_containers_through_runcs_lifecycle() {
     let body = r#"
 ln -s hull-oci /usr/local/bin/hull-oci-vm
 echo "hello from the host" > /tmp/greeting
-R="hull-oci --root /run/hoci"
+OCI="hull-oci --root /run/hoci"
 V="hull-oci-vm --root /run/hoci"
-st() { $R state "$1" | tr -d ' \n'; }
-t run $R run --bundle /b/run r1
+st() { $OCI state "$1" | tr -d ' \n'; }
+t run $OCI run --bundle /b/run r1
 record run_left "$(ls /run/hoci | wc -l)"
 # The lifecycle, by the hull-oci-vm name (no annotation in this bundle).
 t create $V create --bundle /b/sleep --pid-file /tmp/c1.pid c1
 record state_created "$(st c1)"
 pid=$(cat /tmp/c1.pid)
 record pid_alive "$(kill -0 $pid && echo alive)"
-t start $R start c1
-t start_again $R start c1
+t start $OCI start c1
+t start_again $OCI start c1
 record state_running "$(st c1)"
-t exec $R exec c1 sh -c 'echo exec-ok; uname -r'
-t exec_code $R exec c1 sh -c 'exit 7'
-t ps $R ps c1
-t pause $R pause c1
+t exec $OCI exec c1 sh -c 'echo exec-ok; uname -r'
+t exec_code $OCI exec c1 sh -c 'exit 7'
+t ps $OCI ps c1
+t pause $OCI pause c1
 record state_paused "$(st c1)"
 record vmm_stopped "$(for p in $(ps -o pid,comm | awk '$2=="hull-vmm"{print $1}'); do grep -h "^State:" /proc/$p/status; done)"
-t resume $R resume c1
+t resume $OCI resume c1
 record state_resumed "$(st c1)"
 record c1_logs "$(cat /run/hoci/c1/keeper.log /run/hoci/c1/vmm.log; tail -n 5 /run/hoci/c1/console.log)"
-t delete_running $R delete c1
-t kill $R kill c1 KILL
+t delete_running $OCI delete c1
+t kill $OCI kill c1 KILL
 for i in $(seq 200); do st c1 | grep -q '"status":"stopped"' && break; sleep 0.1; done
 record state_stopped "$(st c1)"
 record pid_gone "$(kill -0 $pid 2>/dev/null && echo alive || echo gone)"
-t delete $R delete c1
-t state_deleted $R state c1
+t delete $OCI delete c1
+t state_deleted $OCI state c1
 # A host directory cannot reach the guest: refused by name, nothing left.
-t dir $R create --bundle /b/dir d1
+t dir $OCI create --bundle /b/dir d1
 record left_state "$(ls /run/hoci | wc -l)"
 record left_vmms "$(ps -o comm | grep -c '^hull-vmm')"
 "#;
