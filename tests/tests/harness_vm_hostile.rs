@@ -149,7 +149,8 @@ record left_leases "$(ls /run/hull-vm-ids | grep -c '^[0-9]')"
     );
     let harness =
         vm_harness(rootfs.path()).file(&hostile_agent(), "/usr/local/lib/hull/hull-hostile-agent");
-    let mut r = Results::collect(&harness, &body);
+    // Always the harness: the hostile agent is a file placed in its machine.
+    let mut r = Results::collect(&vm_common::VmTestHost::Harness(harness), &body);
 
     r.expect_code("calm", 0);
     let calm_vmm = r.out("calm_vmm").trim().to_string();
