@@ -94,7 +94,8 @@ if [[ $(id -u) -eq 0 && ${HULL_TEST_SETUP:-1} != 0 ]]; then
     fi
 elif ! cargo build $PROFILE_FLAG --workspace --bins ||
     ! RUSTFLAGS="-C target-feature=+crt-static" \
-        cargo build $PROFILE_FLAG -p hull-agent --target x86_64-unknown-linux-gnu; then
+        cargo build $PROFILE_FLAG -p hull-agent -p hull-tests --bin hull-agent \
+        --bin hull-hostile-agent --target x86_64-unknown-linux-gnu; then
     echo "build failed"
     echo "0 passed, 1 failed"
     exit 1

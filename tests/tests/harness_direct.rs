@@ -27,11 +27,15 @@ fn vm_mode_runs_directly_where_kvm_is_hardware() {
     let rootfs = vm_common::busybox_rootfs();
     let harness =
         vm_common::vm_harness(rootfs.path()).binary(&exe, "/usr/local/bin/hull-direct-test");
+    // The harness machine's set-up (cgroup2, modules, the /newroot of bind mounts): the
+    // test runs chrooted into /newroot, as hull runs on a real host from a real root file
+    // system (the VMM's jail cannot pivot_root out of the initramfs).
     let script = format!(
-        "mount -t cgroup2 none /sys/fs/cgroup\n\
-         sh /lib/hull-extra/load.sh\n\
+        "{setup}\n\
          export HULL_BIN_DIR=/usr/local/bin HULL_VM_BOOT_TIMEOUT=180\n\
-         hull-direct-test --exact {TEST_NAME} --test-threads=1 --nocapture\n"
+         chroot /newroot /usr/local/bin/hull-direct-test --exact {TEST_NAME} \
+         --test-threads=1 --nocapture\n",
+        setup = vm_common::HARNESS_SETUP
     );
     let run = harness.run(&script, Duration::from_secs(1800));
     assert!(run.success(), "{run}");

@@ -257,7 +257,7 @@ t import hull image import --rootfs $ROOTFS -t hull/busybox --cmd '["sh"]' -q
 
 /// What the harness machine does before the prelude: its own state root and records,
 /// cgroup2 and overlayfs for process-mode containers, and `P`.
-const HARNESS_SETUP: &str = r#"
+pub const HARNESS_SETUP: &str = r#"
 export HULL_ROOT=/var/lib/hull R=/tmp/r ROOTFS=/images/busybox K=/usr/local/lib/hull/vmlinux
 # (Made before the bind mounts below, so that process mode sees the same state root.)
 mkdir -p $HULL_ROOT $R
