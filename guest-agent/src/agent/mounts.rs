@@ -195,6 +195,8 @@ pub fn mount_container_root(readonly: bool) -> Result<PathBuf> {
         fs::create_dir_all(format!("{SCRATCH}/upper"))?;
         fs::create_dir_all(format!("{SCRATCH}/work"))?;
         let opts = format!("lowerdir={LOWER},upperdir={SCRATCH}/upper,workdir={SCRATCH}/work");
+        // nodev, as the executor mounts a process container's overlay: device nodes are
+        // the spec's, on the container's /dev.
         mount_fs(
             "overlay",
             CONTAINER_ROOT,
