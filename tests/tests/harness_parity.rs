@@ -76,6 +76,11 @@ const ROWS: &[(&str, &str)] = &[
     ("badcwd", r#"-w /etc/passwd $I true"#),
 ];
 
+/// Rows that differ by design, documented (docs/security.md): a vm container never has
+/// CAP_MKNOD (the guest kernel has no device cgroup), so its capability sets are process
+/// mode's less bit 27; checked apart below.
+const DOCUMENTED: &[&str] = &["caps", "caps_user"];
+
 /// Rows whose stderr must match too (the error a user reads).
 const SAME_STDERR: &[&str] = &["notfound", "notexec", "badcwd"];
 
@@ -105,7 +110,18 @@ fn the_same_spec_gives_the_same_container_in_both_models() {
             pc == vc,
             format!("{name}: exit code process {pc:?} vm {vc:?}"),
         );
-        let (po, vo) = (r.out(&p).to_string(), r.out(&v).to_string());
+        let (po, mut vo) = (r.out(&p).to_string(), r.out(&v).to_string());
+        if DOCUMENTED.contains(name) {
+            vo = po.replace("a80425fb", "a00425fb");
+            r.check(
+                r.out(&v) == vo,
+                format!(
+                    "{name}: vm should be process mode less CAP_MKNOD: {:?}",
+                    r.out(&v)
+                ),
+            );
+            continue;
+        }
         r.check(
             po == vo,
             format!("{name}: output differs\nprocess: {po:?}\nvm:      {vo:?}"),
