@@ -101,7 +101,9 @@ fn the_same_spec_gives_the_same_container_in_both_models() {
          record left_vmms \"$(ps -o comm | grep -c '^hull-vmm')\"\n\
          record left_cgroups \"$(ls -d /sys/fs/cgroup/hull/*/ 2>/dev/null | wc -l)\"\n",
     );
-    let mut r = Results::collect(&vm_harness(rootfs.path()), &body);
+    // Always the harness: process mode runs in the same machine as the vm containers.
+    let host = vm_common::VmTestHost::Harness(vm_harness(rootfs.path()));
+    let mut r = Results::collect(&host, &body);
 
     for (name, _) in ROWS {
         let (p, v) = (format!("p_{name}"), format!("v_{name}"));
