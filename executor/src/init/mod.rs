@@ -248,14 +248,7 @@ fn build_container(
         read_only(sys, path).map_err(at(Stage::ReadonlyPath, i))?;
     }
     if plan.root.readonly {
-        sys.mount(
-            None,
-            c"/",
-            None,
-            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-            None,
-        )
-        .map_err(at(Stage::Rootfs, 6))?;
+        mounts::root_read_only(sys).map_err(at(Stage::Rootfs, 6))?;
     }
     if let Some(h) = &plan.hostname {
         sys.set_hostname(h).map_err(at(Stage::Hostname, 0))?;

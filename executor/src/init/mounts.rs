@@ -222,6 +222,18 @@ pub fn mask(sys: &dyn Sys, path: &CStr) -> io::Result<()> {
     r
 }
 
+/// `root.readonly`: the container's root mount made read-only with its other flags kept.
+/// A bind remount (`MS_BIND|MS_REMOUNT|MS_RDONLY`, what this did before) sets exactly the
+/// flags it is given and so dropped `nodev`: device nodes shipped in the image opened again
+/// under `--read-only`, which in a guest (no device cgroup there) reached the VM's disks.
+/// mount_setattr changes only the flag named, as runc's remount with the mount's own flags.
+pub fn root_read_only(sys: &dyn Sys) -> io::Result<()> {
+    let root = sys.open_in_root(c"/", libc::O_PATH | libc::O_DIRECTORY)?;
+    let r = sys.set_mount_attrs(root, attr::RDONLY, 0, 0, false);
+    sys.close(root);
+    r
+}
+
 pub fn read_only(sys: &dyn Sys, path: &CStr) -> io::Result<()> {
     let target = match sys.open_in_root(path, libc::O_PATH | libc::O_NOFOLLOW) {
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),

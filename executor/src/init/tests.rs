@@ -336,3 +336,28 @@ fn a_symlink_loop_is_an_error_not_a_hang() {
     let e = r.result.unwrap_err().report;
     assert_eq!((e.stage, e.index, e.errno), (Stage::Mount, 4, libc::ELOOP));
 }
+
+/// `--read-only` adds read-only to the root mount and clears nothing: a bind remount with
+/// MS_RDONLY alone used to drop the root's nodev, so image-shipped device nodes opened.
+#[test]
+fn a_read_only_root_keeps_its_other_mount_flags() {
+    let mut s = spec(BASE);
+    s.root_mut().as_mut().unwrap().set_readonly(Some(true));
+    let r = run_with(&s, root_with_bin(), pipes(), None);
+    reached_exec(&r, "/bin/app");
+    let log = r.fake.log();
+    let ro = format!(
+        "setattr / +{:#x} -0x0 prop 0x0 rec false",
+        crate::plan::mounts::attr::RDONLY
+    );
+    assert!(log.contains(&ro), "{log:#?}");
+    let remounts_root = |l: &String| {
+        l.strip_prefix("mount  /  0x")
+            .and_then(|f| u64::from_str_radix(f.trim(), 16).ok())
+            .is_some_and(|flags| flags & libc::MS_REMOUNT != 0)
+    };
+    assert!(
+        !log.iter().any(remounts_root),
+        "no remount of / that sets its flags anew: {log:#?}"
+    );
+}
