@@ -15,6 +15,7 @@
 pub mod cgroups;
 pub mod defaults;
 pub mod error;
+pub mod fork;
 pub mod in_root;
 pub mod init;
 pub mod plan;

@@ -267,20 +267,6 @@ pub fn exec(
     )
 }
 
-/// `struct clone_args` of clone3(2) (first version).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-}
-
 fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: socketpair writes two new fds into our array.
@@ -388,24 +374,10 @@ fn launch(
     };
 
     let pid_ns = join_pid.map(PidNsGuard::enter).transpose()?;
-    let mut pidfd: libc::c_int = -1;
-    let mut args = CloneArgs {
-        flags: clone_flags | libc::CLONE_PIDFD as u64,
-        pidfd: &mut pidfd as *mut libc::c_int as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
-    // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork: the child gets
-    // a copy of the address space and continues here. It only runs `init::run`, which makes
-    // raw system calls on data prepared above, takes no locks and never returns.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    if ret == 0 {
+    // SAFETY: the child only runs `init::run`, which makes raw system calls on data
+    // prepared above, takes no locks and never returns.
+    let forked = unsafe { crate::fork::fork_with_pidfd(clone_flags) };
+    if let Ok(crate::fork::Forked::Child) = forked {
         let failed = match init::run(&sys, &child) {
             Ok(never) => match never {},
             Err(f) => f,
@@ -413,16 +385,11 @@ fn launch(
         init::report_and_exit(&sys, child.sync, failed);
     }
     drop(pid_ns);
-    if ret < 0 {
-        return Err(Error::system(
-            Stage::Clone,
-            "clone3",
-            &io::Error::last_os_error(),
-        ));
-    }
-    let pid = ret as i32;
-    // SAFETY: with CLONE_PIDFD the kernel stored a new, owned pidfd in `pidfd`.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let (pid, pidfd) = match forked {
+        Ok(crate::fork::Forked::Parent { pid, pidfd }) => (pid, pidfd),
+        Ok(crate::fork::Forked::Child) => unreachable!("the child never gets here"),
+        Err(e) => return Err(Error::system(Stage::Clone, "clone3", &e)),
+    };
     drop(child_sock);
     drop(gate);
 

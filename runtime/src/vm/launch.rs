@@ -11,10 +11,12 @@
 
 use std::ffi::{CString, OsString};
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+use hull_executor::fork::Forked;
 
 use crate::isolation::ExitStatus;
 use crate::process::syscalls::{pidfd_open, pidfd_signal, poll_exit, wait_pidfd};
@@ -71,20 +73,6 @@ fn cstring(bytes: &[u8], what: &str) -> io::Result<CString> {
     })
 }
 
-/// `struct clone_args` of clone3(2), first version.
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-}
-
 /// Starts `launch.program` in a new PID namespace.
 pub fn spawn(launch: &Launch<'_>) -> io::Result<VmmProcess> {
     // Everything the child touches is made here, before the clone.
@@ -128,37 +116,22 @@ pub fn spawn(launch: &Launch<'_>) -> io::Result<VmmProcess> {
         return Err(io::Error::other("an inherited descriptor must become fd 3"));
     }
 
-    let mut pidfd: libc::c_int = -1;
-    let mut args = CloneArgs {
-        flags: (libc::CLONE_NEWPID | libc::CLONE_PIDFD) as u64,
-        pidfd: &mut pidfd as *mut libc::c_int as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
-    // SAFETY: clone3 with a valid clone_args of the size passed and no stack: the child
-    // runs on a copy of this thread's stack like fork(2). It calls only `child_main`, which
-    // makes async-signal-safe system calls on the memory prepared above and never returns,
-    // so no lock held by another thread at the clone can be needed in it.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    if ret == 0 {
+    // SAFETY: the child calls only `child_main`, which makes async-signal-safe system calls
+    // on the memory prepared above and never returns, so no lock held by another thread at
+    // the clone can be needed in it.
+    let forked = unsafe { hull_executor::fork::fork_with_pidfd(libc::CLONE_NEWPID as u64) };
+    let (pid, pidfd) = match forked {
         // SAFETY: in the child, see above; the pointers stay valid (our copy of memory).
-        unsafe { child_main(&child, &cgroup_fds, &program, &argv_ptrs, &envp_ptrs) }
-    }
-    if ret < 0 {
-        return Err(io::Error::other(format!(
-            "clone3 into a new PID namespace: {}",
-            io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: with CLONE_PIDFD the kernel stored a new pidfd that nothing else owns.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    let pid = ret as u32;
+        Ok(Forked::Child) => unsafe {
+            child_main(&child, &cgroup_fds, &program, &argv_ptrs, &envp_ptrs)
+        },
+        Ok(Forked::Parent { pid, pidfd }) => (pid as u32, pidfd),
+        Err(e) => {
+            return Err(io::Error::other(format!(
+                "clone3 into a new PID namespace: {e}"
+            )))
+        }
+    };
     drop(err_write);
     // End of file: the exec happened. Otherwise the child said which step failed.
     let mut report = Vec::new();
