@@ -7,6 +7,7 @@
 //! tests, to `$HULL_TEST_LOGDIR/oci-conformance-process.txt`, which test.sh prints.
 
 use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -69,6 +70,9 @@ fn run_suite(runtime: &Path, out_dir: &Path) -> Outcome {
         .arg(&script)
         .arg(runtime)
         .arg(out_dir)
+        // The suite makes its bundles (ocitest*) under TMPDIR and leaves the ones of failed
+        // tests behind: keep them in this run's directory, which is removed with it.
+        .env("TMPDIR", out_dir)
         .output()
         .expect("run run-validation.sh");
     let seconds = started.elapsed().as_secs_f64();
@@ -118,6 +122,9 @@ fn conformance_process_model() {
         .prefix("hull-oci-conformance-")
         .tempdir()
         .unwrap();
+    // Bundles live in here (TMPDIR): searchable like /tmp for containers whose root is an
+    // unprivileged host uid (the user-namespace tests).
+    std::fs::set_permissions(out_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let outcome = run_suite(&runtime(), out_dir.path());
     let total = outcome.results.len();
     let failed: Vec<String> = outcome
