@@ -114,6 +114,8 @@ fn boot(dir: &Path, b: &Boot) -> Result<(std::os::unix::net::UnixStream, VmmProc
         // Not jailed yet (hull's vm containers are): the VMM runs as root, PID 1 of a new
         // PID namespace, in `<dir>/jail` (its sockets' directory).
         jail: None,
+        // No virtio-fs volumes: the bundle's mounts are in the rootfs disk.
+        fs: Vec::new(),
     };
     let id = dir
         .file_name()
@@ -219,6 +221,7 @@ fn container(dir: &Path, report: &mut Report) -> Result<i32> {
         Some(OwnedVmm {
             process: child,
             log: dir.join(machine::VMM_LOG),
+            backends: Vec::new(),
         }),
     )
     .map_err(vm_err)?;

@@ -48,6 +48,9 @@ pub struct MachineConfig {
     pub jail: Option<ids::IdRange>,
     /// virtio-net on the container's TAP (`--network bridge`).
     pub net: Option<NetDevice>,
+    /// virtio-fs devices: (socket name in the jail directory, the VMM's cwd; tag), one
+    /// per volume.
+    pub fs: Vec<(String, String)>,
 }
 /// The VM's NIC: a TAP descriptor hull opened in the container's network namespace,
 /// inherited by the VMM as fd [`NET_FD`].
@@ -248,6 +251,10 @@ pub fn launch(
     if let Some(layer) = &cfg.layer_disk {
         args.push("--disk".into());
         args.push(layer.clone().into());
+    }
+    for (socket, tag) in &cfg.fs {
+        args.push("--fs".into());
+        args.push(format!("socket={socket},tag={tag}").into());
     }
     args.extend([
         "--vsock".into(),

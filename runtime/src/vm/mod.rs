@@ -23,6 +23,7 @@ pub mod machine;
 pub mod relay;
 pub mod upper;
 pub mod virtiofs;
+pub mod volumes;
 
 use std::fs::File;
 use std::os::unix::net::UnixListener;
@@ -294,7 +295,8 @@ pub fn machine_size(spec: &ContainerSpec) -> (u64, u32) {
     (memory, vcpus)
 }
 
-/// Refuses what a VM cannot give: host paths bound into the container, host namespaces.
+/// Refuses what a VM cannot give: host namespaces. (Host directories are shared by
+/// virtio-fs, [`volumes`].)
 fn check_vm_spec(spec: &ContainerSpec) -> Result<(), IsolationError> {
     let namespaces = spec
         .oci
@@ -311,20 +313,6 @@ fn check_vm_spec(spec: &ContainerSpec) -> Result<(), IsolationError> {
              its own kernel",
             ns.typ()
         )));
-    }
-    for m in spec.oci.mounts().iter().flatten() {
-        let bind = m.typ().as_deref() == Some("bind")
-            || m.options()
-                .iter()
-                .flatten()
-                .any(|o| o == "bind" || o == "rbind");
-        if bind {
-            return Err(IsolationError::InvalidSpec(format!(
-                "bind mounts (-v, --mount type=bind) are not supported with --isolation=vm: the \
-                 guest cannot see host directories ({})",
-                m.destination().display()
-            )));
-        }
     }
     Ok(())
 }
@@ -413,6 +401,7 @@ impl VmIsolation {
     ) -> Result<Started, IsolationError> {
         self.check_host()?;
         check_vm_spec(spec)?;
+        let volumes = volumes::from_spec(spec)?;
         if spec
             .attachment
             .as_ref()
@@ -481,6 +470,9 @@ impl VmIsolation {
                     mtu: l.mtu,
                     netns,
                 }),
+            fs: (0..volumes.len())
+                .map(|i| (volumes::socket(i), volumes::tag(i)))
+                .collect(),
         };
         let (relay_io, terminal, tty_size) = relay_io(io)?;
 
@@ -495,10 +487,12 @@ impl VmIsolation {
                 jail::give_socket(&dir.real(&hello_name), id)
                     .map_err(|e| IsolationError::os("the hello socket", e))?;
             }
+            // Dropped (killed, sockets removed) if anything below fails.
+            let backends = volumes::start_backends(ctx, &dir, &volumes)?;
             let vmm = machine::launch(&cfg, ctx.dir(), plan.as_ref())?;
-            Ok((dir, hello_name, listener, vmm))
+            Ok((dir, hello_name, listener, vmm, backends))
         })();
-        let (dir, hello_name, listener, mut vmm) = match launched {
+        let (dir, hello_name, listener, mut vmm, backends) = match launched {
             Ok(l) => l,
             Err(e) => {
                 machine::release(&ctx.id, ctx.dir(), jail_id);
@@ -544,10 +538,11 @@ impl VmIsolation {
             })?;
             state.guest_kernel = guest_kernel;
             state.save(ctx.dir())?;
-            // The container's spec as it is stored; the agent carries it out with the
-            // executor, as the process backend does on the host.
+            // The container's spec as it is stored, its host directories turned into
+            // virtio-fs mounts; the agent carries it out with the executor, as the
+            // process backend does on the host.
             let container = proto::ContainerSpec {
-                spec: Box::new(spec.oci.clone()),
+                spec: Box::new(volumes::guest_spec(&spec.oci, &volumes)),
                 stdio: guest_stdio(&spec.init_process(), tty_size),
                 network: guest_network.clone(),
             };
@@ -575,6 +570,7 @@ impl VmIsolation {
         let vmm = relay::OwnedVmm {
             process: vmm,
             log: ctx.file(machine::VMM_LOG),
+            backends,
         };
         let process = VmProcess::start(conn, relay_io, vmm_pid, Some(vmm))?;
         Ok(Started {

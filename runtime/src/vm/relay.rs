@@ -41,6 +41,9 @@ pub struct OwnedVmm {
     pub process: VmmProcess,
     /// Its stderr (where it writes why it stopped, e.g. a seccomp violation).
     pub log: std::path::PathBuf,
+    /// The virtiofsd of each volume (they end with the VMM's connection; stopped and
+    /// their sockets removed when the VMM is reaped, or when this is dropped).
+    pub backends: Vec<super::virtiofs::Virtiofsd>,
 }
 
 /// A guest process as a [`ContainerProcess`].
@@ -269,6 +272,9 @@ impl ContainerProcess for VmProcess {
             // Bounded: a guest that does not power off in time is killed.
             let status = vmm.process.wait_or_kill(timeout);
             tracing::debug!("hull-vmm ended: {status:?}");
+            for backend in vmm.backends.drain(..) {
+                backend.stop();
+            }
             if let Some(ExitStatus::Code(code)) = status {
                 if let Some(report) = super::machine::vmm_failure(code, &vmm.log) {
                     tracing::error!("{report}");
