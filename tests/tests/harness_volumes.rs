@@ -23,13 +23,15 @@ mkdir -p /tmp/vol /tmp/rovol
 echo from-host > /tmp/vol/host.txt
 echo ro-content > /tmp/rovol/r.txt
 ln -s /etc /tmp/vol/etc
-echo host-secret > /etc/hull-host-secret
+# The host's /etc as hull and virtiofsd (chrooted by P into /newroot) see it.
+mkdir -p /newroot/etc
+echo TOPSECRET-42 > /newroot/etc/hull-host-secret
 t rw P hull run --rm --isolation=vm -v /tmp/vol:/data $I sh -c 'cat /data/host.txt; echo from-guest > /data/guest.txt; echo w=$?'
 record host_sees "$(cat /tmp/vol/guest.txt 2>&1)"
 t ro P hull run --rm --isolation=vm -v /tmp/rovol:/data:ro $I sh -c 'cat /data/r.txt; echo x > /data/new; echo w=$?; rm -f /data/r.txt; echo rm=$?'
 record ro_host "$(ls /tmp/rovol | tr '\n' ' ')$(cat /tmp/rovol/r.txt)"
 t link P hull run --rm --isolation=vm -v /tmp/vol:/data $I sh -c 'cat /data/etc/hull-host-secret; echo pwned > /data/etc/hull-pwned; echo done'
-record host_pwned "$(test -e /etc/hull-pwned && echo yes || echo no)"
+record host_pwned "$(test -e /newroot/etc/hull-pwned && echo yes || echo no)"
 t detached P hull run -d --isolation=vm --name vk -v /tmp/vol:/data $I sh -c 'echo live > /data/live.txt; sleep 1000'
 record live "$(i=0; until [ -f /tmp/vol/live.txt ] || [ $i -ge 600 ]; do sleep 0.1; i=$((i+1)); done; cat /tmp/vol/live.txt)"
 record running_fsd "$(ps -o comm | grep -c '^virtiofsd')"
@@ -38,7 +40,7 @@ record left_fsd "$(ps -o comm | grep -c '^virtiofsd')"
 record left_sockets "$(find /var/lib/hull -name 'fs*.sock' | wc -l)"
 record left_mounts "$(grep -c /tmp/vol /proc/mounts)"
 record left_vmms "$(ps -o comm | grep -c '^hull-vmm')"
-t file P hull run --rm --isolation=vm -v /etc/hull-host-secret:/x $I true
+t file P hull run --rm --isolation=vm -v /tmp/vol/host.txt:/x $I true
 "#;
     let harness = vm_harness(rootfs.path()).binary(
         Path::new("/usr/lib/qemu/virtiofsd"),
@@ -61,7 +63,7 @@ t file P hull run --rm --isolation=vm -v /etc/hull-host-secret:/x $I true
     r.expect_code("link", 0);
     let link = format!("{}{}", r.out("link"), r.err("link"));
     r.check(
-        !link.contains("host-secret"),
+        !link.contains("TOPSECRET"),
         format!("the container read the host's /etc through the volume: {link:?}"),
     );
     r.expect_out("host_pwned", "no\n");
