@@ -46,7 +46,7 @@ t masked hull run --rm --isolation=vm $I sh -c 'echo 1 > /proc/sys/vm/drop_cache
 t readonly hull run --rm --isolation=vm --read-only $I sh -c 'touch /x 2>/dev/null; echo $?; echo ok > /dev/shm/y && cat /dev/shm/y'
 t writable hull run --rm --isolation=vm $I sh -c 'echo data > /x && cat /x'
 t fresh hull run --rm --isolation=vm $I sh -c 'cat /x 2>/dev/null || echo absent'
-t volume hull run --rm --isolation=vm -v /usr/local/bin/hull:/data $I true
+t volume hull run --rm --isolation=vm -v $K:/data $I true
 t oom hull run --rm --isolation=vm --memory 32m $I awk 'BEGIN { s = "a"; while (1) s = s s }'
 t mem_ok hull run --rm --isolation=vm --memory 64m $I sh -c 'cat /sys/fs/cgroup/memory.max; echo fine'
 t pids hull run --rm --isolation=vm --pids-limit 20 $I sh -c '(while :; do sleep 1000 & done) 2>/dev/null; exec cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/pids.events /sys/fs/cgroup/pids.current'
