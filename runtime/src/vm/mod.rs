@@ -401,7 +401,7 @@ impl VmIsolation {
     ) -> Result<Started, IsolationError> {
         self.check_host()?;
         check_vm_spec(spec)?;
-        let volumes = volumes::from_spec(spec)?;
+        let volumes = volumes::from_spec(&spec.oci)?;
         if spec
             .attachment
             .as_ref()

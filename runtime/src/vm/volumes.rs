@@ -15,7 +15,7 @@ use oci_spec::runtime::{Mount, Spec};
 
 use super::channel::StateDir;
 use super::virtiofs;
-use crate::isolation::{ContainerContext, ContainerSpec, IsolationError, IsolationKind};
+use crate::isolation::{ContainerContext, IsolationError, IsolationKind};
 
 /// Most volumes a vm container may have: each is a virtio device, hull-vmm has 16 slots
 /// and the disks, vsock and NIC may take four.
@@ -42,9 +42,9 @@ fn is_bind(m: &Mount) -> bool {
 
 /// The spec's bind mounts as volumes; what a VM cannot share (a single file, a missing
 /// directory, too many) is refused by name.
-pub fn from_spec(spec: &ContainerSpec) -> Result<Vec<VmVolume>, IsolationError> {
+pub fn from_spec(spec: &Spec) -> Result<Vec<VmVolume>, IsolationError> {
     let mut volumes = Vec::new();
-    for (index, m) in spec.oci.mounts().iter().flatten().enumerate() {
+    for (index, m) in spec.mounts().iter().flatten().enumerate() {
         if !is_bind(m) {
             continue;
         }
@@ -170,11 +170,11 @@ mod tests {
         m
     }
 
-    fn spec_with(mounts: Vec<Mount>) -> ContainerSpec {
-        let mut spec = ContainerSpec::default();
+    fn spec_with(mounts: Vec<Mount>) -> Spec {
+        let mut spec = Spec::default();
         let mut all = hull_executor::defaults::mounts(64 << 20);
         all.extend(mounts);
-        spec.oci.set_mounts(Some(all));
+        spec.set_mounts(Some(all));
         spec
     }
 
@@ -195,10 +195,13 @@ mod tests {
         assert_eq!(volumes[0].mount, defaults);
         assert!(!volumes[0].read_only);
         assert!(volumes[1].read_only);
-        let guest = guest_spec(&spec.oci, &volumes);
+        let guest = guest_spec(&spec, &volumes);
         let mounts = guest.mounts().as_ref().unwrap();
         assert_eq!(mounts.len(), defaults + 2, "nothing added or dropped");
-        assert_eq!(&mounts[..defaults], &spec.oci.mounts().as_ref().unwrap()[..defaults]);
+        assert_eq!(
+            &mounts[..defaults],
+            &spec.mounts().as_ref().unwrap()[..defaults]
+        );
         let data = &mounts[defaults];
         assert_eq!(data.typ().as_deref(), Some("virtiofs"));
         assert_eq!(data.source().as_deref(), Some("hullvol0".as_ref()));
