@@ -252,10 +252,9 @@ pub enum Walk {
         writable: Vec<(u64, u32)>,
     },
     /// A chain a device must refuse (loops, too long, truncated, a buffer outside RAM, a
-    /// readable buffer after a writable one).
+    /// readable buffer after a writable one, a reference to an indirect table: no device
+    /// offers them).
     Refused,
-    /// The chain uses an indirect table: not modelled.
-    Indirect,
 }
 
 impl Walk {
@@ -284,7 +283,7 @@ pub fn walk(mem: &GuestMemoryMmap, table: u64, size: u16, head: u16) -> Walk {
             return Walk::Refused;
         };
         if d.flags & F_INDIRECT != 0 {
-            return Walk::Indirect;
+            return Walk::Refused;
         }
         let Some(sum) = total.checked_add(d.len) else {
             return Walk::Refused;

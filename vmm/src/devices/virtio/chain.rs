@@ -3,8 +3,12 @@
 //! handled cannot change what was checked (issue 10: the old code walked a chain three
 //! times, and `available_bytes() - 1` could underflow between walks).
 
-use virtio_queue::DescriptorChain;
-use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryMmap};
+use virtio_queue::desc::split::Descriptor;
+use virtio_queue::QueueT;
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, GuestMemoryMmap};
+
+/// Size of one split-queue descriptor in the table.
+const DESCRIPTOR_BYTES: u64 = 16;
 
 /// One guest buffer of a chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +25,11 @@ pub enum ChainError {
     /// The chain loops, is longer than the queue, or references a descriptor that cannot be read.
     #[error("descriptor chain loops, is too long or is truncated")]
     Truncated,
+    /// A descriptor refers to an indirect table, a feature the device does not offer.
+    #[error(
+        "descriptor chain uses an indirect table (VIRTIO_RING_F_INDIRECT_DESC is not offered)"
+    )]
+    Indirect,
     /// A device-readable descriptor follows a device-writable one.
     #[error("readable descriptor after a writable one")]
     BadOrder,
@@ -47,55 +56,75 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Walks `chain` once. The walk ends (no loop, at most the queue size of descriptors,
-    /// virtio-queue enforces it), readable buffers come first, and every buffer lies in
-    /// guest memory; anything else is a [`ChainError`].
-    pub fn read<M>(chain: DescriptorChain<M>, mem: &GuestMemoryMmap) -> Result<Chain, ChainError>
-    where
-        M: std::ops::Deref + Clone,
-        M::Target: GuestMemory,
-    {
+    /// Walks the chain at `head` of `queue`'s descriptor table once. The walk ends (no loop,
+    /// at most the queue size of descriptors, indices inside the table, at most 4 GiB in
+    /// total as virtio-queue counts it), readable buffers come first, every buffer lies in
+    /// guest memory, and no descriptor refers to an indirect table; anything else is a
+    /// [`ChainError`].
+    ///
+    /// The walk is ours, not virtio-queue's iterator: that one follows
+    /// `VIRTQ_DESC_F_INDIRECT` into a guest-chosen table of up to 65 535 descriptors, while
+    /// hull-vmm's own devices never offer `VIRTIO_RING_F_INDIRECT_DESC` (virtio 1.2,
+    /// 2.7.5.3.1: a driver must not use it then). Refusing such a chain keeps a request at
+    /// most the queue size long, the bound every device was written against.
+    pub fn read(
+        queue: &impl QueueT,
+        head: u16,
+        mem: &GuestMemoryMmap,
+    ) -> Result<Chain, ChainError> {
+        let table = GuestAddress(queue.desc_table());
+        let size = queue.size();
         let mut out = Chain {
-            head: chain.head_index(),
+            head,
             readable: Vec::new(),
             writable: Vec::new(),
         };
-        let mut last_has_next = true;
-        let mut descriptors = 0usize;
-        for desc in chain {
-            descriptors += 1;
-            last_has_next = desc.has_next();
+        let mut index = head;
+        let mut bytes: u32 = 0;
+        for _ in 0..size {
+            if index >= size {
+                return Err(ChainError::Truncated);
+            }
+            // Read once: the guest may rewrite the table while we look.
+            let desc: Descriptor = table
+                .checked_add(u64::from(index) * DESCRIPTOR_BYTES)
+                .and_then(|at| mem.read_obj(at).ok())
+                .ok_or(ChainError::Truncated)?;
+            if desc.refers_to_indirect_table() {
+                return Err(ChainError::Indirect);
+            }
             let len = desc.len();
-            if len == 0 {
-                continue;
-            }
-            if !GuestMemory::check_range(
-                mem,
-                desc.addr(),
-                len as usize,
-                vm_memory::Permissions::ReadWrite,
-            ) {
-                return Err(ChainError::OutOfRange {
-                    addr: desc.addr().0,
+            bytes = bytes.checked_add(len).ok_or(ChainError::Truncated)?;
+            if len > 0 {
+                if !GuestMemory::check_range(
+                    mem,
+                    desc.addr(),
+                    len as usize,
+                    vm_memory::Permissions::ReadWrite,
+                ) {
+                    return Err(ChainError::OutOfRange {
+                        addr: desc.addr().0,
+                        len,
+                    });
+                }
+                let segment = Segment {
+                    addr: desc.addr(),
                     len,
-                });
+                };
+                if desc.is_write_only() {
+                    out.writable.push(segment);
+                } else if out.writable.is_empty() {
+                    out.readable.push(segment);
+                } else {
+                    return Err(ChainError::BadOrder);
+                }
             }
-            let segment = Segment {
-                addr: desc.addr(),
-                len,
-            };
-            if desc.is_write_only() {
-                out.writable.push(segment);
-            } else if out.writable.is_empty() {
-                out.readable.push(segment);
-            } else {
-                return Err(ChainError::BadOrder);
+            if !desc.has_next() {
+                return Ok(out);
             }
+            index = desc.next();
         }
-        if descriptors == 0 || last_has_next {
-            return Err(ChainError::Truncated);
-        }
-        Ok(out)
+        Err(ChainError::Truncated)
     }
 
     /// Total bytes in device-readable buffers.
@@ -193,6 +222,96 @@ pub fn write_from(mem: &GuestMemoryMmap, segments: &[Segment], data: &[u8]) -> u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use virtio_bindings::bindings::virtio_ring::{
+        VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
+    };
+    use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
+    use virtio_queue::mock::MockSplitQueue;
+    use virtio_queue::Queue;
+
+    /// Offers the chain at descriptor 0 of `table` (addr, len, flags, next) on a queue of 8;
+    /// what `Chain::read` makes of it.
+    fn offer(mem: &GuestMemoryMmap, table: &[(u64, u32, u32, u16)]) -> Result<Chain, ChainError> {
+        let vq = MockSplitQueue::create(mem, GuestAddress(0x1000), 8);
+        for (i, &(addr, len, flags, next)) in table.iter().enumerate() {
+            let d = SplitDescriptor::new(addr, len, flags as u16, next);
+            vq.desc_table()
+                .store(i as u16, RawDescriptor::from(d))
+                .unwrap();
+        }
+        vq.avail().ring().ref_at(0).unwrap().store(0);
+        vq.avail().idx().store(1);
+        let mut q: Queue = vq.create_queue().unwrap();
+        let head = q.pop_descriptor_chain(mem).unwrap().head_index();
+        Chain::read(&q, head, mem)
+    }
+
+    #[test]
+    fn a_direct_chain_is_read_readable_first() {
+        let mem = crate::memory::create_guest_memory(16).unwrap();
+        let c = offer(
+            &mem,
+            &[
+                (0x8000, 16, VRING_DESC_F_NEXT, 1),
+                (0x9000, 0, VRING_DESC_F_NEXT, 2),
+                (0xa000, 512, VRING_DESC_F_WRITE, 0),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.readable, c.writable),
+            (vec![seg(0x8000, 16)], vec![seg(0xa000, 512)])
+        );
+    }
+
+    /// virtio-queue's iterator would follow the indirect table (8 descriptors here, and up
+    /// to 65 535 in general); no hull-vmm device offers the feature, so the chain is refused.
+    #[test]
+    fn a_chain_that_refers_to_an_indirect_table_is_refused() {
+        let mem = crate::memory::create_guest_memory(16).unwrap();
+        for i in 0..8u64 {
+            let d = SplitDescriptor::new(
+                0x9000 + i * 0x100,
+                0x100,
+                VRING_DESC_F_NEXT as u16,
+                (i + 1) as u16,
+            );
+            mem.write_obj(RawDescriptor::from(d), GuestAddress(0x20000 + i * 16))
+                .unwrap();
+        }
+        let direct_then_indirect = [
+            (0x8000, 16, VRING_DESC_F_NEXT, 1),
+            (0x20000, 8 * 16, VRING_DESC_F_INDIRECT, 0),
+        ];
+        assert_eq!(
+            offer(&mem, &direct_then_indirect),
+            Err(ChainError::Indirect)
+        );
+        let indirect_head = [(0x20000, 8 * 16, VRING_DESC_F_INDIRECT, 0)];
+        assert_eq!(offer(&mem, &indirect_head), Err(ChainError::Indirect));
+    }
+
+    #[test]
+    fn loops_out_of_table_links_and_bad_order_are_refused() {
+        let mem = crate::memory::create_guest_memory(16).unwrap();
+        let looping = [
+            (0x8000, 16, VRING_DESC_F_NEXT, 1),
+            (0x9000, 16, VRING_DESC_F_NEXT, 0),
+        ];
+        assert_eq!(offer(&mem, &looping), Err(ChainError::Truncated));
+        let outside = [(0x8000, 16, VRING_DESC_F_NEXT, 8)];
+        assert_eq!(offer(&mem, &outside), Err(ChainError::Truncated));
+        let order = [
+            (0x8000, 16, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 1),
+            (0x9000, 16, 0, 0),
+        ];
+        assert_eq!(offer(&mem, &order), Err(ChainError::BadOrder));
+        let beyond = [(15 << 20, 2 << 20, 0, 0)];
+        assert!(matches!(
+            offer(&mem, &beyond),
+            Err(ChainError::OutOfRange { .. })
+        ));
+    }
 
     fn seg(addr: u64, len: u32) -> Segment {
         Segment {

@@ -110,7 +110,7 @@ impl Block {
         let mut completed = false;
         while let Some(desc_chain) = active.queue.pop_descriptor_chain(&active.mem) {
             let head = desc_chain.head_index();
-            let used_len = match Chain::read(desc_chain, &active.mem) {
+            let used_len = match Chain::read(&active.queue, head, &active.mem) {
                 Ok(chain) => {
                     let parsed = Request::parse(&chain, &active.mem, self.geometry);
                     complete(&self.file, &self.id, &active.mem, parsed)

@@ -449,8 +449,8 @@ mod proptests {
             vq.avail().idx().store(1);
             let mut q: Queue = vq.create_queue().unwrap();
             let disk = DiskGeometry { sectors, read_only };
-            let chain = q.pop_descriptor_chain(&mem).unwrap();
-            let parsed = Chain::read(chain, &mem)
+            let head = q.pop_descriptor_chain(&mem).unwrap().head_index();
+            let parsed = Chain::read(&q, head, &mem)
                 .map_err(|e| Rejected { error: e.into(), status: None })
                 .and_then(|c| Request::parse(&c, &mem, disk));
             let (want, header_intact) = model(&table, head, kind, sector, disk);

@@ -163,7 +163,7 @@ impl Net {
                 break;
             };
             let head = desc_chain.head_index();
-            let chain = match Chain::read(desc_chain, &active.mem) {
+            let chain = match Chain::read(&active.rx, head, &active.mem) {
                 Ok(c) if c.readable.is_empty() && c.writable_len() > VNET_HDR_LEN as u64 => c,
                 other => {
                     if let Err(e) = other {
@@ -226,7 +226,7 @@ impl Net {
                 break;
             };
             let head = desc_chain.head_index();
-            match Chain::read(desc_chain, &active.mem) {
+            match Chain::read(&active.tx, head, &active.mem) {
                 Ok(c)
                     if c.writable.is_empty()
                         && c.readable_len() > VNET_HDR_LEN as u64

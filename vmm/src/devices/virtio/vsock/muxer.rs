@@ -546,7 +546,7 @@ impl Muxer {
         let mut payload = Vec::new();
         while let Some(desc_chain) = q.tx.pop_descriptor_chain(&q.mem) {
             let head = desc_chain.head_index();
-            match Chain::read(desc_chain, &q.mem) {
+            match Chain::read(&q.tx, head, &q.mem) {
                 Ok(c) if c.readable_len() >= HEADER_LEN as u64 => {
                     let mut raw = [0u8; HEADER_LEN];
                     if chain::read_into(&q.mem, &c.readable, &mut raw) == HEADER_LEN {
@@ -627,7 +627,7 @@ impl Muxer {
                     return used;
                 };
                 let head = desc_chain.head_index();
-                let rx_chain = match Chain::read(desc_chain, &q.mem) {
+                let rx_chain = match Chain::read(&q.rx, head, &q.mem) {
                     Ok(c) if c.readable.is_empty() && c.writable_len() > HEADER_LEN as u64 => c,
                     _ => {
                         // Unusable buffer: give it back empty.
@@ -684,7 +684,7 @@ impl Muxer {
                 return false;
             };
             let head = desc_chain.head_index();
-            match Chain::read(desc_chain, &q.mem) {
+            match Chain::read(&q.rx, head, &q.mem) {
                 Ok(c)
                     if c.readable.is_empty()
                         && c.writable_len() >= (HEADER_LEN + payload.len()) as u64 =>
