@@ -25,6 +25,8 @@ use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
 
+use hull_tests::vsock;
+
 const HOST_CID: u32 = 2;
 const HELLO_PORT: u32 = 1024;
 const AGENT_PORT: u32 = 1025;
@@ -311,64 +313,12 @@ fn connect(port: u32) -> std::fs::File {
     }
 }
 
-fn vsock_addr(cid: u32, port: u32) -> libc::sockaddr_vm {
-    // SAFETY: sockaddr_vm is plain data; zeroed is valid before the fields are set.
-    let mut addr: libc::sockaddr_vm = unsafe { std::mem::zeroed() };
-    addr.svm_family = libc::AF_VSOCK as libc::sa_family_t;
-    addr.svm_cid = cid;
-    addr.svm_port = port;
-    addr
-}
-
-fn vsock_socket() -> std::io::Result<OwnedFd> {
-    // SAFETY: socket(2) with constant arguments; the result is checked.
-    let fd = unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 /// A vsock stream to the host's `port`, as a File (read/write on the socket).
 fn try_connect(port: u32) -> std::io::Result<std::fs::File> {
-    use std::os::fd::AsRawFd;
-    let sock = vsock_socket()?;
-    let addr = vsock_addr(HOST_CID, port);
-    // SAFETY: a valid sockaddr_vm and its size.
-    let rc = unsafe {
-        libc::connect(
-            sock.as_raw_fd(),
-            &addr as *const libc::sockaddr_vm as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(std::fs::File::from(sock))
+    vsock::connect(vsock::socket()?, HOST_CID, port)
 }
 
 /// A listening vsock socket on `port` of any CID (the host connects through the VMM).
 fn listen(port: u32) -> std::io::Result<OwnedFd> {
-    use std::os::fd::AsRawFd;
-    let sock = vsock_socket()?;
-    let addr = vsock_addr(libc::VMADDR_CID_ANY, port);
-    // SAFETY: a valid sockaddr_vm and its size; listen on our own socket.
-    let rc = unsafe {
-        let rc = libc::bind(
-            sock.as_raw_fd(),
-            &addr as *const libc::sockaddr_vm as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t,
-        );
-        if rc == 0 {
-            libc::listen(sock.as_raw_fd(), 64)
-        } else {
-            rc
-        }
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(sock)
+    vsock::listen(port, 64)
 }

@@ -17,6 +17,8 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
+use hull_tests::vsock;
+
 pub fn errno_name(e: i32) -> String {
     match e {
         libc::EPERM => "EPERM".into(),
@@ -235,40 +237,17 @@ pub fn vsock_attack(targets: &[&str]) -> Result<(), String> {
 
 /// One connect attempt (bounded by a send timeout), as `ok` or the errno's name.
 fn connect_once(cid: u32, port: u32) -> String {
-    // SAFETY: socket(2) with integer arguments; the result is checked.
-    let fd = unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return format!("socket:{}", outcome(-1));
+    let name = |e: std::io::Error| errno_name(e.raw_os_error().unwrap_or(0));
+    let sock = match vsock::socket() {
+        Ok(sock) => sock,
+        Err(e) => return format!("socket:{}", name(e)),
+    };
+    // A failed timeout leaves the connect unbounded: report it rather than hang silently.
+    if let Err(e) = vsock::set_timeouts(&sock, Duration::from_secs(5)) {
+        return format!("setsockopt:{}", name(e));
     }
-    // SAFETY: a fresh descriptor owned from here on.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let tv = libc::timeval {
-        tv_sec: 5,
-        tv_usec: 0,
-    };
-    // SAFETY: tv is a valid timeval of the size given (vsock takes its connect timeout
-    // from SO_VM_SOCKETS_CONNECT_TIMEOUT, the send timeout bounds a blocking connect).
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    // SAFETY: sockaddr_vm is plain data; all-zero is a valid value.
-    let mut addr: libc::sockaddr_vm = unsafe { std::mem::zeroed() };
-    addr.svm_family = libc::AF_VSOCK as libc::sa_family_t;
-    addr.svm_cid = cid;
-    addr.svm_port = port;
-    // SAFETY: addr is a valid sockaddr_vm of the length given.
-    let rc = unsafe {
-        libc::connect(
-            fd.as_raw_fd(),
-            (&addr as *const libc::sockaddr_vm).cast(),
-            std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t,
-        )
-    };
-    outcome(rc as libc::c_long)
+    match vsock::connect(sock, cid, port) {
+        Ok(_) => "ok".into(),
+        Err(e) => name(e),
+    }
 }

@@ -39,6 +39,8 @@
 mod attack;
 mod kernel_attack;
 
+use hull_tests::vsock;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -122,79 +124,13 @@ fn read_line(stream: impl Read) -> Result<String, String> {
 
 // ---------------------------------------------------------------- vsock (guest side)
 
-/// An AF_VSOCK stream socket with read/write timeouts set.
-fn vsock_socket() -> Result<OwnedFd, String> {
-    // SAFETY: socket() takes no pointers; the result is checked before use.
-    let fd = unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(format!("socket(AF_VSOCK): {}", io::Error::last_os_error()));
-    }
-    // SAFETY: fd is a fresh descriptor this function owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    set_timeouts(&fd)?;
-    Ok(fd)
-}
-
-fn set_timeouts(fd: &OwnedFd) -> Result<(), String> {
-    let tv = libc::timeval {
-        tv_sec: IO_TIMEOUT.as_secs() as libc::time_t,
-        tv_usec: 0,
-    };
-    for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
-        // SAFETY: tv is a valid timeval and its size is passed; fd is open.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                &tv as *const libc::timeval as *const libc::c_void,
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(format!("setsockopt: {}", io::Error::last_os_error()));
-        }
-    }
-    Ok(())
-}
-
-fn vsock_addr(cid: u32, port: u32) -> libc::sockaddr_vm {
-    // SAFETY: sockaddr_vm is plain data; all-zero is a valid value.
-    let mut addr: libc::sockaddr_vm = unsafe { std::mem::zeroed() };
-    addr.svm_family = libc::AF_VSOCK as libc::sa_family_t;
-    addr.svm_cid = cid;
-    addr.svm_port = port;
-    addr
-}
-
-const VSOCK_ADDR_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t;
-
-/// A connected socket as a File, so it reads and writes like any stream.
-fn into_stream(fd: OwnedFd) -> std::fs::File {
-    std::fs::File::from(fd)
+/// A connected or accepted socket with the tool's read/write timeouts.
+fn set_timeouts(fd: &impl AsRawFd) -> Result<(), String> {
+    vsock::set_timeouts(fd, IO_TIMEOUT).map_err(|e| format!("setsockopt: {e}"))
 }
 
 fn vsock_serve(port: u32, name: &str) -> Result<(), String> {
-    let fd = vsock_socket()?;
-    let addr = vsock_addr(libc::VMADDR_CID_ANY, port);
-    // SAFETY: addr is a valid sockaddr_vm of the length given.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            &addr as *const libc::sockaddr_vm as *const libc::sockaddr,
-            VSOCK_ADDR_LEN,
-        )
-    };
-    if rc != 0 {
-        return Err(format!(
-            "bind vsock port {port}: {}",
-            io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: listen on an open, bound socket.
-    if unsafe { libc::listen(fd.as_raw_fd(), 4) } != 0 {
-        return Err(format!("listen: {}", io::Error::last_os_error()));
-    }
+    let fd = vsock::listen(port, 4).map_err(|e| format!("listen on vsock port {port}: {e}"))?;
     wait_readable(&fd, IO_TIMEOUT).map_err(|e| format!("accept on vsock port {port}: {e}"))?;
     // SAFETY: accept with null address pointers is allowed; the result is checked.
     let conn = unsafe {
@@ -211,7 +147,7 @@ fn vsock_serve(port: u32, name: &str) -> Result<(), String> {
     // SAFETY: conn is a fresh descriptor owned from here on.
     let conn = unsafe { OwnedFd::from_raw_fd(conn) };
     set_timeouts(&conn)?;
-    let mut stream = into_stream(conn);
+    let mut stream = std::fs::File::from(conn);
     let line = read_line(&stream)?;
     writeln!(stream, "{name} got: {line}").map_err(|e| format!("write: {e}"))?;
     println!("vsock-serve: answered {line:?}");
@@ -220,8 +156,7 @@ fn vsock_serve(port: u32, name: &str) -> Result<(), String> {
 
 /// Sends `mib` MiB to CID:PORT and reports the rate (a benchmark's guest side).
 fn vsock_send(cid: u32, port: u32, mib: u64) -> Result<(), String> {
-    let fd = vsock_connect(cid, port)?;
-    let mut stream = into_stream(fd);
+    let mut stream = vsock_connect(cid, port)?;
     let chunk = vec![0x5au8; 64 << 10];
     let start = Instant::now();
     for _ in 0..mib * 16 {
@@ -265,8 +200,7 @@ fn uds_sink(path: &Path) -> Result<(), String> {
 }
 
 fn vsock_call(cid: u32, port: u32, message: &str) -> Result<(), String> {
-    let fd = vsock_connect(cid, port)?;
-    let mut stream = into_stream(fd);
+    let mut stream = vsock_connect(cid, port)?;
     writeln!(stream, "{message}").map_err(|e| format!("write: {e}"))?;
     let answer = read_line(&stream)?;
     println!("{answer}");
@@ -274,29 +208,19 @@ fn vsock_call(cid: u32, port: u32, message: &str) -> Result<(), String> {
 }
 
 /// Connects to CID:PORT, retrying while the peer is not listening yet.
-fn vsock_connect(cid: u32, port: u32) -> Result<OwnedFd, String> {
+fn vsock_connect(cid: u32, port: u32) -> Result<std::fs::File, String> {
     let deadline = Instant::now() + CONNECT_PATIENCE;
-    let fd = loop {
-        let fd = vsock_socket()?;
-        let addr = vsock_addr(cid, port);
-        // SAFETY: addr is a valid sockaddr_vm of the length given.
-        let rc = unsafe {
-            libc::connect(
-                fd.as_raw_fd(),
-                &addr as *const libc::sockaddr_vm as *const libc::sockaddr,
-                VSOCK_ADDR_LEN,
-            )
-        };
-        if rc == 0 {
-            break fd;
+    loop {
+        let fd = vsock::socket().map_err(|e| format!("socket(AF_VSOCK): {e}"))?;
+        set_timeouts(&fd)?;
+        match vsock::connect(fd, cid, port) {
+            Ok(stream) => return Ok(stream),
+            Err(err) if Instant::now() >= deadline => {
+                return Err(format!("connect vsock {cid}:{port}: {err}"))
+            }
+            Err(_) => thread::sleep(Duration::from_millis(100)),
         }
-        let err = io::Error::last_os_error();
-        if Instant::now() >= deadline {
-            return Err(format!("connect vsock {cid}:{port}: {err}"));
-        }
-        thread::sleep(Duration::from_millis(100));
-    };
-    Ok(fd)
+    }
 }
 
 /// poll() for readability with a timeout.

@@ -7,6 +7,7 @@ pub mod initramfs;
 pub mod oci;
 pub mod registry;
 pub mod tiny_guest;
+pub mod vsock;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
