@@ -38,6 +38,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hull_executor::fork::{fork_with_pidfd, Forked};
+
 const DEFAULT_RUNS: usize = 200;
 const MEMORY_MIB: u64 = 64;
 /// How long after the guest's first output the memory is sampled: the vCPU thread is in
@@ -164,20 +166,6 @@ fn breakdown(pid: u32, dump: Option<&str>) -> Breakdown {
     b
 }
 
-/// `struct clone_args` of clone3(2), first version.
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-}
-
 /// A started VMM: its host pid and the read end of its stdout.
 enum Vmm {
     Plain(Child),
@@ -186,39 +174,27 @@ enum Vmm {
 }
 
 /// Starts `argv` as PID 1 of a new PID namespace in `dir`, stdout to `out`, stderr to
-/// `err`: hull's launch (runtime/src/vm/launch.rs) without its cgroup and checks.
+/// `err`: hull's launch (runtime/src/vm/launch.rs, through the same executor helper)
+/// without its cgroup and checks. The pidfd is not needed here: the child is reaped by pid.
 fn spawn_in_pid_namespace(argv: &[CString], dir: &Path, out: &OwnedFd, err: &File) -> i32 {
     let dir = CString::new(dir.as_os_str().as_bytes()).unwrap();
     let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
-    let mut args = CloneArgs {
-        flags: libc::CLONE_NEWPID as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
-    // SAFETY: clone3 without a stack behaves like fork(2); the child makes only
-    // async-signal-safe calls on memory prepared above and execs or _exits.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    if pid == 0 {
-        // SAFETY: in the child: dup2/chdir/prctl/execv/_exit on valid descriptors and
-        // C strings.
-        unsafe {
+    // SAFETY: fork-like; the child makes only async-signal-safe calls on memory prepared
+    // above and execs or _exits.
+    match unsafe { fork_with_pidfd(libc::CLONE_NEWPID as u64) }.expect("clone3") {
+        // SAFETY: in the child: dup2/chdir/prctl/execv/_exit on valid descriptors and C
+        // strings.
+        Forked::Child => unsafe {
             libc::dup2(out.as_raw_fd(), 1);
             libc::dup2(err.as_raw_fd(), 2);
             libc::chdir(dir.as_ptr());
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             libc::execv(ptrs[0], ptrs.as_ptr());
             libc::_exit(127);
-        }
+        },
+        Forked::Parent { pid, .. } => pid,
     }
-    assert!(pid > 0, "clone3: {}", std::io::Error::last_os_error());
-    pid as i32
 }
 
 impl Vmm {
