@@ -6,6 +6,7 @@ pub mod attach;
 pub mod config;
 pub mod lifecycle;
 pub mod logs;
+pub mod resident;
 pub mod spec;
 pub mod state;
 pub mod supervisor;

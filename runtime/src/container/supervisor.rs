@@ -25,6 +25,7 @@ use crate::process::tty;
 use super::attach::{self, InputEnd, Outputs, RawTerminal, StdinRelay};
 use super::config::Config;
 use super::logs::LogWriter;
+use super::resident;
 use super::state::{now, ContainerState, ContainerStore, ProcRef, Status};
 
 /// Signals a foreground supervisor forwards to the container.
@@ -137,6 +138,9 @@ pub fn supervise(
             None
         }
     };
+    // From here on the supervisor only waits: what the start needed can go (M7).
+    drop(spec);
+    resident::shed_start_up_memory();
     attach::pump(
         &mut *process,
         Outputs {
