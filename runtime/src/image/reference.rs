@@ -72,9 +72,6 @@ impl Reference {
             None if digest.is_some() => (rest, String::new()),
             None => (rest, DEFAULT_TAG.to_string()),
         };
-        if name.len() > MAX_NAME {
-            return Err(bad("name longer than 255 characters"));
-        }
 
         let (domain, path) = match name.split_once('/') {
             Some((first, path)) if is_domain_like(first) => {
@@ -101,6 +98,16 @@ impl Reference {
         } else {
             String::new()
         };
+        // Counted on the full name, as docker counts it after normalizing: a short name
+        // whose `docker.io/library/` form is too long is refused, not stored under a
+        // name that no longer parses (found by the image_reference fuzz target).
+        let full_len =
+            domain.len() + 1 + namespace.len() + usize::from(!namespace.is_empty()) + name.len();
+        if full_len > MAX_NAME {
+            return Err(bad(&format!(
+                "name longer than {MAX_NAME} characters (with its registry and namespace: {full_len})"
+            )));
+        }
         Ok(Reference {
             domain,
             namespace,
@@ -377,5 +384,17 @@ mod tests {
             assert!(Reference::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(Reference::parse(&format!("a/{}", "b".repeat(255))).is_err());
+    }
+
+    /// The limit is docker's: on the full name. A 246-character name was accepted while its
+    /// full form, `docker.io/library/NAME:latest` (264), was refused by the same parser.
+    #[test]
+    fn the_name_limit_counts_the_registry_and_namespace() {
+        let e = Reference::parse(&"a".repeat(246)).unwrap_err().to_string();
+        assert!(e.contains("longer than 255") && e.contains("264"), "{e}");
+        let longest = "a".repeat(255 - "docker.io/library/".len());
+        let r = Reference::parse(&longest).unwrap();
+        assert_eq!(Reference::parse(&r.full()).unwrap().name, longest);
+        assert!(Reference::parse(&format!("{longest}b")).is_err());
     }
 }
