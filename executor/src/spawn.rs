@@ -107,6 +107,35 @@ fn open_path(path: &Path, what: &str) -> Result<OwnedFd, Error> {
     })
 }
 
+/// `NS_GET_NSTYPE` from linux/nsfs.h: the CLONE_NEW* type of a namespace file.
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+
+/// Opens a namespace to join and checks it is one of type `flag`, so a wrong path (a plain
+/// file, another kind of namespace) is refused here, naming it, rather than as a bare
+/// EINVAL from setns in the child.
+fn open_namespace(path: &Path, flag: u64) -> Result<OwnedFd, Error> {
+    let fd = open_path(path, "namespace")?;
+    // SAFETY: an nsfs ioctl without an argument on a descriptor we own.
+    let kind = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
+    let err = io::Error::last_os_error();
+    // ENOTTY: not an nsfs file (or a kernel before 4.11, where setns will tell).
+    if kind < 0 && err.raw_os_error() != Some(libc::ENOTTY) {
+        return Err(Error::new(
+            ErrorKind::System,
+            Stage::Prepare,
+            format!("namespace {}: {err}", path.display()),
+        ));
+    }
+    if kind as u64 != flag {
+        return Err(Error::invalid(format!(
+            "linux.namespaces: {} is not a {} namespace",
+            path.display(),
+            crate::plan::namespaces::flag_name(flag)
+        )));
+    }
+    Ok(fd)
+}
+
 /// The start gate FIFO, for the child to reopen for writing through /proc/self/fd. O_PATH:
 /// opening a FIFO for reading or writing blocks until the other side comes (`start`), and a
 /// reader held here would also let the child's write-open return at once.
@@ -151,12 +180,12 @@ fn create_with(plan: &Plan, cgroup_fds: &[OwnedFd], opts: &Options<'_>) -> Resul
     let join: Vec<(OwnedFd, u64)> = ns
         .join
         .iter()
-        .map(|j| Ok((open_path(&j.path, "namespace")?, j.flag)))
+        .map(|j| Ok((open_namespace(&j.path, j.flag)?, j.flag)))
         .collect::<Result<_, Error>>()?;
     let join_pid = ns
         .join_pid
         .as_deref()
-        .map(|p| open_path(p, "PID namespace"))
+        .map(|p| open_namespace(p, libc::CLONE_NEWPID as u64))
         .transpose()?;
     let binds: Vec<Option<OwnedFd>> = c
         .mounts

@@ -25,6 +25,32 @@ pub fn flag(t: LinuxNamespaceType) -> u64 {
     }) as u64
 }
 
+/// The spec's name of a namespace type given as its CLONE_NEW* flag.
+pub fn flag_name(f: u64) -> &'static str {
+    [
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Cgroup,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::User,
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Network,
+        LinuxNamespaceType::Time,
+    ]
+    .into_iter()
+    .find(|t| flag(*t) == f)
+    .map_or("unknown", |t| match t {
+        LinuxNamespaceType::Mount => "mount",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "network",
+        LinuxNamespaceType::Time => "time",
+    })
+}
+
 /// A namespace joined by path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Join {
