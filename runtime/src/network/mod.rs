@@ -24,6 +24,7 @@
 pub mod attach;
 pub mod bridge;
 pub mod cni;
+pub mod discover;
 pub mod etc;
 pub mod netdev;
 pub mod netns;

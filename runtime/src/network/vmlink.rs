@@ -19,7 +19,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::{netns, Attachment, Namespace, NetworkError};
+use super::{netns, Attachment, Interface, Namespace, NetworkError};
 
 /// The TAP's name inside the container's namespace.
 pub const TAP_NAME: &str = "tap0";
@@ -144,33 +144,59 @@ pub fn link(attachment: &Attachment) -> Result<Option<VmLink>, NetworkError> {
     else {
         return Ok(None);
     };
+    link_in(path, iface).map(Some)
+}
+
+/// Creates a TAP in the namespace at `path` and ties it to `iface` both ways. On error
+/// nothing of it is left: the TAP goes with its descriptor, the qdiscs are removed.
+pub fn link_in(path: &Path, iface: &Interface) -> Result<VmLink, NetworkError> {
     let tap = netns::run_in(path, || create_tap(iface.mtu)).map_err(NetworkError::io(
         "create the VM's TAP in the container's namespace",
     ))?;
-    let ns = netns::open(Path::new(path))
-        .map_err(NetworkError::io("open the container's network namespace"))?;
-    for dev in [iface.name.as_str(), TAP_NAME] {
+    let ns =
+        netns::open(path).map_err(NetworkError::io("open the container's network namespace"))?;
+    if let Err(e) = mirror(&ns, &iface.name) {
+        remove_qdiscs(&ns, &iface.name);
+        return Err(e);
+    }
+    Ok(VmLink {
+        tap,
+        mac: iface.mac.clone(),
+        mtu: iface.mtu,
+    })
+}
+
+/// The ingress qdiscs and mirred filters between `dev` and the TAP, both ways.
+fn mirror(ns: &OwnedFd, dev: &str) -> Result<(), NetworkError> {
+    for d in [dev, TAP_NAME] {
         tc(
-            &ns,
-            &["qdisc", "add", "dev", dev, "handle", "ffff:", "ingress"],
+            ns,
+            &["qdisc", "add", "dev", d, "handle", "ffff:", "ingress"],
         )?;
     }
     // u32 with an all-matching key, as Kata does (cls_matchall is not in every kernel).
-    for (from, to) in [
-        (iface.name.as_str(), TAP_NAME),
-        (TAP_NAME, iface.name.as_str()),
-    ] {
+    for (from, to) in [(dev, TAP_NAME), (TAP_NAME, dev)] {
         tc(
-            &ns,
+            ns,
             &[
                 "filter", "add", "dev", from, "parent", "ffff:", "protocol", "all", "u32", "match",
                 "u32", "0", "0", "action", "mirred", "egress", "redirect", "dev", to,
             ],
         )?;
     }
-    Ok(Some(VmLink {
-        tap,
-        mac: iface.mac.clone(),
-        mtu: iface.mtu,
-    }))
+    Ok(())
+}
+
+/// Removes the ingress qdisc (and its filters) from `dev`; missing is fine.
+fn remove_qdiscs(ns: &OwnedFd, dev: &str) {
+    let _ = tc(ns, &["qdisc", "del", "dev", dev, "ingress"]);
+}
+
+/// Undoes [`link_in`] on an interface that outlives the VM (the caller's namespace in the
+/// OCI path: the TAP went with the VMM, the redirect on `dev` would stay). Missing
+/// namespace or qdisc is fine.
+pub fn unlink_in(path: &Path, dev: &str) {
+    if let Ok(ns) = netns::open(path) {
+        remove_qdiscs(&ns, dev);
+    }
 }
