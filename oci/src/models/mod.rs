@@ -5,6 +5,7 @@ pub mod vm;
 pub mod vm_disk;
 pub mod vm_keeper;
 pub mod vm_mounts;
+pub mod vm_net;
 
 use crate::error::Result;
 use crate::runner::Runner;

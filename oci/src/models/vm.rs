@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use super::vm_disk;
 use super::vm_mounts;
+use super::vm_net;
 use crate::error::{OciError, Result};
 use crate::procref::ProcRef;
 use crate::runner::{CreateRequest, ExecRequest, Runner, Waitable};
@@ -70,6 +71,9 @@ pub struct Boot {
     pub boot_timeout_secs: u64,
     /// The container as the agent gets it.
     pub container: proto::ContainerSpec,
+    /// The interface of the caller's network namespace the VM takes over (`vm_net`).
+    #[serde(default)]
+    pub net: Option<vm_net::BootNet>,
 }
 
 /// The vm model.
@@ -369,7 +373,9 @@ impl Runner for VmRunner {
             spec.mounts().as_deref().unwrap_or_default(),
             &req.bundle.dir,
         )?;
-        let container = guest_container(spec)?;
+        let mut container = guest_container(spec)?;
+        let net = vm_net::plan(spec)?;
+        container.network = net.as_ref().map(|n| Box::new(vm_net::guest(n)));
         let kernel = hvm::locate_kernel(None).map_err(vm_err)?;
         let vmm = hvm::locate_vmm().map_err(vm_err)?;
         let agent = hvm::locate_agent().map_err(vm_err)?;
@@ -388,6 +394,7 @@ impl Runner for VmRunner {
             vcpus,
             boot_timeout_secs: boot_timeout().as_secs(),
             container,
+            net,
         };
         let bytes = serde_json::to_vec(&boot).map_err(vm_err)?;
         fs::write(req.dir.file(BOOT_FILE), bytes)
@@ -557,6 +564,9 @@ impl Runner for VmRunner {
                     m.vmm_pid
                 )));
             }
+        }
+        if let Ok(Boot { net: Some(net), .. }) = read_json::<Boot>(&dir.file(BOOT_FILE)) {
+            vm_net::detach(&net);
         }
         for name in [
             GATE,

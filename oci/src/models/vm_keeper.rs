@@ -19,6 +19,7 @@ use hull_runtime::vm::relay::{OwnedVmm, RelayIo, VmProcess};
 use hull_runtime::vm::{channel, jail};
 
 use super::vm::{self, Boot, Report, BOOT_FILE, GATE};
+use super::vm_net;
 use crate::error::{OciError, Result};
 
 fn vm_err(e: impl std::fmt::Display) -> OciError {
@@ -98,7 +99,7 @@ fn exit_code(status: ExitStatus) -> i32 {
 
 /// Boots the VM and waits for the agent's hello.
 fn boot(dir: &Path, b: &Boot) -> Result<(std::os::unix::net::UnixStream, VmmProcess)> {
-    let cfg = MachineConfig {
+    let mut cfg = MachineConfig {
         vmm: b.vmm.clone(),
         kernel: b.kernel.clone(),
         initramfs: b.initramfs.clone(),
@@ -106,7 +107,7 @@ fn boot(dir: &Path, b: &Boot) -> Result<(std::os::unix::net::UnixStream, VmmProc
         memory_mib: b.memory_mib,
         vcpus: b.vcpus,
         extra_cmdline: String::new(),
-        // No network device yet: the container gets the guest's loopback only.
+        // Set below when the caller's network namespace has an interface.
         net: None,
         // The root's writable layer stays in guest memory (tmpfs), as before.
         layer_disk: None,
@@ -127,7 +128,24 @@ fn boot(dir: &Path, b: &Boot) -> Result<(std::os::unix::net::UnixStream, VmmProc
     let _ = fs::remove_file(state_dir.real(&hello));
     let listener = UnixListener::bind(state_dir.short(&hello))
         .map_err(|e| OciError::io("listen for the guest agent", e))?;
-    let mut child = machine::launch(&cfg, dir, None).map_err(vm_err)?;
+    // The TAP in the caller's namespace: ours is closed once the VMM holds it.
+    let tap = match &b.net {
+        Some(net) => {
+            let (tap, device) = vm_net::attach(net)?;
+            cfg.net = Some(device);
+            Some(tap)
+        }
+        None => None,
+    };
+    let launched = machine::launch(&cfg, dir, None).map_err(vm_err);
+    drop(tap);
+    let mut child = match launched {
+        Ok(child) => child,
+        Err(e) => {
+            b.net.iter().for_each(vm_net::detach);
+            return Err(e);
+        }
+    };
     let mut state = MachineState {
         vmm_pid: child.pid,
         start_time: child.start_time,
@@ -160,6 +178,7 @@ fn boot(dir: &Path, b: &Boot) -> Result<(std::os::unix::net::UnixStream, VmmProc
         Ok(conn) => Ok((conn, child)),
         Err(e) => {
             let _ = child.kill();
+            b.net.iter().for_each(vm_net::detach);
             Err(e)
         }
     }
