@@ -4,11 +4,39 @@
 //! boot, many steps (see vm_common): a server in a VM reached through `-p` (loopback,
 //! the bridge's address, its own address), containers of the two models reaching each
 //! other and the host, `--network none` (loopback only), `--network host` refused, the
-//! /etc files, and nothing left after `rm` and after a killed VMM.
+//! /etc files, and nothing left after `rm` and after a killed VMM. Then the OCI runtime
+//! path: a namespace made and wired with CNI as containerd's CRI does it, its path given
+//! to hull-oci in config.json: the VM takes the place of the interface found there.
 
 mod vm_common;
 
+use serde_json::json;
 use vm_common::{vm_network_harness, Results, VmTestHost};
+
+/// The OCI path's namespace, wired by the test the way containerd's CRI wires a pod's.
+const OCI_NETNS: &str = "/var/run/netns/oci1";
+
+/// config.json for hull-oci: the busybox root, the vm model, the network namespace at
+/// [`OCI_NETNS`] joined.
+fn oci_config() -> String {
+    let mut c = hull_tests::oci::default_config(&[
+        "sh",
+        "-c",
+        "ip -o -4 addr show eth0; ip route; cat /sys/class/net/eth0/address; \
+         wget -q -O - http://10.89.0.1:9098/",
+    ]);
+    c["root"] = json!({"path": "/images/busybox", "readonly": false});
+    c["annotations"] = json!({"io.hull.isolation": "vm"});
+    c["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "network", "path": OCI_NETNS},
+        {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]);
+    serde_json::to_string_pretty(&c).unwrap()
+}
+
+/// The CNI configuration the test's "containerd" uses.
+const OCI_CNI: &str = r#"{"cniVersion": "1.0.0", "name": "oci-test", "type": "bridge",
+ "bridge": "ocibr0", "isGateway": true, "ipMasq": false,
+ "ipam": {"type": "host-local", "subnet": "10.89.0.0/24", "routes": [{"dst": "0.0.0.0/0"}],
+          "dataDir": "/run/oci-ipam"}}"#;
 
 #[test]
 fn vm_containers_share_the_bridge_with_process_containers_and_leave_nothing() {
@@ -62,6 +90,23 @@ kill -9 $(pidof hull-vmm)
 for i in $(seq 120); do hull ps -a | grep vk | grep -q Exited && break; sleep 1; done
 t vk_ps hull ps -a
 t rm_vk hull rm vk
+# The OCI path (containerd/CRI): the namespace is the caller's, wired by the caller.
+mkdir -p /var/run/netns && touch /var/run/netns/oci1
+unshare --net=/var/run/netns/oci1 true
+cni() { CNI_COMMAND=$1 CNI_CONTAINERID=oci1 CNI_NETNS=/var/run/netns/oci1 CNI_IFNAME=$2 CNI_PATH=/usr/lib/cni /usr/lib/cni/$3 < $4; }
+echo '{"cniVersion": "1.0.0", "name": "lo", "type": "loopback"}' > /tmp/lo.json
+cni ADD lo loopback /tmp/lo.json >/dev/null
+t o_cni cni ADD eth0 bridge /b/oci-cni.json
+mkdir -p /tmp/ociwww && echo hello-oci-host > /tmp/ociwww/index.html
+httpd -p 10.89.0.1:9098 -h /tmp/ociwww
+t o_run hull-oci --root /run/hoci run --bundle /b/onet on1
+t o_qdisc nsenter --net=/var/run/netns/oci1 tc qdisc show dev eth0
+record o_eth0 "$(nsenter --net=/var/run/netns/oci1 ip -o -4 addr show eth0)"
+record o_vmms "$(pidof hull-vmm | wc -w)"
+record o_state "$(ls /run/hoci | wc -l)"
+t o_cni_del cni DEL eth0 bridge /b/oci-cni.json
+umount /var/run/netns/oci1 && rm /var/run/netns/oci1
+ip link del ocibr0
 kill $(pidof httpd) 2>/dev/null
 record left_links "$(ls /sys/class/net | grep -cE '^(veth|tap|hull0)')"
 record left_rules "$(iptables-save | grep -c '10\.88\.')"
@@ -71,7 +116,14 @@ record left_vmms "$(pidof hull-vmm | wc -w)"
 record left_containers "$(ls /var/lib/hull/run/containers | grep -v '^\.' | wc -l)"
 "#;
     // In the harness: the script checks machine-wide state (links, rules, leases).
-    let host = VmTestHost::Harness(vm_network_harness(rootfs.path()));
+    let harness = vm_network_harness(rootfs.path())
+        .binary(
+            &hull_tests::bin_dir().join("hull-oci"),
+            "/usr/local/bin/hull-oci",
+        )
+        .text("/b/onet/config.json", &oci_config(), false)
+        .text("/b/oci-cni.json", OCI_CNI, false);
+    let host = VmTestHost::Harness(harness);
     let mut r = Results::collect(&host, body);
 
     r.expect_code("p_web", 0);
@@ -131,6 +183,29 @@ record left_containers "$(ls /var/lib/hull/run/containers | grep -v '^\.' | wc -
     r.expect_out_contains("vk_lo", "hello-from-");
     r.expect_out_contains("vk_ps", "Exited");
     r.expect_code("rm_vk", 0);
+    // The OCI path: the guest's eth0 is the interface CNI made in the caller's namespace.
+    r.expect_code("o_cni", 0);
+    let cni: serde_json::Value = serde_json::from_str(r.out("o_cni")).unwrap_or_default();
+    let ip = cni["ips"][0]["address"].as_str().unwrap_or("?").to_string();
+    let mac = cni["interfaces"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["name"] == "eth0"))
+        .and_then(|i| i["mac"].as_str())
+        .unwrap_or("?")
+        .to_string();
+    r.expect_code("o_run", 0);
+    r.expect_out_contains("o_run", &format!("inet {ip}"));
+    r.expect_out_contains("o_run", "default via 10.89.0.1 dev eth0");
+    r.expect_out_contains("o_run", &format!("{mac}\nhello-oci-host\n"));
+    // Deleted: the redirect is off the caller's interface, which is still there.
+    r.check(
+        !r.out("o_qdisc").contains("ingress"),
+        format!("ingress qdisc left on eth0: {:?}", r.out("o_qdisc")),
+    );
+    r.expect_out_contains("o_eth0", &format!("inet {ip}"));
+    r.expect_out("o_vmms", "0\n");
+    r.expect_out("o_state", "0\n");
+    r.expect_code("o_cni_del", 0);
     for (name, what) in [
         ("left_links", "veths, TAPs or the bridge"),
         ("left_rules", "iptables rules naming the subnet"),

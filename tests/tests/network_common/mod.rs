@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod cni_netns;
+
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -13,6 +15,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+// Not every test crate that includes this module uses both.
+#[allow(unused_imports)]
 pub use crate::process_common::{Env, IMAGE};
 
 /// Where slots are claimed (flock, released when the test process ends, however it ends).
@@ -162,7 +166,7 @@ impl Drop for NetEnv {
 }
 
 /// Claims a free slot 1..=250 (an flock held by this process until the File drops).
-fn claim_slot() -> (File, u8) {
+pub fn claim_slot() -> (File, u8) {
     fs::create_dir_all(SLOTS).unwrap();
     let start = (std::process::id() % 250) as u8;
     for i in 0..250u16 {
