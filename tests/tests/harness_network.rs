@@ -32,6 +32,14 @@ fn oci_config() -> String {
     serde_json::to_string_pretty(&c).unwrap()
 }
 
+/// `cni-oci COMMAND IFNAME PLUGIN CONFIG`: one plugin call on the OCI step's namespace,
+/// as containerd makes it (a script, so the prelude's `t` can time it out).
+const CNI_RUN: &str = "#!/bin/busybox sh
+export CNI_COMMAND=$1 CNI_CONTAINERID=oci1 CNI_NETNS=/var/run/netns/oci1 CNI_IFNAME=$2 \\
+    CNI_PATH=/usr/lib/cni
+exec /usr/lib/cni/$3 < $4
+";
+
 /// The CNI configuration the test's "containerd" uses.
 const OCI_CNI: &str = r#"{"cniVersion": "1.0.0", "name": "oci-test", "type": "bridge",
  "bridge": "ocibr0", "isGateway": true, "ipMasq": false,
@@ -93,10 +101,9 @@ t rm_vk hull rm vk
 # The OCI path (containerd/CRI): the namespace is the caller's, wired by the caller.
 mkdir -p /var/run/netns && touch /var/run/netns/oci1
 unshare --net=/var/run/netns/oci1 true
-cni() { CNI_COMMAND=$1 CNI_CONTAINERID=oci1 CNI_NETNS=/var/run/netns/oci1 CNI_IFNAME=$2 CNI_PATH=/usr/lib/cni /usr/lib/cni/$3 < $4; }
 echo '{"cniVersion": "1.0.0", "name": "lo", "type": "loopback"}' > /tmp/lo.json
-cni ADD lo loopback /tmp/lo.json >/dev/null
-t o_cni cni ADD eth0 bridge /b/oci-cni.json
+cni-oci ADD lo loopback /tmp/lo.json >/dev/null
+t o_cni cni-oci ADD eth0 bridge /b/oci-cni.json
 mkdir -p /tmp/ociwww && echo hello-oci-host > /tmp/ociwww/index.html
 httpd -p 10.89.0.1:9098 -h /tmp/ociwww
 t o_run hull-oci --root /run/hoci run --bundle /b/onet on1
@@ -104,7 +111,7 @@ t o_qdisc nsenter --net=/var/run/netns/oci1 tc qdisc show dev eth0
 record o_eth0 "$(nsenter --net=/var/run/netns/oci1 ip -o -4 addr show eth0)"
 record o_vmms "$(pidof hull-vmm | wc -w)"
 record o_state "$(ls /run/hoci | wc -l)"
-t o_cni_del cni DEL eth0 bridge /b/oci-cni.json
+t o_cni_del cni-oci DEL eth0 bridge /b/oci-cni.json
 umount /var/run/netns/oci1 && rm /var/run/netns/oci1
 ip link del ocibr0
 kill $(pidof httpd) 2>/dev/null
@@ -122,7 +129,8 @@ record left_containers "$(ls /var/lib/hull/run/containers | grep -v '^\.' | wc -
             "/usr/local/bin/hull-oci",
         )
         .text("/b/onet/config.json", &oci_config(), false)
-        .text("/b/oci-cni.json", OCI_CNI, false);
+        .text("/b/oci-cni.json", OCI_CNI, false)
+        .text("/usr/local/bin/cni-oci", CNI_RUN, true);
     let host = VmTestHost::Harness(harness);
     let mut r = Results::collect(&host, body);
 
