@@ -123,7 +123,51 @@ fn crafted_host_without_overlay_or_kvm_fails_both_bits() {
     assert_eq!(report["host"]["cgroup_version"], "v2");
     assert_eq!(check(&report, "overlayfs")["status"], "fail");
     assert_eq!(check(&report, "kvm")["status"], "fail");
+    // No CNI plugins in the crafted tree: a warning naming them, not a verdict.
+    let net = check(&report, "network");
+    assert_eq!(net["status"], "warn");
+    assert!(
+        net["finding"]
+            .as_str()
+            .unwrap()
+            .contains("bridge, host-local"),
+        "{net}"
+    );
     assert_eq!(code, EXIT_PROCESS_UNUSABLE | EXIT_VM_UNUSABLE);
+}
+
+#[test]
+fn network_check_finds_the_cni_plugins_and_iptables_hull_uses() {
+    let root = TestRoot::new();
+    let (code, report) = doctor_json(&root, &[]);
+    let net = check(&report, "network");
+    assert_eq!(net["status"], "ok", "{net}");
+    assert!(
+        net["finding"]
+            .as_str()
+            .unwrap()
+            .contains("reads the nat table"),
+        "{net}"
+    );
+    // The plugin directory the config names is where the check looks.
+    std::fs::write(
+        root.path().join("config.json"),
+        r#"{"network": {"cni_path": ["/nonexistent/cni"]}}"#,
+    )
+    .unwrap();
+    let (code_without, report) = doctor_json(&root, &[]);
+    let net = check(&report, "network");
+    assert_eq!(net["status"], "warn", "{net}");
+    let finding = net["finding"].as_str().unwrap();
+    assert!(
+        finding.contains("/nonexistent/cni") && finding.contains("portmap"),
+        "{finding}"
+    );
+    assert!(net["fix"]
+        .as_str()
+        .unwrap()
+        .contains("containernetworking-plugins"));
+    assert_eq!(code_without, code, "a warning does not change the verdict");
 }
 
 #[test]

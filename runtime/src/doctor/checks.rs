@@ -98,6 +98,7 @@ pub fn all(facts: &HostFacts) -> Vec<Check> {
         check_guest_agent(facts),
         check_vm_disk_tool(facts),
         check_nested_harness(facts),
+        super::network::check_network(facts),
     ]
 }
 
@@ -131,7 +132,12 @@ pub fn kvm_kind(facts: &HostFacts) -> KvmKind {
     }
 }
 
-fn ok(id: &'static str, title: &'static str, affects: Affects, finding: String) -> Check {
+pub(super) fn ok(
+    id: &'static str,
+    title: &'static str,
+    affects: Affects,
+    finding: String,
+) -> Check {
     Check {
         id,
         title,
@@ -142,7 +148,7 @@ fn ok(id: &'static str, title: &'static str, affects: Affects, finding: String) 
     }
 }
 
-fn problem(
+pub(super) fn problem(
     id: &'static str,
     title: &'static str,
     status: Status,

@@ -7,6 +7,7 @@
 
 mod checks;
 mod facts;
+mod network;
 
 use serde::Serialize;
 
