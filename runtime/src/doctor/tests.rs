@@ -58,6 +58,10 @@ impl FakeHost {
         host.static_elf("/usr/local/lib/hull/hull-agent");
         host.executable("/usr/bin/qemu-system-x86_64");
         host.executable("/usr/bin/mkfs.erofs");
+        for plugin in ["bridge", "host-local", "portmap", "firewall", "loopback"] {
+            host.executable(&format!("/usr/lib/cni/{plugin}"));
+        }
+        host.executable("/usr/bin/iptables");
         host
     }
 
