@@ -10,8 +10,10 @@
 //! - [`cgroups`], [`seccomp`]: values and programs, and their drivers;
 //! - [`defaults`]: docker's defaults for spec generators;
 //! - [`user`], [`in_root`]: `--user` resolution and file reads inside a root;
+//! - [`archive`]: tar streams of a root's files, read and written from outside it (`hull cp`);
 //! - [`error`]: the one error type (kind, stage, errno) that crosses every boundary.
 
+pub mod archive;
 pub mod cgroups;
 pub mod defaults;
 pub mod error;

@@ -7,6 +7,7 @@ use hull_runtime::paths::StatePaths;
 pub mod archive;
 pub mod bench;
 pub mod container;
+pub mod copy;
 pub mod doctor;
 pub mod image;
 pub mod network;
@@ -60,6 +61,11 @@ pub enum Command {
     Inspect(container::ContainersArgs),
     /// List what a container changed in its image (A added, C changed, D deleted).
     Diff(storage::DiffArgs),
+    /// Copy files between a container and the host: `hull cp [-a] CONTAINER:PATH HOSTPATH|-`
+    /// or `hull cp [-a] HOSTPATH|- CONTAINER:PATH`.
+    Cp(copy::CpArgs),
+    /// Write a container's filesystem as a tar archive (stdout or -o FILE).
+    Export(copy::ExportArgs),
     /// List a container's published ports, or the host address of one of them.
     Port(network::PortArgs),
     /// Container networks: check that a running container's network is intact.
@@ -91,6 +97,8 @@ pub fn dispatch(command: Command, paths: &StatePaths) -> Result<i32> {
         Command::Rm(args) => container::rm(args, paths),
         Command::Inspect(args) => container::inspect(args, paths),
         Command::Diff(args) => storage::diff(args, paths),
+        Command::Cp(args) => copy::cp(args, paths),
+        Command::Export(args) => copy::export(args, paths),
         Command::Port(args) => network::port(args, paths),
         Command::Network(cmd) => network::run(cmd, paths),
     }

@@ -1,11 +1,12 @@
 //! Containers' writable layers and what reads them: where each model keeps the layer on
-//! disk, `--storage-opt`, and `hull diff` (`diff`).
+//! disk, `--storage-opt`, `hull diff` (`diff`) and `hull cp`/`hull export` (`copy`).
 //!
 //! The layer lives under the persistent state root (`<root>/containers/<id>/`, see
 //! [`ContainerContext::storage_dir`]), not on the RAM-backed run root: it survives `stop` and
 //! `start` and is removed by `rm`. The process model keeps the overlay's `upper/` and
 //! `work/` there; the vm model a sparse ext4 disk image (`vm::upper`).
 
+pub mod copy;
 pub mod diff;
 pub mod opts;
 
