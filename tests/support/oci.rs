@@ -339,6 +339,9 @@ impl Drop for Podman {
 pub struct Containerd {
     dir: tempfile::TempDir,
     child: Child,
+    /// (runtime binary, state root) of every runtime that may hold containers of this
+    /// containerd: the CRI handlers' and those given to `ctr run --runc-root`.
+    runtime_roots: std::cell::RefCell<Vec<(PathBuf, PathBuf)>>,
 }
 
 impl Containerd {
@@ -397,7 +400,15 @@ state = "{state}"
             .stderr(log)
             .spawn()
             .expect("start containerd (apt-get install containerd)");
-        let c = Containerd { dir, child };
+        let runtime_roots = cri_runtimes
+            .iter()
+            .map(|(name, binary)| (binary.to_path_buf(), d.join(format!("oci-root-{name}"))))
+            .collect();
+        let c = Containerd {
+            dir,
+            child,
+            runtime_roots: std::cell::RefCell::new(runtime_roots),
+        };
         let sock = c.socket();
         poll("containerd's socket", Duration::from_secs(30), || {
             c.ctr(&["version"]).status.success().then_some(())
@@ -436,6 +447,36 @@ state = "{state}"
             .expect("run ctr")
     }
 
+    /// Says that `runtime` keeps containers of this containerd under `root` (a `ctr run
+    /// --runc-root`), so that dropping it removes them even when the test failed midway.
+    pub fn runtime_root(&self, runtime: &Path, root: &Path) {
+        self.runtime_roots
+            .borrow_mut()
+            .push((runtime.to_path_buf(), root.to_path_buf()));
+    }
+
+    /// Deletes (`--force`) every container the runtimes keep under their roots: the shim
+    /// adds the namespace to the root, so each subdirectory is a runtime root of its own.
+    fn delete_containers(&self) {
+        for (runtime, root) in self.runtime_roots.borrow().iter() {
+            let Ok(namespaces) = fs::read_dir(root) else {
+                continue;
+            };
+            for ns in namespaces.flatten().map(|e| e.path()) {
+                let Ok(ids) = fs::read_dir(&ns) else { continue };
+                for id in ids.flatten().map(|e| e.file_name()) {
+                    let _ = Command::new(runtime)
+                        .arg("--root")
+                        .arg(&ns)
+                        .args(["delete", "--force"])
+                        .arg(&id)
+                        .stdin(Stdio::null())
+                        .output();
+                }
+            }
+        }
+    }
+
     /// Imports `archive` (docker-archive or oci-archive) into `namespace`.
     pub fn import(&self, namespace: &str, archive: &Path, base_name: Option<&str>) {
         let mut args = vec!["-n", namespace, "images", "import"];
@@ -451,6 +492,9 @@ state = "{state}"
 
 impl Drop for Containerd {
     fn drop(&mut self) {
+        // Also after a failed test (a panic mid-pod): the containers first, while their
+        // runtime can still find them, then containerd, its shims, and their mounts.
+        self.delete_containers();
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
@@ -466,11 +510,30 @@ impl Drop for Containerd {
                 }
             }
         }
-        let _ = Command::new("umount")
-            .arg("-R")
-            .arg("-l")
-            .arg(self.dir.path())
-            .output();
+        unmount_under(self.dir.path());
+    }
+}
+
+/// Detaches every mount at or below `dir` (the shim's rootfs bind mounts, the CRI's shm
+/// mounts), deepest first. `umount -R DIR` does nothing when DIR itself is no mount point.
+pub fn unmount_under(dir: &Path) {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    // Field 5 is the mount point, with spaces and the like escaped as octal.
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
+            continue;
+        };
+        // SAFETY: umount2(2) with a NUL-terminated path that lives across the call.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
     }
 }
 

@@ -38,6 +38,8 @@ fn ctr_run_with_runc_binary() {
     let ctd = containerd_with_images("default", work.path());
     let rt = runtime();
     let root = work.path().join("oci-root");
+    // Dropped first on a panic: the containers under this root go with containerd.
+    ctd.runtime_root(&rt, &root);
     let id = unique("ctr");
     let out = ctd.ctr(&[
         "run",
