@@ -76,8 +76,8 @@ const ROWS: &[(&str, &str)] = &[
     ("badcwd", r#"-w /etc/passwd $I true"#),
 ];
 
-/// Rows that differ by design, documented (docs/security.md): a vm container never has
-/// CAP_MKNOD (the guest kernel has no device cgroup), so its capability sets are process
+/// Rows that differ by design, documented (docs/security.md): a vm container starts
+/// without CAP_MKNOD (`--cap-add MKNOD` gives it back), so its capability sets are process
 /// mode's less bit 27; checked apart below.
 const DOCUMENTED: &[&str] = &["caps", "caps_user"];
 

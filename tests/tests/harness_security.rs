@@ -62,6 +62,14 @@ t kern_user hull run --rm $V -u 1000:1000 $E hull-probe kernel-attack 300 {KERNE
 t kern_exec hull exec victim hull-probe kernel-attack 300 blk:vda blk:vdb chr:4:64 chr:1:11
 # --read-only makes the root read-only again at the end: it must stay nodev.
 t kern_ro hull run --rm $V --read-only $E hull-probe kernel-attack 300 {KERNEL_TARGETS}
+# CAP_MKNOD given back (--cap-add MKNOD): the nodes are made, and the guest's device
+# cgroup (the executor's eBPF program) refuses to open them; an exec'd process joins it.
+t kern_mknod hull run --rm $V --cap-add MKNOD $E hull-probe kernel-attack 300 {KERNEL_TARGETS}
+t mk_victim hull run -d $V --cap-add MKNOD --name mkv $I sleep 1000
+t kern_mknod_exec hull exec mkv hull-probe kernel-attack 300 blk:vda blk:vdb chr:4:64 chr:1:11
+t mk_rm hull rm -f mkv
+# --device still works: /dev/kmsg (1:11, refused above) is made and opens for writing.
+t device hull run --rm $V --device /dev/kmsg $I hull-probe kernel-attack 0 node:/dev/kmsg
 t rm hull rm -f victim
 t race_run hull run -d $V --name racer $I true
 t race_rm hull rm -f racer
@@ -145,9 +153,23 @@ record left_containers "$(ls /var/lib/hull/run/containers | grep -v '^\.' | wc -
         ("kern_user", true),
         ("kern_exec", false),
         ("kern_ro", true),
+        ("kern_mknod", true),
+        ("kern_mknod_exec", false),
     ] {
         kernel_attack_held(&mut r, step, image_nodes);
     }
+    r.expect_code("mk_victim", 0);
+    r.expect_code("mk_rm", 0);
+    r.expect_code("device", 0);
+    let got = reports(r.out("device"));
+    r.check(
+        got.get("node_dev_kmsg_write").map(String::as_str) == Some("open:ok"),
+        format!(
+            "--device /dev/kmsg: {:?} (stderr {:?})",
+            r.out("device"),
+            r.err("device")
+        ),
+    );
     // A container that exits at once, removed while hull may still be starting or
     // reaping it: nothing is left (checked below with the rest).
     r.expect_code("race_run", 0);
@@ -159,10 +181,12 @@ record left_containers "$(ls /var/lib/hull/run/containers | grep -v '^\.' | wc -
 }
 
 /// What `hull-probe kernel-attack` must report from a vm container: no kernel memory or
-/// page-frame table, no uevent socket, no device node made (CAP_MKNOD is not given in the
-/// guest, which has no device cgroup) and none of the image's nodes opened (the
-/// container's root is mounted nodev).
+/// page-frame table, no uevent socket, no device node made (a vm container has no
+/// CAP_MKNOD by default) or, with `--cap-add MKNOD` (`kern_mknod*`), nodes made that do not
+/// open (in /dev: the guest's device cgroup, EPERM; in /tmp: the nodev root, EACCES), and
+/// none of the image's nodes opened (the container's root is mounted nodev).
 fn kernel_attack_held(r: &mut Results, step: &str, image_nodes: bool) {
+    let mknod = step.starts_with("kern_mknod");
     let got = reports(r.out(step));
     let what = format!("{step}: {:?} (stderr {:?})", r.out(step), r.err(step));
     r.expect_code(step, 0);
@@ -194,6 +218,24 @@ fn kernel_attack_held(r: &mut Results, step: &str, image_nodes: bool) {
             // A read-only container has no writable layer disk: no vdb to make a node for.
             let absent = made.is_none()
                 && got.get(&format!("{key}_sysfs")).map(String::as_str) == Some("ENOENT");
+            if mknod {
+                r.check(made == Some("ok"), format!("mknod {dir} {key}: {what}"));
+                let refused = if dir == "dev" {
+                    "open:EPERM"
+                } else {
+                    "open:EACCES"
+                };
+                for access in ["read", "write"] {
+                    let v = got
+                        .get(&format!("{dir}_{key}_{access}"))
+                        .map(String::as_str);
+                    r.check(
+                        v == Some(refused),
+                        format!("{dir} {key} {access} (want {refused}): {what}"),
+                    );
+                }
+                continue;
+            }
             r.check(
                 made == Some("EPERM")
                     || (step == "kern_user" && made == Some("EACCES"))

@@ -19,8 +19,8 @@ use oci_spec::runtime::{
 use super::reaper;
 use super::stdio::{Child, Streams};
 
-/// Takes CAP_MKNOD out of every capability set of `process`, whatever the host asked:
-/// the guest has no device cgroup to refuse the nodes a container would make.
+/// Takes CAP_MKNOD out of every capability set of `process`: for a container the guest
+/// has no device cgroup for ([`has_device_cgroup`]), nothing would refuse the nodes it made.
 pub fn without_mknod(process: &mut Process) {
     let Some(mut caps) = process.capabilities().clone() else {
         return;
@@ -44,21 +44,54 @@ pub fn without_mknod(process: &mut Process) {
 /// How long a new process may take to reach execve.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Whether the container gets a device cgroup in the guest: a cgroup of its own
+/// (`linux.cgroupsPath`) and device rules, carried out by the executor as the v2 device
+/// program. A kernel with the bpf syscall but without CONFIG_CGROUP_BPF fails the start
+/// (the attach is refused), never runs the container without its rules.
+pub fn has_device_cgroup(spec: &Spec) -> bool {
+    spec.linux().as_ref().is_some_and(|l| {
+        l.cgroups_path().is_some()
+            && l.resources()
+                .as_ref()
+                .and_then(|r| r.devices().as_ref())
+                .is_some_and(|d| !d.is_empty())
+    })
+}
+
+/// Whether this guest kernel has the bpf syscall (the file exists only with
+/// CONFIG_BPF_SYSCALL). hull's kernel config has it with CONFIG_CGROUP_BPF; an older guest
+/// kernel (`--kernel`) without it runs containers as before the device controller: no
+/// rules, no CAP_MKNOD.
+pub fn kernel_has_bpf() -> bool {
+    Path::new("/proc/sys/kernel/unprivileged_bpf_disabled").exists()
+}
+
 /// The host's spec as it applies in this guest:
 /// - `root.path` is the root the agent assembled from the image disk;
 /// - with the guest's eth0 (`--network bridge`) the container shares the guest's network
 ///   namespace (the VM is its boundary), so the spec's own network namespace goes;
-/// - the device cgroup rules go: the guest kernel has no cgroup BPF (the v2 device
-///   controller), and the spec's device nodes are still the only ones made. The VM is the
-///   device boundary: the guest sees only its virtio disks, console and vsock. The
-///   container still gets its cgroup (`linux.cgroupsPath`) in the guest;
-/// - without a device cgroup, CAP_MKNOD would open any of those devices (the disks raw,
-///   the console) to the container's root: it goes ([`without_mknod`]), and the root the
-///   agent assembled is `nodev` (`mounts.rs`).
-pub fn guest_spec(mut spec: Spec, root: &Path, shares_guest_network: bool) -> Spec {
-    if let Some(mut process) = spec.process().clone() {
-        without_mknod(&mut process);
-        spec.set_process(Some(process));
+/// - the device rules stay (`bpf`: the kernel has the bpf syscall): the executor attaches
+///   them to the container's cgroup as an eBPF program, as on a cgroup v2 host, so a node
+///   made with CAP_MKNOD (`--cap-add MKNOD`) opens only what the rules allow, not the
+///   guest's disks or console. Without bpf they go;
+/// - a container without a device cgroup gets no CAP_MKNOD ([`without_mknod`]). hull
+///   leaves CAP_MKNOD out of a vm container's default set anyway, and the root the agent
+///   assembled is `nodev` (`mounts.rs`): image-shipped nodes open nothing.
+pub fn guest_spec(mut spec: Spec, root: &Path, shares_guest_network: bool, bpf: bool) -> Spec {
+    if !bpf {
+        if let Some(mut linux) = spec.linux().clone() {
+            if let Some(mut res) = linux.resources().clone() {
+                res.set_devices(None);
+                linux.set_resources(Some(res));
+            }
+            spec.set_linux(Some(linux));
+        }
+    }
+    if !has_device_cgroup(&spec) {
+        if let Some(mut process) = spec.process().clone() {
+            without_mknod(&mut process);
+            spec.set_process(Some(process));
+        }
     }
     let mut r = spec.root().clone().unwrap_or_default();
     r.set_path(root.to_path_buf());
@@ -72,10 +105,6 @@ pub fn guest_spec(mut spec: Spec, root: &Path, shares_guest_network: bool) -> Sp
                         .collect(),
                 ));
             }
-        }
-        if let Some(mut res) = linux.resources().clone() {
-            res.set_devices(None);
-            linux.set_resources(Some(res));
         }
         spec.set_linux(Some(linux));
     }
@@ -119,6 +148,9 @@ pub struct Running {
     cgroup: Option<PathBuf>,
     /// The container's seccomp profile (every process gets it).
     seccomp: Option<LinuxSeccomp>,
+    /// Whether a device program guards the container's cgroup (else exec'd processes get
+    /// no CAP_MKNOD either).
+    device_cgroup: bool,
     /// The guest's facts.
     host: Host,
 }
@@ -130,7 +162,12 @@ impl Running {
         root: &Path,
         shares_guest_network: bool,
     ) -> Result<(Running, Child), Error> {
-        let spec = guest_spec((*req.spec).clone(), root, shares_guest_network);
+        let spec = guest_spec(
+            (*req.spec).clone(),
+            root,
+            shares_guest_network,
+            kernel_has_bpf(),
+        );
         let host = Host::detect();
         let mut plan = Plan::new(&spec, Path::new("/"), &RootSource::Ready, &host)?;
         plan.process.console_size = console_size(&req.stdio);
@@ -149,6 +186,7 @@ impl Running {
             namespaces: spawn::namespace_flags(&spec),
             cgroup: (!cgroup.is_empty()).then(|| cgroup.path.clone()),
             seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+            device_cgroup: !cgroup.is_empty() && cgroup.devices.is_some(),
             host,
         };
         Ok((running, child))
@@ -157,7 +195,9 @@ impl Running {
     /// Starts another process in the container.
     pub fn exec(&self, req: &ExecSpec) -> Result<Child, Error> {
         let mut process = (*req.process).clone();
-        without_mknod(&mut process);
+        if !self.device_cgroup {
+            without_mknod(&mut process);
+        }
         if let Some(user) = &req.user {
             // The running container's own account files, read inside its root.
             let root = PathBuf::from(format!("/proc/{}/root", self.main_pid));
@@ -222,7 +262,7 @@ mod tests {
 
     #[test]
     fn the_spec_runs_on_the_guest_root_and_network() {
-        let s = guest_spec(spec(), Path::new("/run/hull/root"), true);
+        let s = guest_spec(spec(), Path::new("/run/hull/root"), true, true);
         assert_eq!(
             s.root().as_ref().unwrap().path(),
             Path::new("/run/hull/root")
@@ -241,8 +281,12 @@ mod tests {
             "eth0 is the guest's"
         );
         let res = linux.resources().as_ref().unwrap();
-        assert!(res.devices().is_none());
-        let own_net = guest_spec(spec(), Path::new("/r"), false);
+        assert_eq!(
+            res.devices().as_ref().map(Vec::len),
+            Some(1),
+            "the device rules stay: the guest has the v2 device controller"
+        );
+        let own_net = guest_spec(spec(), Path::new("/r"), false, true);
         let n = own_net
             .linux()
             .as_ref()
@@ -254,22 +298,18 @@ mod tests {
         assert_eq!(n, 3, "--network none: a namespace of its own");
     }
 
-    /// CAP_MKNOD is taken out of every set, for the first process and for exec.
-    #[test]
-    fn no_process_gets_cap_mknod_in_the_guest() {
-        use oci_spec::runtime::LinuxCapabilities;
+    fn mknod_chown() -> oci_spec::runtime::LinuxCapabilities {
         let set: Capabilities = [Capability::Mknod, Capability::Chown].into_iter().collect();
-        let mut caps = LinuxCapabilities::default();
+        let mut caps = oci_spec::runtime::LinuxCapabilities::default();
         caps.set_bounding(Some(set.clone()))
             .set_effective(Some(set.clone()))
             .set_permitted(Some(set.clone()))
             .set_inheritable(Some(set.clone()))
             .set_ambient(Some(set));
-        let mut s = spec();
-        let mut process = Process::default();
-        process.set_capabilities(Some(caps));
-        s.set_process(Some(process));
-        let s = guest_spec(s, Path::new("/r"), false);
+        caps
+    }
+
+    fn sets(s: &Spec) -> Vec<Capabilities> {
         let caps = s
             .process()
             .as_ref()
@@ -277,27 +317,64 @@ mod tests {
             .capabilities()
             .clone()
             .unwrap();
-        for set in [
+        [
             caps.bounding(),
             caps.effective(),
             caps.permitted(),
             caps.inheritable(),
             caps.ambient(),
-        ] {
-            let set = set.as_ref().unwrap();
+        ]
+        .into_iter()
+        .map(|s| s.clone().unwrap())
+        .collect()
+    }
+
+    /// CAP_MKNOD is taken out of every set when no device cgroup would stand behind it (no
+    /// cgroupsPath, or no device rules), and kept when the executor attaches the rules.
+    #[test]
+    fn cap_mknod_only_where_a_device_cgroup_stands_behind_it() {
+        let mut process = Process::default();
+        process.set_capabilities(Some(mknod_chown()));
+        let mut no_path = spec();
+        no_path.set_process(Some(process.clone()));
+        let mut no_rules = no_path.clone();
+        let mut guarded = no_path.clone();
+        let mut linux = guarded.linux().clone().unwrap();
+        linux.set_cgroups_path(Some("/hull/abc".into()));
+        guarded.set_linux(Some(linux.clone()));
+        linux.set_resources(None);
+        no_rules.set_linux(Some(linux));
+        for unguarded in [no_path, no_rules] {
+            assert!(!has_device_cgroup(&unguarded));
+            for set in sets(&guest_spec(unguarded, Path::new("/r"), false, true)) {
+                assert!(!set.contains(&Capability::Mknod), "{set:?}");
+                assert!(set.contains(&Capability::Chown), "{set:?}");
+            }
+        }
+        assert!(has_device_cgroup(&guarded));
+        for set in sets(&guest_spec(guarded.clone(), Path::new("/r"), false, true)) {
+            assert!(set.contains(&Capability::Mknod), "{set:?}");
+        }
+        // A guest kernel without bpf: no rules, so no CAP_MKNOD either.
+        let old_kernel = guest_spec(guarded, Path::new("/r"), false, false);
+        assert!(!has_device_cgroup(&old_kernel));
+        for set in sets(&old_kernel) {
             assert!(!set.contains(&Capability::Mknod), "{set:?}");
-            assert!(set.contains(&Capability::Chown), "{set:?}");
         }
     }
 
-    /// Without device rules the container still gets a cgroup of its own.
+    /// A container gets its cgroup in the guest, with the device program when it has
+    /// rules, and without one when it has none.
     #[test]
     fn a_container_keeps_a_cgroup_of_its_own() {
         let mut s = spec();
         let mut linux = s.linux().clone().unwrap();
         linux.set_cgroups_path(Some("/hull/abc".into()));
+        s.set_linux(Some(linux.clone()));
+        let guarded = guest_spec(s.clone(), Path::new("/r"), false, true);
+        linux.set_resources(None);
         s.set_linux(Some(linux));
-        let s = guest_spec(s, Path::new("/r"), false);
+        let s = guest_spec(s, Path::new("/r"), false, true);
         let host = Host {
             last_cap: 40,
             cgroups: hull_executor::cgroups::Layout {
@@ -310,5 +387,10 @@ mod tests {
         assert!(!plan.container.cgroup.is_empty());
         assert_eq!(plan.container.cgroup.path, Path::new("hull/abc"));
         assert!(plan.container.cgroup.devices.is_none());
+        let plan = Plan::new(&guarded, Path::new("/"), &RootSource::Ready, &host).unwrap();
+        assert!(
+            plan.container.cgroup.devices.is_some(),
+            "the device program"
+        );
     }
 }
