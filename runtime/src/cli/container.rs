@@ -89,6 +89,17 @@ pub struct CreateArgs {
     /// MAC address of the container's eth0 (bridge network).
     #[arg(long = "mac-address")]
     mac_address: Option<String>,
+    /// Add a capability (`NET_ADMIN`, `CAP_SYS_TIME`, `ALL`); vm containers start without
+    /// `MKNOD`, which this gives back.
+    #[arg(long = "cap-add")]
+    cap_add: Vec<String>,
+    /// Drop a capability (or `ALL`).
+    #[arg(long = "cap-drop")]
+    cap_drop: Vec<String>,
+    /// Give the container a host device: HOST[:CONTAINER[:PERMS]] (PERMS of `rwm`). In vm
+    /// mode the node is made in the guest with the host device's numbers.
+    #[arg(long)]
+    device: Vec<String>,
     /// Writable layer option: `size=N` caps it (`--isolation=vm`: the layer's disk size).
     #[arg(long = "storage-opt")]
     storage_opt: Vec<String>,
@@ -210,8 +221,12 @@ fn image_facts(store: &ImageStore, image: &str) -> Result<ImageFacts> {
     Ok(img.into())
 }
 
-fn run_options(a: &CreateArgs, network: NetworkMode) -> RunOptions {
+fn run_options(a: &CreateArgs, network: NetworkMode, kind: IsolationKind) -> RunOptions {
     RunOptions {
+        cap_add: a.cap_add.clone(),
+        cap_drop: a.cap_drop.clone(),
+        devices: a.device.clone(),
+        vm: kind == IsolationKind::Vm,
         network,
         publish: a.publish.clone(),
         dns: a.dns.clone(),
@@ -284,7 +299,7 @@ fn create_container(
     let _image_users = images.lock_users_shared()?;
     let image = image_facts(&images, &a.image)?;
     let network = network_mode(&config, a, kind)?;
-    let opts = run_options(a, network);
+    let opts = run_options(a, network, kind);
     let new = store.allocate(a.name.as_deref())?;
     let spec = match spec::build(&new.id, &image, &opts)
         .map_err(anyhow::Error::from)

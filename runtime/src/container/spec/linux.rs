@@ -75,7 +75,9 @@ pub fn seccomp(process: &Process) -> Result<LinuxSeccomp, SpecError> {
 
 fn resources(opts: &RunOptions) -> Result<LinuxResources, SpecError> {
     let mut r = LinuxResources::default();
-    r.set_devices(Some(defaults::device_rules()));
+    let mut rules = defaults::device_rules();
+    rules.extend(super::privileges::devices(opts)?.1);
+    r.set_devices(Some(rules));
     if let Some(m) = &opts.memory {
         let bytes = parse::parse_memory(m)? as i64;
         let mut mem = LinuxMemory::default();
@@ -107,7 +109,8 @@ fn resources(opts: &RunOptions) -> Result<LinuxResources, SpecError> {
 /// The `linux` section of container `id`.
 pub fn build(id: &str, opts: &RunOptions, process: &Process) -> Result<Linux, SpecError> {
     let strings = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    LinuxBuilder::default()
+    let (devices, _) = super::privileges::devices(opts)?;
+    let mut linux = LinuxBuilder::default()
         .namespaces(get_default_namespaces())
         .masked_paths(strings(defaults::MASKED_PATHS))
         .readonly_paths(strings(defaults::READONLY_PATHS))
@@ -115,5 +118,9 @@ pub fn build(id: &str, opts: &RunOptions, process: &Process) -> Result<Linux, Sp
         .cgroups_path(PathBuf::from(format!("/hull/{id}")))
         .seccomp(seccomp(process)?)
         .build()
-        .map_err(|e| bad(e.to_string()))
+        .map_err(|e| bad(e.to_string()))?;
+    if !devices.is_empty() {
+        linux.set_devices(Some(devices));
+    }
+    Ok(linux)
 }

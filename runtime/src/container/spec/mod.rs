@@ -17,6 +17,7 @@ mod layers;
 mod linux;
 pub mod network;
 pub mod parse;
+pub mod privileges;
 mod process;
 
 use std::path::PathBuf;
@@ -67,6 +68,15 @@ pub struct RunOptions {
     pub add_hosts: Vec<String>,
     /// `--mac-address` as given.
     pub mac_address: Option<String>,
+    /// `--cap-add` as given.
+    pub cap_add: Vec<String>,
+    /// `--cap-drop` as given.
+    pub cap_drop: Vec<String>,
+    /// `--device` as given.
+    pub devices: Vec<String>,
+    /// The container runs in a microVM (its default capabilities differ: see
+    /// [`privileges`]).
+    pub vm: bool,
 }
 
 /// The image facts a spec needs (from the image store).

@@ -125,7 +125,10 @@ pub fn build(image: &ImageFacts, opts: &RunOptions, hostname: &str) -> Result<Pr
                 .build()
                 .map_err(|e| bad(e.to_string()))?,
         )
-        .set_capabilities(Some(capabilities(defaults::CAPABILITIES, who.uid)))
+        .set_capabilities(Some(capabilities(
+            &super::privileges::bounding(opts)?,
+            who.uid,
+        )))
         .set_rlimits(None)
         .set_no_new_privileges(Some(true))
         .set_apparmor_profile(None)
