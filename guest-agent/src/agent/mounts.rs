@@ -157,10 +157,10 @@ fn mount_scratch() -> Result<()> {
 /// [`CONTAINER_ROOT`]. Everything else in the container's root (/proc, /dev and its nodes,
 /// /sys, masked paths...) is the spec's, made by the executor.
 ///
-/// Every mount of the root is `nodev`: the guest has no device cgroup, so a device node
-/// the image ships (or an earlier run left in the layer) would otherwise open the guest's
-/// disks or console to any user of the container. Only the spec's /dev (a mount of its
-/// own on top) carries usable nodes.
+/// Every mount of the root is `nodev`: a device node the image ships (or an earlier run
+/// left in the layer) opens nothing, even to a process the device cgroup would let open it
+/// (and for a container without a device cgroup, the guest's disks and console). Only the
+/// spec's /dev (a mount of its own on top) carries usable nodes.
 pub fn mount_container_root(readonly: bool) -> Result<PathBuf> {
     wait_for_device(ROOT_DEVICE, Duration::from_secs(10))?;
     fs::create_dir_all(LOWER)?;

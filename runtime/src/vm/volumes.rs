@@ -90,8 +90,9 @@ pub fn socket(index: usize) -> String {
 
 /// The spec as the guest carries it out: each volume's bind mount becomes a `virtiofs`
 /// mount of its tag, keeping its place in `mounts` and its flags (`ro`, `nosuid`,
-/// propagation...), plus `nodev`: the guest has no device cgroup, so a device node in a
-/// host directory must not open the guest's disks or console.
+/// propagation...), plus `nodev`: a device node in a host directory must not open the
+/// guest's disks or console (the guest's device cgroup refuses them too; nodev also holds
+/// for a container without one).
 pub fn guest_spec(spec: &Spec, volumes: &[VmVolume]) -> Spec {
     let mut spec = spec.clone();
     let Some(mut mounts) = spec.mounts().clone() else {
