@@ -64,7 +64,8 @@ pub fn bounding(opts: &RunOptions) -> Result<Vec<Capability>, SpecError> {
         defaults::CAPABILITIES
             .iter()
             .copied()
-            .filter(|c| !(opts.vm && *c == Capability::Mknod) && !drops.contains(c))
+            .filter(|c| !drops.contains(c))
+            .filter(|c| !(opts.vm && *c == Capability::Mknod))
             .collect()
     };
     for c in adds {
