@@ -25,7 +25,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::machine::process_start_time;
 
@@ -39,7 +39,7 @@ pub const DEFAULT_START: u32 = 0xc000_0000;
 pub const DEFAULT_COUNT: u32 = 65536;
 
 /// The `vm.jail_ids` section of the config file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdRange {
     /// First id.

@@ -132,14 +132,19 @@ pub fn remove(state_dir: &Path) -> io::Result<()> {
     }
 }
 
-/// The VMM's cgroup (`hull/<container id>`) for a VM of `memory_mib` and `vcpus`, written
+/// The cgroup of the VMM of hull's container `container_id` (hull-oci names its own).
+pub fn vmm_cgroup(container_id: &str) -> PathBuf {
+    PathBuf::from(format!("hull/{container_id}"))
+}
+
+/// The VMM's cgroup `path` (hull's: [`vmm_cgroup`]) for a VM of `memory_mib` and `vcpus`, written
 /// by the executor's cgroup driver as a process container's limits are. With a CPU limit
 /// (`--cpus`, which also sets the vCPU count by rounding up) the whole VMM gets as many
 /// CPUs as it has vCPUs: the exact fraction is enforced inside the guest by the container's
 /// own cgroup, while a host quota of the fraction would also throttle the guest kernel and
 /// the VMM's device work (a 0.2-CPU container would boot five times slower).
 pub fn cgroup_plan(
-    container_id: &str,
+    path: &Path,
     memory_mib: u64,
     vcpus: u32,
     cpu_limited: bool,
@@ -158,8 +163,7 @@ pub fn cgroup_plan(
             .set_quota(Some((u64::from(vcpus) * PERIOD_US) as i64));
         resources.set_cpu(Some(cpu));
     }
-    let path = PathBuf::from(format!("hull/{container_id}"));
-    CgroupPlan::new(Some(&path), Some(&resources), version)
+    CgroupPlan::new(Some(path), Some(&resources), version)
 }
 
 #[cfg(test)]
@@ -174,7 +178,7 @@ mod tests {
                 .map(|s| (s.file, s.value))
                 .collect()
         };
-        let plan = cgroup_plan("c1", 256, 2, true, Version::V2).unwrap();
+        let plan = cgroup_plan(&vmm_cgroup("c1"), 256, 2, true, Version::V2).unwrap();
         assert_eq!(plan.path, Path::new("hull/c1"));
         let memory = ((256 + VMM_OVERHEAD_MIB) << 20).to_string();
         let pids = (2 + EXTRA_TASKS).to_string();
@@ -187,7 +191,7 @@ mod tests {
         ];
         want.sort();
         assert_eq!(got, want, "whole vCPUs of CPU time");
-        let v1 = files(cgroup_plan("c1", 128, 1, false, Version::V1).unwrap());
+        let v1 = files(cgroup_plan(&vmm_cgroup("c1"), 128, 1, false, Version::V1).unwrap());
         assert!(v1.iter().all(|(f, _)| !f.starts_with("cpu.")), "{v1:?}");
         assert!(v1.contains(&("pids.max".into(), (1 + EXTRA_TASKS).to_string())));
     }

@@ -155,11 +155,12 @@ pub struct JailPlan {
 }
 
 /// Prepares what the VMM of a container runs in: its socket directory (`<state>/jail`,
-/// owned by the VM's uid when jailed) and, when jailed, its uid/gid lease and its cgroup.
+/// owned by the VM's uid when jailed) and, when jailed, its uid/gid lease and its cgroup
+/// `cgroup` (hull's: `jail::vmm_cgroup`; hull-oci's follows the bundle's cgroupsPath).
 /// On error nothing is left behind.
 pub fn prepare(
     cfg: &MachineConfig,
-    container_id: &str,
+    cgroup: &Path,
     state_dir: &Path,
 ) -> Result<Option<JailPlan>, VmError> {
     let Some(range) = cfg.jail else {
@@ -176,7 +177,7 @@ pub fn prepare(
         jail::prepare(state_dir, lease.id).map_err(|e| VmError::io("the jail directory", e))?;
         let layout = Layout::host();
         let cgroups = jail::cgroup_plan(
-            container_id,
+            cgroup,
             cfg.memory_mib,
             cfg.vcpus,
             cfg.nano_cpus.is_some(),
@@ -190,15 +191,14 @@ pub fn prepare(
         })
     })();
     if made.is_err() {
-        release(container_id, state_dir, Some(lease.id));
+        release(cgroup, state_dir, Some(lease.id));
     }
     made.map(Some)
 }
 
 /// Removes what [`prepare`] made (the VMM must be gone): cgroup, jail directory, id lease.
-pub fn release(container_id: &str, state_dir: &Path, jail_id: Option<u32>) {
-    let cgroup = PathBuf::from(format!("hull/{container_id}"));
-    if let Err(e) = driver::remove(&Layout::host(), &cgroup) {
+pub fn release(cgroup: &Path, state_dir: &Path, jail_id: Option<u32>) {
+    if let Err(e) = driver::remove(&Layout::host(), cgroup) {
         tracing::warn!("removing the VMM's cgroup: {e}");
     }
     if let Err(e) = jail::remove(state_dir) {

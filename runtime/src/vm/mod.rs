@@ -476,7 +476,7 @@ impl VmIsolation {
         };
         let (relay_io, terminal, tty_size) = relay_io(io)?;
 
-        let plan = machine::prepare(&cfg, &ctx.id, ctx.dir())?;
+        let plan = machine::prepare(&cfg, &jail::vmm_cgroup(&ctx.id), ctx.dir())?;
         let jail_id = plan.as_ref().map(|p| p.id);
         let launched = (|| -> Result<_, IsolationError> {
             let dir = StateDir::open(&jail::dir(ctx.dir()))?;
@@ -495,7 +495,7 @@ impl VmIsolation {
         let (dir, hello_name, listener, mut vmm, backends) = match launched {
             Ok(l) => l,
             Err(e) => {
-                machine::release(&ctx.id, ctx.dir(), jail_id);
+                machine::release(&jail::vmm_cgroup(&ctx.id), ctx.dir(), jail_id);
                 return Err(e);
             }
         };
@@ -581,7 +581,7 @@ impl VmIsolation {
 
     /// Removes the VM's files, jail directory, cgroup and id lease (its VMM is gone).
     fn remove_files(&self, ctx: &ContainerContext, jail_id: Option<u32>) {
-        machine::release(&ctx.id, ctx.dir(), jail_id);
+        machine::release(&jail::vmm_cgroup(&ctx.id), ctx.dir(), jail_id);
         let _ = std::fs::remove_file(ctx.file(machine::STATE_FILE));
     }
 }
