@@ -2,8 +2,11 @@
 //! time, so a recycled pid is never mistaken for the container's process.
 
 use std::fs;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use serde::{Deserialize, Serialize};
+
+use crate::error::{OciError, Result};
 
 /// A process identified by pid and start time (clock ticks after boot).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +57,59 @@ impl ProcRef {
         stat(self.pid)
             .is_some_and(|s| s.start_time == self.start_time && !matches!(s.state, 'Z' | 'X'))
     }
+
+    /// A pidfd for this process, if it still is this process (and has not ended).
+    pub fn pidfd(self) -> Option<OwnedFd> {
+        // SAFETY: pidfd_open with a pid and no flags; returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid, 0) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: the kernel just returned this descriptor to us.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        // Checked after opening: the pidfd now pins the process, so the check cannot race.
+        self.alive().then_some(fd)
+    }
+
+    /// Sends `signal` to this process through a pidfd (never to a process that reused its
+    /// pid); `false` when it has ended.
+    pub fn signal(self, signal: i32) -> std::io::Result<bool> {
+        match self.pidfd() {
+            Some(fd) => pidfd_signal(std::os::fd::AsFd::as_fd(&fd), signal).map(|()| true),
+            None => Ok(false),
+        }
+    }
+}
+
+/// pidfd_send_signal(2).
+pub fn pidfd_signal(fd: BorrowedFd<'_>, signal: i32) -> std::io::Result<()> {
+    // SAFETY: pidfd_send_signal on a valid pidfd, no siginfo, no flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Waits for `pid`, a child of ours; its exit code as a shell gives it (128+N for signal N).
+pub fn wait_child(pid: i32) -> Result<i32> {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(OciError::io(format!("wait for process {pid}"), e)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -77,5 +133,21 @@ mod tests {
             ..me
         };
         assert!(!other.alive());
+        assert!(other.pidfd().is_none() && !other.signal(0).unwrap());
+        assert!(me.signal(0).unwrap(), "signal 0 reaches a live process");
+    }
+
+    #[test]
+    fn a_childs_status_as_a_shell_gives_it() {
+        let child = |script: &str| {
+            std::process::Command::new("/bin/sh")
+                .args(["-c", script])
+                .spawn()
+                .unwrap()
+                .id() as i32
+        };
+        assert_eq!(wait_child(child("exit 7")).unwrap(), 7);
+        assert_eq!(wait_child(child("kill -KILL $$")).unwrap(), 137);
+        assert!(wait_child(i32::MAX).is_err(), "not our child");
     }
 }

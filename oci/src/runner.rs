@@ -2,7 +2,7 @@
 //! `commands` handle ids, records, locking, statuses and runc's rules; a [`Runner`] only
 //! makes and tears down the container's processes and resources.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxResources, Process};
 
@@ -26,6 +26,8 @@ pub struct CreateRequest<'a> {
     pub no_new_keyring: bool,
     /// `--systemd-cgroup`: cgroupsPath is `slice:prefix:name`.
     pub systemd_cgroup: bool,
+    /// hull's configuration file (the vm model's jail settings).
+    pub hull_config: &'a Path,
 }
 
 /// Everything `exec` hands to a model.

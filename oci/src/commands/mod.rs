@@ -160,6 +160,7 @@ pub fn create(ctx: &Context, args: &CreateArgs) -> Result<ProcRef> {
             preserve_fds: args.preserve_fds,
             no_new_keyring: args.no_new_keyring,
             systemd_cgroup: ctx.systemd_cgroup,
+            hull_config: &ctx.hull_config,
         })?;
         record.init = Some(init);
         record.phase = Phase::Created;
@@ -243,7 +244,7 @@ fn run_container(ctx: &Context, args: &RunArgs) -> Result<i32> {
     if args.detach {
         return Ok(0);
     }
-    let code = wait_for_child(init.pid);
+    let code = crate::procref::wait_child(init.pid);
     if !args.keep {
         delete(
             ctx,
@@ -254,20 +255,6 @@ fn run_container(ctx: &Context, args: &RunArgs) -> Result<i32> {
         )?;
     }
     code
-}
-
-/// Waits for `pid`, our child; its exit code as a shell gives it.
-fn wait_for_child(pid: i32) -> Result<i32> {
-    use nix::sys::wait::{waitpid, WaitStatus};
-    loop {
-        match waitpid(nix::unistd::Pid::from_raw(pid), None) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(OciError::io("wait for the container", e)),
-        }
-    }
 }
 
 /// `state`: the record checked against the kernel, as runc prints it.

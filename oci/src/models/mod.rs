@@ -1,5 +1,7 @@
 //! The two isolation models behind [`Runner`].
 
+pub mod cgroup;
+pub mod gate;
 pub mod process;
 pub mod vm;
 pub mod vm_disk;

@@ -8,8 +8,7 @@
 
 use std::fs;
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -26,16 +25,12 @@ use crate::procref::ProcRef;
 use crate::runner::{CreateRequest, ExecRequest, Runner, Waitable};
 use crate::state::{Locked, Model, Record};
 
-/// The start gate in the state directory.
-const GATE: &str = "exec.fifo";
 /// The model's own record in the state directory.
 const RECORD: &str = "process.json";
 /// How long the init may take to reach the gate, and `start` to see it pass.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long `destroy` waits for the container's processes to be gone.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
-/// Parent of the cgroups hull-oci names when the spec names none (runc uses `/<id>`).
-const DEFAULT_CGROUP_PARENT: &str = "hull-oci";
 
 /// What `destroy`, `ps`, `pause` need to find again.
 #[derive(Debug, Serialize, Deserialize)]
@@ -149,9 +144,7 @@ fn executor_spec(spec: &Spec, id: &str) -> Spec {
     }
     let rules = device_rules(&spec);
     let mut linux = spec.linux().clone().unwrap_or_default();
-    if linux.cgroups_path().is_none() {
-        linux.set_cgroups_path(Some(Path::new("/").join(DEFAULT_CGROUP_PARENT).join(id)));
-    }
+    linux.set_cgroups_path(Some(super::cgroup::spec_path(&spec, id)));
     let mut resources = linux.resources().clone().unwrap_or_default();
     resources.set_devices(Some(rules));
     if let Some(memory) = *resources.memory() {
@@ -226,36 +219,6 @@ fn known_syscalls_only(
     seccomp
 }
 
-/// A pidfd for `p`, if it is still that process.
-fn pidfd(p: ProcRef) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open with a pid and no flags; returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, p.pid, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: the kernel just returned this descriptor to us.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    // Checked after opening: the pidfd now pins the process, so the check cannot race.
-    p.alive().then_some(fd)
-}
-
-fn pidfd_signal(fd: BorrowedFd<'_>, signal: i32) -> std::io::Result<()> {
-    // SAFETY: pidfd_send_signal on a valid pidfd, no siginfo, no flags.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            fd.as_raw_fd(),
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// The container's processes: `cgroup.procs` of its cgroup in the first hierarchy that has it.
 fn cgroup_pids(layout: &Layout, path: &Path) -> Vec<i32> {
     for dir in driver::existing_dirs(layout, path) {
@@ -293,27 +256,6 @@ fn connect_console(path: Option<&PathBuf>) -> Result<Option<UnixStream>> {
 /// in every hierarchy, the freezer included).
 fn freezer_dir(layout: &Layout, path: &Path) -> Option<PathBuf> {
     (layout.version == Version::V1).then(|| layout.root.join("freezer").join(path))
-}
-
-/// Removes hull-oci's own parent cgroup (`/hull-oci`) where it is left empty, so no empty
-/// cgroup outlives the last container (a failed rmdir means another container is there).
-fn remove_default_parent(layout: &Layout, path: &Path) {
-    let parent = Path::new(DEFAULT_CGROUP_PARENT);
-    if path.parent() != Some(parent) {
-        return;
-    }
-    let Ok(hierarchies) = fs::read_dir(&layout.root) else {
-        return;
-    };
-    let mut dirs = vec![layout.root.join(parent)];
-    dirs.extend(
-        hierarchies
-            .filter_map(|e| e.ok())
-            .map(|e| e.path().join(parent)),
-    );
-    for dir in dirs {
-        let _ = fs::remove_dir(dir);
-    }
 }
 
 /// Freezes (`true`) or thaws the cgroup, and waits until the kernel says it is done.
@@ -413,9 +355,8 @@ impl Runner for ProcessRunner {
             serde_json::to_vec(&record).map_err(|e| OciError::Runtime(e.to_string()))?,
         )
         .map_err(|e| OciError::io("write process.json", e))?;
-        let gate = req.dir.file(GATE);
-        nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .map_err(|e| OciError::io(format!("create {}", gate.display()), e))?;
+        super::gate::make(req.dir)?;
+        let gate = req.dir.file(super::gate::GATE);
         let console = connect_console(req.console_socket.as_ref())?;
         let spawned = spawn::create(
             &plan,
@@ -433,12 +374,7 @@ impl Runner for ProcessRunner {
     }
 
     fn start(&self, dir: &Locked, _record: &Record) -> Result<()> {
-        let gate = dir.file(GATE);
-        let fifo = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&gate)
-            .map_err(|e| OciError::io(format!("open {}", gate.display()), e))?;
+        let fifo = super::gate::open(dir)?;
         // The init's open for writing returns now; it writes one byte and goes on to exec.
         let mut pfd = libc::pollfd {
             fd: fifo.as_raw_fd(),
@@ -453,7 +389,6 @@ impl Runner for ProcessRunner {
         } else {
             0
         };
-        let _ = fs::remove_file(&gate);
         if n != 1 {
             return Err(OciError::Runtime(
                 "the container's process did not pass the start gate (it ended, or timed out)"
@@ -473,8 +408,12 @@ impl Runner for ProcessRunner {
             }
             return Ok(());
         }
-        let fd = record.init.and_then(pidfd).ok_or_else(id)?;
-        pidfd_signal(fd.as_fd(), signal).map_err(|e| OciError::io("signal the container", e))
+        let init = record.init.ok_or_else(id)?;
+        match init.signal(signal) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(id()),
+            Err(e) => Err(OciError::io("signal the container", e)),
+        }
     }
 
     fn exec(
@@ -499,7 +438,7 @@ impl Runner for ProcessRunner {
             ProcessPlan::new(&req.process, seccomp.as_ref(), host.last_cap).map_err(exec_err)?;
         let init = record
             .init
-            .and_then(pidfd)
+            .and_then(ProcRef::pidfd)
             .ok_or_else(|| OciError::NotRunning(record.id.clone()))?;
         let cgroup = read_record(dir).map(|r| r.cgroup);
         let console = connect_console(req.console_socket.as_ref())?;
@@ -568,8 +507,8 @@ impl Runner for ProcessRunner {
     }
 
     fn destroy(&self, dir: &Locked, record: &Record) -> Result<()> {
-        if let Some(fd) = record.init.and_then(pidfd) {
-            let _ = pidfd_signal(fd.as_fd(), libc::SIGKILL);
+        if let Some(init) = record.init {
+            let _ = init.signal(libc::SIGKILL);
         }
         let layout = Layout::host();
         if let Some(rec) = read_record(dir) {
@@ -582,9 +521,9 @@ impl Runner for ProcessRunner {
             }
             driver::remove(&layout, &rec.cgroup)
                 .map_err(|e| OciError::io("remove the container's cgroups", e))?;
-            remove_default_parent(&layout, &rec.cgroup);
+            super::cgroup::remove_default_parent(&layout, &rec.cgroup);
         }
-        let _ = fs::remove_file(dir.file(GATE));
+        super::gate::remove(dir);
         Ok(())
     }
 }

@@ -16,15 +16,16 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hull_executor::cgroups::Layout;
 use hull_protocol::{self as proto, Message};
 use hull_runtime::paths::StatePaths;
-use hull_runtime::vm::{self as hvm, channel, initramfs, machine::MachineState};
+use hull_runtime::vm::ids::IdRange;
+use hull_runtime::vm::{self as hvm, channel, initramfs, jail, machine, machine::MachineState};
 use nix::sys::termios;
 use oci_spec::runtime::{LinuxResources, Process, Spec};
 use serde::{Deserialize, Serialize};
@@ -37,10 +38,10 @@ use crate::procref::ProcRef;
 use crate::runner::{CreateRequest, ExecRequest, Runner, Waitable};
 use crate::state::{Locked, Model, Phase, Record};
 
-/// The start gate in the state directory.
-pub const GATE: &str = "exec.fifo";
 /// What the keeper boots, written by `create`.
 pub const BOOT_FILE: &str = "vm-boot.json";
+/// The jailed VMM's uid/gid, written by the keeper as soon as it holds the lease.
+pub const JAIL_ID_FILE: &str = "vm-jail-id";
 /// The keeper's own log.
 pub const KEEPER_LOG: &str = "keeper.log";
 /// The hidden command that runs a keeper.
@@ -74,6 +75,10 @@ pub struct Boot {
     /// The interface of the caller's network namespace the VM takes over (`vm_net`).
     #[serde(default)]
     pub net: Option<vm_net::BootNet>,
+    /// The VMM's cgroup (the bundle's cgroupsPath, else `hull-oci/<id>`), relative.
+    pub cgroup: PathBuf,
+    /// The uid/gid range of jailed VMMs (hull's `vm.jail_ids`); `None`: `vm.jail: false`.
+    pub jail: Option<IdRange>,
 }
 
 /// The vm model.
@@ -264,12 +269,12 @@ fn spawn_keeper(dir: &Path, exec: Option<&Path>, stdio: Option<&OwnedFd>) -> Res
     drop(report_w);
     let keeper = ProcRef::of(child.id() as i32)
         .ok_or_else(|| OciError::Runtime("the VM keeper ended at once".into()))?;
-    // One line; end-of-file (the keeper died) without one is a failure.
+    // Everything up to end-of-file (the keeper closes it after its report, or dies): "ok",
+    // or the error, which may span lines (a VMM's log and console tails).
     let mut report = String::new();
-    let _ = std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(fs::File::from(report_r).take(MAX_REPORT)),
-        &mut report,
-    );
+    let _ = fs::File::from(report_r)
+        .take(MAX_REPORT)
+        .read_to_string(&mut report);
     match report.trim_end() {
         "ok" => Ok(keeper),
         other => {
@@ -344,15 +349,7 @@ struct ExecKeeper(i32);
 
 impl Waitable for ExecKeeper {
     fn wait(self: Box<Self>) -> Result<i32> {
-        use nix::sys::wait::{waitpid, WaitStatus};
-        loop {
-            match waitpid(nix::unistd::Pid::from_raw(self.0), None) {
-                Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-                Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
-                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(OciError::io("wait for the exec'd process", e)),
-            }
-        }
+        crate::procref::wait_child(self.0)
     }
 }
 
@@ -369,6 +366,8 @@ impl Runner for VmRunner {
         }
         check_host()?;
         let spec = &req.bundle.spec;
+        // hull's own settings: every VMM is jailed the same way, whoever started it.
+        let settings = jail::VmSettings::load(req.hull_config).map_err(OciError::Runtime)?;
         let mounts = vm_mounts::plan(
             spec.mounts().as_deref().unwrap_or_default(),
             &req.bundle.dir,
@@ -395,24 +394,19 @@ impl Runner for VmRunner {
             boot_timeout_secs: boot_timeout().as_secs(),
             container,
             net,
+            cgroup: super::cgroup::relative_path(spec, &req.dir.id),
+            jail: settings.jail_range(),
         };
         let bytes = serde_json::to_vec(&boot).map_err(vm_err)?;
         fs::write(req.dir.file(BOOT_FILE), bytes)
             .map_err(|e| OciError::io(format!("write {BOOT_FILE}"), e))?;
-        let gate = req.dir.file(GATE);
-        nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .map_err(|e| OciError::io(format!("create {}", gate.display()), e))?;
+        super::gate::make(req.dir)?;
         let tty = req.console_socket.as_deref().map(console_pty).transpose()?;
         spawn_keeper(&req.dir.dir, None, tty.as_ref())
     }
 
     fn start(&self, dir: &Locked, record: &Record) -> Result<()> {
-        let gate = dir.file(GATE);
-        let fifo = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&gate)
-            .map_err(|e| OciError::io(format!("open {}", gate.display()), e))?;
+        let fifo = super::gate::open(dir)?;
         // The keeper's open for writing returns now; it has the agent start the process and
         // writes "ok" or the error, then closes.
         let deadline = Instant::now() + boot_timeout();
@@ -446,7 +440,6 @@ impl Runner for VmRunner {
             // SAFETY: one valid pollfd; bounded wait so the keeper's death is noticed.
             unsafe { libc::poll(&mut pfd, 1, 100) };
         }
-        let _ = fs::remove_file(&gate);
         let report = String::from_utf8_lossy(&report);
         match report.trim_end() {
             "ok" => Ok(()),
@@ -468,8 +461,9 @@ impl Runner for VmRunner {
         // Before `start` the guest runs no process of the container yet: the signal goes to
         // the keeper, whose VM dies with it.
         if record.phase != Phase::Started {
-            // SAFETY: kill(2) of the keeper, checked by start time.
-            unsafe { libc::kill(keeper.pid, signal) };
+            keeper
+                .signal(signal)
+                .map_err(|e| OciError::io("signal the VM keeper", e))?;
             return Ok(());
         }
         match agent_signal(dir, signal) {
@@ -550,13 +544,13 @@ impl Runner for VmRunner {
     }
 
     fn destroy(&self, dir: &Locked, record: &Record) -> Result<()> {
-        if let Some(keeper) = record.init.filter(|k| k.alive()) {
-            // SAFETY: kill(2) of the keeper, checked by start time; hull-vmm dies with it
-            // (PR_SET_PDEATHSIG).
-            unsafe { libc::kill(keeper.pid, libc::SIGKILL) };
+        if let Some(keeper) = record.init {
+            // hull-vmm dies with it (PR_SET_PDEATHSIG).
+            let _ = keeper.signal(libc::SIGKILL);
         }
-        if let Some(m) = MachineState::load(&dir.dir) {
-            let _ = stop_vmm(&m, false);
+        let machine = MachineState::load(&dir.dir);
+        if let Some(m) = &machine {
+            let _ = stop_vmm(m, false);
             m.kill();
             if m.alive() {
                 return Err(OciError::Runtime(format!(
@@ -565,12 +559,25 @@ impl Runner for VmRunner {
                 )));
             }
         }
-        if let Ok(Boot { net: Some(net), .. }) = read_json::<Boot>(&dir.file(BOOT_FILE)) {
-            vm_net::detach(&net);
+        // The VMM is gone: its cgroup, jail directory and uid lease go too (whatever the
+        // keeper got to; a lease whose holder died is released, a live one never), and the
+        // redirect off the caller's interface.
+        if let Ok(boot) = read_json::<Boot>(&dir.file(BOOT_FILE)) {
+            if let Some(net) = &boot.net {
+                vm_net::detach(net);
+            }
+            let jail_id = machine.and_then(|m| m.jail_id).or_else(|| {
+                fs::read_to_string(dir.file(JAIL_ID_FILE))
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+            });
+            machine::release(&boot.cgroup, &dir.dir, jail_id);
+            super::cgroup::remove_default_parent(&Layout::host(), &boot.cgroup);
         }
+        super::gate::remove(dir);
         for name in [
-            GATE,
             BOOT_FILE,
+            JAIL_ID_FILE,
             vm_disk::ROOTFS_IMAGE,
             hull_runtime::vm::machine::STATE_FILE,
             channel::VSOCK_SOCKET,

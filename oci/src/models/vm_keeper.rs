@@ -18,7 +18,8 @@ use hull_runtime::vm::machine::{self, MachineConfig, MachineState};
 use hull_runtime::vm::relay::{OwnedVmm, RelayIo, VmProcess};
 use hull_runtime::vm::{channel, jail};
 
-use super::vm::{self, Boot, Report, BOOT_FILE, GATE};
+use super::gate::GATE;
+use super::vm::{self, Boot, Report, BOOT_FILE};
 use super::vm_net;
 use crate::error::{OciError, Result};
 
@@ -97,7 +98,9 @@ fn exit_code(status: ExitStatus) -> i32 {
     }
 }
 
-/// Boots the VM and waits for the agent's hello.
+/// Boots the VM, its VMM jailed as hull's own are (`machine::prepare`/`launch`: its uid
+/// lease, jail directory and cgroup), and waits for the agent's hello. On error the VMM is
+/// gone and what `prepare` made is released.
 fn boot(dir: &Path, b: &Boot) -> Result<(std::os::unix::net::UnixStream, VmmProcess)> {
     let mut cfg = MachineConfig {
         vmm: b.vmm.clone(),
@@ -112,76 +115,85 @@ fn boot(dir: &Path, b: &Boot) -> Result<(std::os::unix::net::UnixStream, VmmProc
         // The root's writable layer stays in guest memory (tmpfs), as before.
         layer_disk: None,
         nano_cpus: None,
-        // Not jailed yet (hull's vm containers are): the VMM runs as root, PID 1 of a new
-        // PID namespace, in `<dir>/jail` (its sockets' directory).
-        jail: None,
-        // No virtio-fs volumes: the bundle's mounts are in the rootfs disk.
+        jail: b.jail,
+        // No virtio-fs volumes: the bundle's bound files are in the rootfs disk.
         fs: Vec::new(),
     };
-    let id = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    machine::prepare(&cfg, &id, dir).map_err(vm_err)?;
-    let state_dir = channel::StateDir::open(&jail::dir(dir)).map_err(vm_err)?;
-    let hello = channel::hello_socket_name();
-    let _ = fs::remove_file(state_dir.real(&hello));
-    let listener = UnixListener::bind(state_dir.short(&hello))
-        .map_err(|e| OciError::io("listen for the guest agent", e))?;
-    // The TAP in the caller's namespace: ours is closed once the VMM holds it.
-    let tap = match &b.net {
-        Some(net) => {
-            let (tap, device) = vm_net::attach(net)?;
-            cfg.net = Some(device);
-            Some(tap)
-        }
-        None => None,
-    };
-    let launched = machine::launch(&cfg, dir, None).map_err(vm_err);
-    drop(tap);
-    let mut child = match launched {
-        Ok(child) => child,
-        Err(e) => {
-            b.net.iter().for_each(vm_net::detach);
-            return Err(e);
-        }
-    };
-    let mut state = MachineState {
-        vmm_pid: child.pid,
-        start_time: child.start_time,
-        guest_kernel: String::new(),
-        jail_id: None,
-    };
+    let plan = machine::prepare(&cfg, &b.cgroup, dir).map_err(vm_err)?;
+    let jail_id = plan.as_ref().map(|p| p.id);
     let booted = (|| {
-        state.save(dir).map_err(vm_err)?;
-        let console = dir.join(machine::CONSOLE_LOG);
-        let vmm_log = dir.join(machine::VMM_LOG);
-        let (conn, kernel) =
-            channel::accept_hello(&listener, Duration::from_secs(b.boot_timeout_secs), || {
-                child.try_status().map(|status| {
-                    format!(
-                        "hull-vmm exited ({status:?}) before the guest agent started.\nvmm.log: \
-                     {}\nconsole: {}",
-                        machine::tail(&vmm_log, 5),
-                        machine::tail(&console, 10)
-                    )
-                })
-            })
-            .map_err(vm_err)?;
-        state.guest_kernel = kernel;
-        state.save(dir).map_err(vm_err)?;
-        Ok(conn)
-    })();
-    drop(listener);
-    let _ = fs::remove_file(state_dir.real(&hello));
-    match booted {
-        Ok(conn) => Ok((conn, child)),
-        Err(e) => {
-            let _ = child.kill();
-            b.net.iter().for_each(vm_net::detach);
-            Err(e)
+        if let Some(id) = jail_id {
+            // `delete` releases the lease even if this keeper dies before vm.json exists.
+            fs::write(dir.join(vm::JAIL_ID_FILE), id.to_string())
+                .map_err(|e| OciError::io(format!("write {}", vm::JAIL_ID_FILE), e))?;
         }
+        let state_dir = channel::StateDir::open(&jail::dir(dir)).map_err(vm_err)?;
+        let hello = channel::hello_socket_name();
+        let listener = UnixListener::bind(state_dir.short(&hello))
+            .map_err(|e| OciError::io("listen for the guest agent", e))?;
+        if let Some(id) = jail_id {
+            jail::give_socket(&state_dir.real(&hello), id)
+                .map_err(|e| OciError::io("the hello socket", e))?;
+        }
+        // The TAP in the caller's namespace: ours is closed once the VMM holds it. A jailed
+        // VMM joins that namespace (`--jail-netns`, machine::launch).
+        let tap = match &b.net {
+            Some(net) => {
+                let (tap, device) = vm_net::attach(net)?;
+                cfg.net = Some(device);
+                Some(tap)
+            }
+            None => None,
+        };
+        let launched = machine::launch(&cfg, dir, plan.as_ref()).map_err(vm_err);
+        drop(tap);
+        let mut child = launched?;
+        let mut state = MachineState {
+            vmm_pid: child.pid,
+            start_time: child.start_time,
+            guest_kernel: String::new(),
+            jail_id,
+        };
+        let hello_result = (|| {
+            state.save(dir).map_err(vm_err)?;
+            let console = dir.join(machine::CONSOLE_LOG);
+            let vmm_log = dir.join(machine::VMM_LOG);
+            let (conn, kernel) =
+                channel::accept_hello(&listener, Duration::from_secs(b.boot_timeout_secs), || {
+                    child.try_status().map(|status| {
+                        let why = match status {
+                            ExitStatus::Code(code) => machine::vmm_failure(code, &vmm_log),
+                            ExitStatus::Signal(_) => None,
+                        };
+                        format!(
+                            "hull-vmm exited ({status:?}) before the guest agent started.{}\n\
+                             vmm.log: {}\nconsole: {}",
+                            why.map(|w| format!(" {w}")).unwrap_or_default(),
+                            machine::tail(&vmm_log, 5),
+                            machine::tail(&console, 10)
+                        )
+                    })
+                })
+                .map_err(vm_err)?;
+            state.guest_kernel = kernel;
+            state.save(dir).map_err(vm_err)?;
+            Ok(conn)
+        })();
+        drop(listener);
+        let _ = fs::remove_file(state_dir.real(&hello));
+        match hello_result {
+            Ok(conn) => Ok((conn, child)),
+            Err(e) => {
+                let _ = child.kill();
+                Err(e)
+            }
+        }
+    })();
+    if booted.is_err() {
+        b.net.iter().for_each(vm_net::detach);
+        machine::release(&b.cgroup, dir, jail_id);
     }
+    booted
 }
 
 /// Blocks until `start` opens the gate for reading; returns the gate for the answer.
