@@ -309,11 +309,7 @@ ti exec_stdin hull exec -i web cat < $R/run_d.out
 t exec_tty script -qec "hull exec -t web sh -c 'tty; exit 2'" /dev/null
 t sockets_running sh -c 'ls $HULL_ROOT/run/containers/*/jail/ | grep -c sock'
 # The jailed VMM of web, seen from the host: every thread, its root, its mounts, its cgroup.
-vmm=$(for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = hull-vmm ] && echo ${p#/proc/}; done | head -n 1)
-record vmm_threads "$(for t in /proc/$vmm/task/*; do grep -E '^(Name|Uid|Gid|CapEff|CapBnd|NoNewPrivs|Seccomp|NSpid):' $t/status | tr -s '\t\n' '  '; echo; done)"
-record vmm_root "$(ls -A /proc/$vmm/root/ | tr '\n' ' ')|$(wc -l < /proc/$vmm/mountinfo)|$(ls -A /proc/$vmm/root/proc /proc/$vmm/root/etc 2>&1 | wc -l)"
-record vmm_cgroup "$(cat /proc/$vmm/cgroup)|$(cat /sys/fs/cgroup/hull/*/memory.max)|$(cat /sys/fs/cgroup/hull/*/pids.max)"
-record vmm_leases "$(ls /run/hull-vm-ids | grep -c '^[0-9]')"
+record_jailed_vmm 'hull/*'
 t stop hull stop web
 t inspect_stopped hull inspect web
 t logs hull logs web
@@ -396,7 +392,7 @@ record left_leases "$(ls /run/hull-vm-ids | grep -c '^[0-9]')"
     r.expect_code("exec_tty", 2);
     r.expect_out_contains("exec_tty", "/dev/pts/");
     r.expect_out("sockets_running", "1\n");
-    check_jailed_vmm(&mut r, &id);
+    vm_common::check_jailed_vmm(&mut r, &format!("hull/{id}"));
     r.expect_code("stop", 0);
     let inspect: serde_json::Value =
         serde_json::from_str(r.out("inspect_stopped")).unwrap_or_default();
@@ -482,61 +478,4 @@ record left_leases "$(ls /run/hull-vm-ids | grep -c '^[0-9]')"
     r.expect_out("left_cgroups", "0\n");
     r.expect_out("left_leases", "0\n");
     r.finish();
-}
-
-/// The jailed VMM of container `id` (the steps `vmm_*`): the VM's own unprivileged uid on
-/// every thread, no capabilities, no_new_privs, seccomp, PID 1 of its own PID namespace;
-/// its root holds only its socket and nothing of the host (no /proc, no /etc) and its mount
-/// table one entry; its cgroup `hull/<id>` caps memory (256 MiB guest + 64) and tasks.
-fn check_jailed_vmm(r: &mut Results, id: &str) {
-    let threads = r.out("vmm_threads").to_string();
-    let (mut seen, mut pid_1) = (0, 0);
-    for line in threads
-        .lines()
-        .filter(|l| l.starts_with("Name: hull-vmm") || l.starts_with("Name: vcpu"))
-    {
-        seen += 1;
-        // "Name: vcpu0 Uid: 1 1 1 1 Gid: ...": the words after `key`, up to the next key.
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let field = |key: &str| -> Vec<String> {
-            words
-                .iter()
-                .skip_while(|w| **w != key)
-                .skip(1)
-                .take_while(|w| !w.ends_with(':'))
-                .map(|w| w.to_string())
-                .collect()
-        };
-        let uid = field("Uid:");
-        let first: u64 = uid.first().and_then(|u| u.parse().ok()).unwrap_or(0);
-        let ok = uid.len() == 4
-            && first >= 0xc000_0000
-            && uid.iter().all(|u| *u == uid[0])
-            && field("Gid:") == uid
-            && field("CapEff:") == ["0000000000000000"]
-            && field("CapBnd:") == ["0000000000000000"]
-            && field("NoNewPrivs:") == ["1"]
-            && field("Seccomp:") == ["2"]
-            && field("NSpid:").len() == 2;
-        r.check(ok, format!("a jailed VMM thread: {line:?}"));
-        if field("NSpid:").last().map(String::as_str) == Some("1") {
-            pid_1 += 1;
-        }
-    }
-    r.check(
-        seen >= 2 && pid_1 == 1,
-        format!("the VMM's main (PID 1 of its namespace) and vCPU threads: {threads:?}"),
-    );
-    let root = r.out("vmm_root").trim().to_string();
-    r.check(
-        root == "vsock.sock |1|2",
-        format!("the VMM's root holds its socket only, one mount, no /proc or /etc: {root:?}"),
-    );
-    let cgroup = r.out("vmm_cgroup").to_string();
-    r.check(
-        cgroup.contains(&format!("0::/hull/{id}|"))
-            && cgroup.contains(&format!("|{}|5", (256u64 + 64) << 20)),
-        format!("the VMM's cgroup and its limits: {cgroup:?}"),
-    );
-    r.expect_out("vmm_leases", "1\n");
 }

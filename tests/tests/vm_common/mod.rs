@@ -246,6 +246,17 @@ vmms() {
     done | wc -l
 }
 no_vmms() { [ "$(vmms)" -eq 0 ]; }
+# record_jailed_vmm CGROUP: the (one) running hull-vmm seen from the host, as steps vmm_*
+# for `check_jailed_vmm`: every thread's ids, capabilities and seccomp mode, its root and
+# mounts, its cgroup and that cgroup's limits (CGROUP: its path under /sys/fs/cgroup, a
+# glob), the VM id leases.
+record_jailed_vmm() {
+    vmm=$(for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = hull-vmm ] && echo ${p#/proc/}; done | head -n 1)
+    record vmm_threads "$(for t in /proc/$vmm/task/*; do grep -E '^(Name|Uid|Gid|CapEff|CapBnd|NoNewPrivs|Seccomp|NSpid):' $t/status | tr -s '\t\n' '  '; echo; done)"
+    record vmm_root "$(ls -A /proc/$vmm/root/ | tr '\n' ' ')|$(wc -l < /proc/$vmm/mountinfo)|$(ls -A /proc/$vmm/root/proc /proc/$vmm/root/etc 2>&1 | wc -l)"
+    record vmm_cgroup "$(cat /proc/$vmm/cgroup)|$(cat /sys/fs/cgroup/$1/memory.max)|$(cat /sys/fs/cgroup/$1/pids.max)"
+    record vmm_leases "$(ls /run/hull-vm-ids | grep -c '^[0-9]')"
+}
 # Process-mode limits are checked where the cgroup tree is v2 (the harness mounts it).
 [ -f /sys/fs/cgroup/cgroup.controllers ] && record cgroup2 yes || record cgroup2 no
 # These scenarios are not about networking: containers get loopback only, as they had
@@ -549,4 +560,62 @@ pub fn busybox_rootfs_with(symlinks: &[(&str, &str)]) -> tempfile::TempDir {
         .expect("temp dir for the rootfs");
     process_common::build_rootfs(dir.path(), symlinks);
     dir
+}
+
+/// The jailed VMM recorded by `record_jailed_vmm` (steps `vmm_*`): the VM's own
+/// unprivileged uid on every thread, no capabilities, no_new_privs, seccomp, PID 1 of its
+/// own PID namespace; its root (the jail directory) holds only its socket and nothing of
+/// the host (no /proc, no /etc) and its mount table one entry; its cgroup `cgroup` caps
+/// memory (256 MiB guest + 64) and tasks; one VM id lease.
+pub fn check_jailed_vmm(r: &mut Results, cgroup: &str) {
+    let threads = r.out("vmm_threads").to_string();
+    let (mut seen, mut pid_1) = (0, 0);
+    for line in threads
+        .lines()
+        .filter(|l| l.starts_with("Name: hull-vmm") || l.starts_with("Name: vcpu"))
+    {
+        seen += 1;
+        // "Name: vcpu0 Uid: 1 1 1 1 Gid: ...": the words after `key`, up to the next key.
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let field = |key: &str| -> Vec<String> {
+            words
+                .iter()
+                .skip_while(|w| **w != key)
+                .skip(1)
+                .take_while(|w| !w.ends_with(':'))
+                .map(|w| w.to_string())
+                .collect()
+        };
+        let uid = field("Uid:");
+        let first: u64 = uid.first().and_then(|u| u.parse().ok()).unwrap_or(0);
+        let ok = uid.len() == 4
+            && first >= 0xc000_0000
+            && uid.iter().all(|u| *u == uid[0])
+            && field("Gid:") == uid
+            && field("CapEff:") == ["0000000000000000"]
+            && field("CapBnd:") == ["0000000000000000"]
+            && field("NoNewPrivs:") == ["1"]
+            && field("Seccomp:") == ["2"]
+            && field("NSpid:").len() == 2;
+        r.check(ok, format!("a jailed VMM thread: {line:?}"));
+        if field("NSpid:").last().map(String::as_str) == Some("1") {
+            pid_1 += 1;
+        }
+    }
+    r.check(
+        seen >= 2 && pid_1 == 1,
+        format!("the VMM's main (PID 1 of its namespace) and vCPU threads: {threads:?}"),
+    );
+    let root = r.out("vmm_root").trim().to_string();
+    r.check(
+        root == "vsock.sock |1|2",
+        format!("the VMM's root holds its socket only, one mount, no /proc or /etc: {root:?}"),
+    );
+    let limits = r.out("vmm_cgroup").to_string();
+    r.check(
+        limits.contains(&format!("0::/{cgroup}|"))
+            && limits.contains(&format!("|{}|5", (256u64 + 64) << 20)),
+        format!("the VMM's cgroup {cgroup} and its limits: {limits:?}"),
+    );
+    r.expect_out("vmm_leases", "1\n");
 }
