@@ -1,11 +1,11 @@
 //! What becomes of a bundle's mounts when its container runs in a VM, until the storage
-//! issue's shared directories (virtio-fs) let the guest see host directories and the
-//! agent carries out the spec's mounts itself.
+//! issue's shared directories (virtio-fs) let the guest see host directories.
 //!
-//! The guest agent gives every container its own `/proc`, `/sys`, `/dev`, `/dev/pts` and
-//! `/dev/shm` (and the guest's cgroup), so kernel filesystems at those places are honoured
-//! by the guest. A host path cannot be bind-mounted into another kernel; what callers bind
-//! in practice is:
+//! The guest agent carries out the spec with the executor, so a filesystem that names no
+//! host source ([`GUEST_FILESYSTEMS`]: tmpfs, proc, sysfs, devpts, mqueue, cgroup) is
+//! mounted by the guest kernel wherever the spec says (containerd's default spec has a
+//! tmpfs at `/run`). A host path cannot be bind-mounted into another kernel; what callers
+//! bind in practice is:
 //!
 //! - small regular files (`/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname` from podman and
 //!   the CRI, `/run/.containerenv`, `/dev/termination-log`): put into the VM's root disk at
@@ -15,8 +15,8 @@
 //! - `/dev/shm` from a directory (podman's and the CRI's shared shm): the guest's own
 //!   `/dev/shm`, shared with no other container, which a VM is not;
 //! - anything else (a host directory, a device, a socket, a file over [`MAX_COPIED_FILE`],
-//!   a tmpfs or other filesystem somewhere the guest does not provide one): refused at
-//!   `create` with the mount named, never silently dropped.
+//!   a filesystem with a host source such as nfs or ext4): refused at `create` with the
+//!   mount named, never silently dropped.
 
 use std::fs;
 use std::path::{Component, Path, PathBuf};
@@ -36,6 +36,12 @@ const GUEST_PROVIDED: &[&str] = &[
     "/dev/pts",
     "/dev/shm",
     "/dev/mqueue",
+];
+
+/// Filesystems the guest kernel makes from nothing of the host's: the agent's executor
+/// mounts them in the guest as the spec says.
+pub const GUEST_FILESYSTEMS: &[&str] = &[
+    "tmpfs", "proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2",
 ];
 
 /// A host file that becomes `destination` in the VM's root disk.
@@ -86,15 +92,15 @@ pub fn plan(mounts: &[Mount], bundle: &Path) -> Result<GuestMounts> {
         })?;
         let provided = GUEST_PROVIDED.iter().any(|p| dest == Path::new(p));
         if !is_bind(m) {
-            if provided {
+            let typ = m.typ().as_deref().unwrap_or("");
+            if provided || GUEST_FILESYSTEMS.contains(&typ) {
                 continue;
             }
-            let typ = m.typ().as_deref().unwrap_or("");
             return Err(OciError::Unsupported(format!(
-                "mount of type {typ:?} at {} in the vm model (until the agent carries out the \
-                 spec's mounts, the guest provides only {})",
+                "mount of type {typ:?} at {} in the vm model (its source is the host's; the \
+                 guest mounts only {} itself)",
                 dest.display(),
-                GUEST_PROVIDED.join(", ")
+                GUEST_FILESYSTEMS.join(", ")
             )));
         }
         let source = m.source().as_deref().unwrap_or(Path::new(""));
@@ -206,9 +212,12 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("nfs"));
-        let m = mount(r#"{"destination":"/tmp","type":"tmpfs","source":"tmpfs"}"#);
+        let m = mount(r#"{"destination":"/x","type":"ext4","source":"/dev/sda1"}"#);
         let err = plan(&[m], dir.path()).unwrap_err().to_string();
-        assert!(err.contains("tmpfs") && err.contains("/tmp"), "{err}");
+        assert!(err.contains("ext4") && err.contains("/x"), "{err}");
+        // containerd's default spec: the guest mounts a tmpfs of its own.
+        let m = mount(r#"{"destination":"/run","type":"tmpfs","source":"tmpfs"}"#);
+        assert_eq!(plan(&[m], dir.path()).unwrap(), GuestMounts::default());
         let m = mount(r#"{"destination":"/x","type":"bind","source":"/no/such/file"}"#);
         assert!(plan(&[m], dir.path())
             .unwrap_err()
