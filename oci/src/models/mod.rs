@@ -3,6 +3,7 @@
 pub mod cgroup;
 pub mod gate;
 pub mod process;
+pub mod seccomp;
 pub mod vm;
 pub mod vm_disk;
 pub mod vm_keeper;

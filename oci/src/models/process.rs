@@ -160,7 +160,7 @@ fn executor_spec(spec: &Spec, id: &str) -> Spec {
     }
     linux.set_resources(Some(resources));
     if let Some(seccomp) = linux.seccomp().clone() {
-        linux.set_seccomp(Some(known_syscalls_only(seccomp)));
+        linux.set_seccomp(Some(super::seccomp::known_syscalls_only(seccomp)));
     }
     spec.set_linux(Some(linux));
     spec
@@ -186,37 +186,6 @@ fn ambient_within_inheritable(
         caps.set_ambient(Some(kept));
     }
     caps
-}
-
-/// The seccomp profile without system call names this architecture's table lacks, as runc
-/// (libseccomp) ignores them: podman's default profile names e.g. `pciconfig_iobase`,
-/// which x86_64 does not have. A rule left without names is dropped.
-fn known_syscalls_only(
-    mut seccomp: oci_spec::runtime::LinuxSeccomp,
-) -> oci_spec::runtime::LinuxSeccomp {
-    use hull_executor::seccomp::{is_foreign, number};
-    if let Some(rules) = seccomp.syscalls().clone() {
-        let kept = rules
-            .into_iter()
-            .filter_map(|mut rule| {
-                let (known, unknown): (Vec<String>, Vec<String>) = rule
-                    .names()
-                    .iter()
-                    .cloned()
-                    .partition(|n| number(n).is_some() || is_foreign(n));
-                if !unknown.is_empty() {
-                    tracing::debug!(?unknown, "seccomp: system calls unknown here ignored");
-                }
-                if known.is_empty() {
-                    return None;
-                }
-                rule.set_names(known);
-                Some(rule)
-            })
-            .collect();
-        seccomp.set_syscalls(Some(kept));
-    }
-    seccomp
 }
 
 /// The container's processes: `cgroup.procs` of its cgroup in the first hierarchy that has it.
@@ -433,7 +402,7 @@ impl Runner for ProcessRunner {
             .linux()
             .as_ref()
             .and_then(|l| l.seccomp().clone())
-            .map(known_syscalls_only);
+            .map(super::seccomp::known_syscalls_only);
         let plan =
             ProcessPlan::new(&req.process, seccomp.as_ref(), host.last_cap).map_err(exec_err)?;
         let init = record

@@ -198,6 +198,10 @@ pub fn guest_container(spec: &Spec) -> Result<proto::ContainerSpec> {
             ));
         }
         linux.set_cgroups_path(Some("/container".into()));
+        // The guest's executor refuses names x86_64 lacks; libseccomp (runc) ignores them.
+        if let Some(seccomp) = linux.seccomp().clone() {
+            linux.set_seccomp(Some(super::seccomp::known_syscalls_only(seccomp)));
+        }
         guest.set_linux(Some(linux));
     }
     Ok(proto::ContainerSpec {
@@ -679,6 +683,25 @@ mod tests {
         assert_eq!(
             c.spec.linux().as_ref().unwrap().cgroups_path().as_deref(),
             Some(Path::new("/container"))
+        );
+        let podmans = spec(
+            r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0}},
+            "linux":{"seccomp":{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+                {"names":["pciconfig_iobase","read"],"action":"SCMP_ACT_ALLOW"},
+                {"names":["pciconfig_read"],"action":"SCMP_ACT_ALLOW"}]}}}"#,
+        );
+        let c = guest_container(&podmans).unwrap();
+        let rules = c.spec.linux().as_ref().unwrap().seccomp().as_ref().unwrap();
+        let names: Vec<&String> = rules
+            .syscalls()
+            .iter()
+            .flatten()
+            .flat_map(|r| r.names())
+            .collect();
+        assert_eq!(
+            names,
+            ["read"],
+            "names x86_64 lacks are dropped, as runc does"
         );
         let no_process = spec(r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"}}"#);
         assert!(guest_container(&no_process).is_err());
