@@ -187,7 +187,8 @@ pub const DEVICES: &[DefaultDevice] = &[
     ("/dev/tty", LinuxDeviceType::C, 5, 0, 0o666),
 ];
 
-fn rule(
+/// One device cgroup rule (the spec's `linux.resources.devices` entry).
+pub fn rule(
     allow: bool,
     typ: LinuxDeviceType,
     major: Option<i64>,

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use hull_executor::cgroups::{driver, CgroupPlan, Layout, Version};
+use hull_executor::defaults::rule;
 use hull_tests::oci::unique;
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 
@@ -37,22 +38,6 @@ impl Drop for Cleanup {
         let _ = driver::remove(&self.layout, &self.path);
         let _ = std::fs::remove_dir(self.layout.root.join(PARENT));
     }
-}
-
-fn rule(
-    allow: bool,
-    typ: LinuxDeviceType,
-    major: Option<i64>,
-    minor: Option<i64>,
-    access: &str,
-) -> LinuxDeviceCgroup {
-    let mut r = LinuxDeviceCgroup::default();
-    r.set_allow(allow)
-        .set_typ(Some(typ))
-        .set_major(major)
-        .set_minor(minor)
-        .set_access(Some(access.into()));
-    r
 }
 
 fn mknod(path: &Path, kind: libc::mode_t, major: u32, minor: u32) {
