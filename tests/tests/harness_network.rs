@@ -106,7 +106,10 @@ cni-oci ADD lo loopback /tmp/lo.json >/dev/null
 t o_cni cni-oci ADD eth0 bridge /b/oci-cni.json
 mkdir -p /tmp/ociwww && echo hello-oci-host > /tmp/ociwww/index.html
 httpd -p 10.89.0.1:9098 -h /tmp/ociwww
-t o_run hull-oci --root /run/hoci run --bundle /b/onet on1
+# The jail's pivot_root needs a real root file system and this step's hull-oci runs from the
+# harness's initramfs (harness_oci_vm runs it chrooted and checks the jail): unjailed here.
+mkdir -p /tmp/hoci-cfg && echo '{"vm": {"jail": false}}' > /tmp/hoci-cfg/config.json
+t o_run env HULL_ROOT=/tmp/hoci-cfg hull-oci --root /run/hoci run --bundle /b/onet on1
 t o_qdisc nsenter --net=/var/run/netns/oci1 tc qdisc show dev eth0
 record o_eth0 "$(nsenter --net=/var/run/netns/oci1 ip -o -4 addr show eth0)"
 record o_vmms "$(pidof hull-vmm | wc -w)"
