@@ -64,6 +64,25 @@ const QEMU_MICROVM_FIRMWARE: &[&str] = &[
     "kvmvapic.bin",
 ];
 
+/// Shell lines that build /newroot: a tmpfs holding rbind mounts of the harness's directories
+/// (the same files), for what must not run from the initramfs root (hull-vmm's jail
+/// pivot_roots, which the kernel refuses while the root is the initramfs). A macro so that
+/// scripts kept as string constants can `concat!` it.
+#[macro_export]
+macro_rules! newroot_setup {
+    () => {
+        r#"mkdir -p /newroot /run
+mount -t tmpfs tmpfs /newroot
+for d in /*; do
+    case "$d" in /newroot|/proc|/sys|/dev|/init) continue;; esac
+    if [ -d "$d" ] && [ ! -L "$d" ]; then mkdir -p "/newroot$d"; mount --rbind "$d" "/newroot$d";
+    elif [ -L "$d" ]; then cp -a "$d" /newroot/; fi
+done
+for d in /proc /sys /dev; do mkdir -p "/newroot$d"; mount --rbind "$d" "/newroot$d"; done
+"#
+    };
+}
+
 /// Status the outer /init reports when it could not run the script at all (no /dev/kvm).
 pub const STATUS_NO_KVM: i32 = 125;
 

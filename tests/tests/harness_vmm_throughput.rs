@@ -68,17 +68,8 @@ fn block_and_vsock_throughput_before_and_after() {
     // The jail pivots into its directory, which the initramfs root cannot do: the jailed
     // VMM runs chrooted into a tmpfs holding binds of the root's directories (as the
     // tier-4 tests run hull).
-    script.push_str(
-        r#"
-mkdir -p /newroot && mount -t tmpfs tmpfs /newroot
-for d in /*; do
-    case "$d" in /newroot|/proc|/sys|/dev|/init) continue;; esac
-    if [ -d "$d" ] && [ ! -L "$d" ]; then mkdir -p "/newroot$d"; mount --rbind "$d" "/newroot$d";
-    elif [ -L "$d" ]; then cp -a "$d" /newroot/; fi
-done
-for d in /proc /sys /dev; do mkdir -p "/newroot$d"; mount --rbind "$d" "/newroot$d"; done
-"#,
-    );
+    script.push('\n');
+    script.push_str(hull_tests::newroot_setup!());
     let args = format!(
         "--kernel /guest/vmlinux --initramfs /guest/initramfs.cpio --cmdline \"{GUEST_CMDLINE} \
          reboot=k\" --memory 256 --disk /tmp/disk.img,ro --serial stdout"

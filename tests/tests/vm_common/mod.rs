@@ -268,7 +268,8 @@ t import hull image import --rootfs $ROOTFS -t hull/busybox --cmd '["sh"]' -q
 
 /// What the harness machine does before the prelude: its own state root and records,
 /// cgroup2 and overlayfs for process-mode containers, and `P`.
-pub const HARNESS_SETUP: &str = r#"
+pub const HARNESS_SETUP: &str = concat!(
+    r#"
 export HULL_ROOT=/var/lib/hull R=/tmp/r ROOTFS=/images/busybox K=/usr/local/lib/hull/vmlinux
 # (Made before the bind mounts below, so that process mode sees the same state root.)
 mkdir -p $HULL_ROOT $R
@@ -277,15 +278,9 @@ sh /lib/hull-extra/load.sh
 # Process-mode containers pivot_root out of their parent's root, which the kernel refuses
 # when that root is the initramfs itself: `P CMD...` runs CMD chrooted into a tmpfs mount
 # holding bind mounts of the harness's directories (the same files, the same state root).
-mkdir -p /newroot /run
-mount -t tmpfs tmpfs /newroot
-for d in /*; do
-    case "$d" in /newroot|/proc|/sys|/dev|/init) continue;; esac
-    if [ -d "$d" ] && [ ! -L "$d" ]; then mkdir -p "/newroot$d"; mount --rbind "$d" "/newroot$d";
-    elif [ -L "$d" ]; then cp -a "$d" /newroot/; fi
-done
-for d in /proc /sys /dev; do mkdir -p "/newroot$d"; mount --rbind "$d" "/newroot$d"; done
-printf '#!/bin/sh\nexec chroot /newroot "$@"\n' > /usr/local/bin/P
+"#,
+    hull_tests::newroot_setup!(),
+    r#"printf '#!/bin/sh\nexec chroot /newroot "$@"\n' > /usr/local/bin/P
 chmod 755 /usr/local/bin/P
 # hull-vmm's jail pivot_roots into its directory, which the kernel refuses while the root
 # is the initramfs itself (as on no real host): hull always runs chrooted into /newroot,
@@ -293,7 +288,8 @@ chmod 755 /usr/local/bin/P
 mv /usr/local/bin/hull /usr/local/bin/hull.bin
 printf '#!/bin/sh\n[ -d /newroot/usr ] && exec chroot /newroot /usr/local/bin/hull.bin "$@"\nexec /usr/local/bin/hull.bin "$@"\n' > /usr/local/bin/hull
 chmod 755 /usr/local/bin/hull
-"#;
+"#
+);
 
 /// Shell epilogue: marks that the script ran to its end.
 pub const EPILOGUE: &str = r#"
